@@ -1,0 +1,277 @@
+"""Architectures as plain data: one layer list per architecture id.
+
+This module is the single source of truth for every network seprt knows.
+The runtime graph (`seprt.graph`) and, outside `seprt/`, the PyTorch modules
+used for training and conversion (`training/nets.py`) are both built from
+these lists, so layer names, shapes and order agree everywhere.
+
+A layer list is read top to bottom; each layer names its inputs by the names
+of earlier layers (or ``"input"``) and its own output by its name. Every
+``conv`` is followed by batch norm at training time and carries a bias after
+BN folding; ``fc`` carries its own bias. Activations are NHWC without the
+batch axis.
+
+Example:
+    >>> a = get("resnet20")
+    >>> a.input_shape, a.num_classes, a.params()
+    ((32, 32, 3), 10, 268336)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Conv roles: which convs a binarization mode turns into patterns.
+ROLE_PATTERN = "pattern"   # the k x k conv of a pattern residual block (PRB)
+ROLE_PLAIN = "plain"       # any other conv (stem, downsampling, ResNet 3x3, 1x1)
+
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
+                  "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an architecture.
+
+    op is one of: conv, fc, relu, add, maxpool, avgpool, gap, shortcut_a.
+    conv: out_channels, kernel, stride, pad, groups, role.
+    fc: out_channels. maxpool/avgpool: kernel, stride, pad.
+    shortcut_a: stride, out_channels (option-A ResNet shortcut: spatial
+    subsample by `stride`, zero-pad channels equally on both sides).
+    """
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    out_channels: int = 0
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    groups: int = 1
+    role: str = ROLE_PLAIN
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A named architecture: input shape (H, W, C), classes and layer list."""
+    id: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    layers: tuple[Layer, ...]
+    labels: tuple[str, ...] = field(default=())
+    description: str = ""
+
+    @property
+    def output(self) -> str:
+        """Name of the logits layer (the last one)."""
+        return self.layers[-1].name
+
+    @property
+    def embed(self) -> str:
+        """Name of the pooled feature layer feeding the classifier."""
+        return self.layers[-1].inputs[0]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Output shape of every layer, keyed by name (plus "input")."""
+        shapes: dict[str, tuple[int, ...]] = {"input": self.input_shape}
+        for l in self.layers:
+            shapes[l.name] = layer_output_shape(l, [shapes[i] for i in l.inputs])
+        return shapes
+
+    def weight_counts(self) -> dict[str, int]:
+        """Conv and FC weights per layer (biases and BN not counted)."""
+        shapes = self.shapes()
+        out = {}
+        for l in self.layers:
+            cin = shapes[l.inputs[0]][-1]
+            if l.op == "conv":
+                out[l.name] = l.out_channels * l.kernel * l.kernel * cin // l.groups
+            elif l.op == "fc":
+                out[l.name] = l.out_channels * cin
+        return out
+
+    def params(self) -> int:
+        """Conv and FC weights, biases not counted (the paper's count)."""
+        return sum(self.weight_counts().values())
+
+    def macs(self) -> int:
+        """Multiply-accumulates of conv and FC layers for one image."""
+        shapes = self.shapes()
+        total = 0
+        for name, n in self.weight_counts().items():
+            s = shapes[name]
+            total += n * (s[0] * s[1] if len(s) == 3 else 1)
+        return total
+
+
+def conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Output length of a conv/pool along one axis (floor mode)."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def layer_output_shape(l: Layer, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Shape inference for one layer; raises ValueError on a mismatch."""
+    x = ins[0]
+    if l.op in ("conv", "maxpool", "avgpool", "shortcut_a", "gap") and len(x) != 3:
+        raise ValueError(f"{l.name}: {l.op} needs an (H, W, C) input, got {x}")
+    if l.op == "conv":
+        h, w, c = x
+        if c % l.groups or l.out_channels % l.groups:
+            raise ValueError(f"{l.name}: groups={l.groups} does not divide channels {c}->{l.out_channels}")
+        return (conv_out(h, l.kernel, l.stride, l.pad), conv_out(w, l.kernel, l.stride, l.pad), l.out_channels)
+    if l.op in ("maxpool", "avgpool"):
+        h, w, c = x
+        return (conv_out(h, l.kernel, l.stride, l.pad), conv_out(w, l.kernel, l.stride, l.pad), c)
+    if l.op == "shortcut_a":
+        h, w, c = x
+        if l.out_channels < c or (l.out_channels - c) % 2:
+            raise ValueError(f"{l.name}: shortcut_a cannot pad {c} channels to {l.out_channels}")
+        return (-(-h // l.stride), -(-w // l.stride), l.out_channels)
+    if l.op == "gap":
+        return (x[2],)
+    if l.op == "fc":
+        if len(x) != 1:
+            raise ValueError(f"{l.name}: fc needs a flat (C,) input, got {x}")
+        return (l.out_channels,)
+    if l.op == "relu":
+        return x
+    if l.op == "add":
+        if ins[0] != ins[1]:
+            raise ValueError(f"{l.name}: add of different shapes {ins[0]} and {ins[1]}")
+        return x
+    raise ValueError(f"{l.name}: unknown op {l.op!r}")
+
+
+# ---------------------------------------------------------------- builders
+
+class _Builder:
+    """Appends layers; `conv_bn` is conv (+BN at training time) [+ relu]."""
+
+    def __init__(self):
+        self.layers: list[Layer] = []
+
+    def add(self, name, op, inputs, **kw) -> str:
+        self.layers.append(Layer(name, op, tuple(inputs), **kw))
+        return name
+
+    def conv(self, name, x, cout, k, stride=1, pad=None, groups=1, role=ROLE_PLAIN, relu=False) -> str:
+        pad = (k // 2) if pad is None else pad
+        y = self.add(name, "conv", [x], out_channels=cout, kernel=k, stride=stride, pad=pad, groups=groups, role=role)
+        return self.add(name + ".relu", "relu", [y]) if relu else y
+
+
+def _sep_module(b: _Builder, name: str, x: str, c: int, width: int, svd1_groups: int = 1, groups: int = 4) -> str:
+    """SEP-Net module: svd1 (1x1 reduce to `width`) -> PRB slice1 (width) ->
+    PRB slice2 (width/2) -> svd2 (1x1 restore to c) -> + x -> relu.
+
+    A pattern residual block (PRB) is a k x k conv and a 1x1 conv in parallel
+    on the same input, summed, then relu. The k x k conv is the pattern conv.
+    """
+    h = b.conv(f"{name}.svd1", x, width, 1, groups=svd1_groups, relu=True)
+    for slice_name, cout in (("slice1", width), ("slice2", width // 2)):
+        a = b.conv(f"{name}.{slice_name}.1x1", h, cout, 1, groups=groups)
+        p = b.conv(f"{name}.{slice_name}.3x3", h, cout, 3, groups=groups, role=ROLE_PATTERN)
+        s = b.add(f"{name}.{slice_name}.sum", "add", [a, p])
+        h = b.add(f"{name}.{slice_name}.relu", "relu", [s])
+    r = b.conv(f"{name}.svd2", h, c, 1)
+    s = b.add(f"{name}.sum", "add", [r, x])
+    return b.add(f"{name}.relu", "relu", [s])
+
+
+def _sepnet_imagenet(conv4_groups: int, conv3_groups: int, conv5_out: int, conv5_groups: int) -> tuple[Layer, ...]:
+    """The paper's ImageNet SEP-Net (Tables 7 and 8), 224x224 input.
+
+    Pooling is not in the tables: a 3x3/2 max-pool follows conv1 (as in
+    GoogLeNet); conv5 is followed by relu, global average pool and a
+    1000-way classifier. Module 5's svd1 uses 4 groups (Table 7).
+    """
+    b = _Builder()
+    x = b.conv("conv1", "input", 64, 5, stride=2, pad=1, relu=True)
+    x = b.add("pool1", "maxpool", [x], kernel=3, stride=2, pad=0)
+    x = _sep_module(b, "module1", x, 64, 32)
+    x = b.conv("conv2", x, 128, 3, stride=2, pad=1, relu=True)
+    x = _sep_module(b, "module2", x, 128, 64)
+    x = b.conv("conv3", x, 256, 3, stride=2, pad=1, groups=conv3_groups, relu=True)
+    x = _sep_module(b, "module3", x, 256, 128)
+    x = _sep_module(b, "module4", x, 256, 128)
+    x = b.conv("conv4", x, 256, 3, stride=2, pad=1, groups=conv4_groups, relu=True)
+    x = _sep_module(b, "module5", x, 256, 128, svd1_groups=4)
+    x = _sep_module(b, "module6", x, 256, 128)
+    x = b.conv("conv5", x, conv5_out, 3, stride=2, pad=1, groups=conv5_groups, relu=True)
+    x = b.add("pool", "gap", [x])
+    b.add("fc", "fc", [x], out_channels=1000)
+    return tuple(b.layers)
+
+
+def _sepnet_cifar() -> tuple[Layer, ...]:
+    """seprt's SEP-Net for 32x32 CIFAR-10: the paper's module, PRB and
+    4-group structure, scaled to < 0.3M weights.
+
+    conv1 3x3 (32) -> 2x module(32) -> conv2 3x3/2 (64) -> 2x module(64) ->
+    conv3 3x3/2 g4 (128) -> 2x module(128) -> conv4 3x3 g4 (256) ->
+    module(256) -> GAP -> fc(10).
+    """
+    b = _Builder()
+    x = b.conv("conv1", "input", 32, 3, relu=True)
+    x = _sep_module(b, "module1", x, 32, 16)
+    x = _sep_module(b, "module2", x, 32, 16)
+    x = b.conv("conv2", x, 64, 3, stride=2, relu=True)
+    x = _sep_module(b, "module3", x, 64, 32)
+    x = _sep_module(b, "module4", x, 64, 32)
+    x = b.conv("conv3", x, 128, 3, stride=2, groups=4, relu=True)
+    x = _sep_module(b, "module5", x, 128, 64)
+    x = _sep_module(b, "module6", x, 128, 64)
+    x = b.conv("conv4", x, 256, 3, groups=4, relu=True)
+    x = _sep_module(b, "module7", x, 256, 128)
+    x = b.add("pool", "gap", [x])
+    b.add("fc", "fc", [x], out_channels=10)
+    return tuple(b.layers)
+
+
+def _resnet_cifar(depth: int) -> tuple[Layer, ...]:
+    """He et al. (2016) CIFAR ResNet, depth = 6n + 2, option-A shortcuts."""
+    n = (depth - 2) // 6
+    b = _Builder()
+    x = b.conv("conv1", "input", 16, 3, relu=True)
+    c = 16
+    for stage, cout in enumerate((16, 32, 64), start=1):
+        for i in range(n):
+            stride = 2 if (stage > 1 and i == 0) else 1
+            name = f"stage{stage}.block{i}"
+            h = b.conv(f"{name}.conv1", x, cout, 3, stride=stride, relu=True)
+            h = b.conv(f"{name}.conv2", h, cout, 3)
+            sc = x
+            if stride != 1 or cout != c:
+                sc = b.add(f"{name}.shortcut", "shortcut_a", [x], stride=stride, out_channels=cout)
+            s = b.add(f"{name}.sum", "add", [h, sc])
+            x = b.add(f"{name}.relu", "relu", [s])
+            c = cout
+    x = b.add("pool", "gap", [x])
+    b.add("fc", "fc", [x], out_channels=10)
+    return tuple(b.layers)
+
+
+def _build(arch_id: str) -> Arch:
+    if arch_id == "sepnet-t8":
+        return Arch(arch_id, (224, 224, 3), 1000, _sepnet_imagenet(4, 4, 512, 16),
+                    description="SEP-Net, paper Table 8 (1.3M weights), ImageNet 224x224")
+    if arch_id == "sepnet-t7":
+        return Arch(arch_id, (224, 224, 3), 1000, _sepnet_imagenet(1, 4, 400, 4),
+                    description="SEP-Net, paper Table 7 (1.7M weights), ImageNet 224x224")
+    if arch_id == "sepnet-cifar":
+        return Arch(arch_id, (32, 32, 3), 10, _sepnet_cifar(), CIFAR10_LABELS,
+                    description="SEP-Net for CIFAR-10 32x32 (seprt design, < 0.3M weights)")
+    if arch_id.startswith("resnet") and arch_id[6:] in ("20", "32", "44", "56"):
+        d = int(arch_id[6:])
+        return Arch(arch_id, (32, 32, 3), 10, _resnet_cifar(d), CIFAR10_LABELS,
+                    description=f"ResNet-{d} for CIFAR-10 (He et al. 2016, option-A shortcuts)")
+    raise KeyError(arch_id)
+
+
+ARCH_IDS = ("sepnet-t8", "sepnet-t7", "sepnet-cifar", "resnet20", "resnet32", "resnet44", "resnet56")
+
+
+def get(arch_id: str) -> Arch:
+    """The architecture with this id; ValueError listing the known ids otherwise."""
+    try:
+        return _build(arch_id)
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch_id!r}; known: {', '.join(ARCH_IDS)}") from None

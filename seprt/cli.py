@@ -1,0 +1,366 @@
+"""The `seprt` command: info, predict, eval, bench, demo.
+
+User errors end with a one-line message on stderr and exit code 1 (2 for
+bad command-line syntax), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tarfile
+import time
+
+import numpy as np
+
+from . import __version__, image
+from .errors import FormatError, ImageError
+from .model import Model, demo_images, demo_model_path
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; printed as one line."""
+
+
+def _progress(done: int, total: int, t0: float, label: str) -> None:
+    if not sys.stderr.isatty() and done not in (total,) and done % 500:
+        return
+    rate = done / max(time.perf_counter() - t0, 1e-9)
+    width = 30
+    fill = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rate:.0f} img/s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ info
+
+def cmd_info(args) -> int:
+    m = Model(args.model, engine="reference")
+    info = m.info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    p = info["provenance"]
+    print(f"{args.model}: {info['arch']} variant {info['variant']}, {info['bytes']:,} bytes, "
+          f"{info['params']:,} weights (conv + fc, biases not counted), {info['macs'] / 1e6:.1f}M MACs")
+    print(f"input {info['preprocess']['size'][0]}x{info['preprocess']['size'][1]} RGB, resize "
+          f"{info['preprocess']['resize']}, mean {fmt_list(info['preprocess']['mean'])}, "
+          f"std {fmt_list(info['preprocess']['std'])}; {len(info['labels'])} classes")
+    if info["activation_bits"]:
+        print(f"activation bits: {info['activation_bits']}")
+    for k, v in p.items():
+        print(f"{k}: {v}")
+    print()
+    print(f"{'layer':<28} {'op':<10} {'output':<14} {'weights':<7} {'k/s/g':<8} {'params':>9} {'bytes':>9}")
+    for r in info["layers"]:
+        ksg = f"{r['kernel']}/{r['stride']}/{r['groups']}" if "kernel" in r else ""
+        w = (r.get("weights", "") + ("*" if r.get("integer") else "")) if "weights" in r else ""
+        print(f"{r['name']:<28} {r['op']:<10} {'x'.join(map(str, r['shape'])):<14} {w:<7} {ksg:<8} "
+              f"{r['params'] or '':>9} {r.get('bytes', ''):>9}")
+    print(f"{'total':<71} {info['params']:>9,}")
+    print("(* = runs on integers: quantized activations)")
+    print("\nbytes per section: " + ", ".join(f"{k} {v:,}" for k, v in info["sections"].items()))
+    return 0
+
+
+def fmt_list(xs) -> str:
+    return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
+
+
+# --------------------------------------------------------------- predict
+
+def cmd_predict(args) -> int:
+    m = Model(args.model)
+    results = {}
+    for path in args.images:
+        results[path] = m.predict(path, top_k=args.top_k)
+    if args.json:
+        print(json.dumps({p: [{"label": l, "prob": pr} for l, pr in r] for p, r in results.items()}, indent=2))
+    else:
+        for p, r in results.items():
+            print(f"{p}: " + ", ".join(f"{l} {pr:.3f}" for l, pr in r))
+    return 0
+
+
+# ------------------------------------------------------------------ eval
+
+def iter_labelled(data: str):
+    """Yield (class folder name, name, image source) from a folder or tar.
+
+    Images sit in folders named after their class at any depth; the class is
+    the image's parent folder. Sorted by path, so --limit is reproducible.
+    """
+    if os.path.isdir(data):
+        items = []
+        for root, _, files in os.walk(data):
+            for f in files:
+                if f.lower().endswith(IMAGE_EXTS):
+                    p = os.path.join(root, f)
+                    items.append((os.path.relpath(p, data), p))
+        for rel, p in sorted(items):
+            yield os.path.basename(os.path.dirname(p)), rel, p
+    elif os.path.isfile(data) and tarfile.is_tarfile(data):
+        with tarfile.open(data) as tf:
+            members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_EXTS)
+                              and "/" in m.name), key=lambda m: m.name)
+            for mem in members:
+                yield mem.name.rsplit("/", 2)[-2], mem.name, io.BytesIO(tf.extractfile(mem).read())
+    else:
+        raise UserError(f"{data}: not a folder or a .tar/.tar.gz archive")
+
+
+def count_labelled(data: str) -> int:
+    if os.path.isdir(data):
+        return sum(1 for _, _, fs in os.walk(data) for f in fs if f.lower().endswith(IMAGE_EXTS))
+    with tarfile.open(data) as tf:
+        return sum(1 for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_EXTS) and "/" in m.name)
+
+
+def evaluate(m: Model, data: str, limit: int | None = None, batch: int = 64, progress: bool = True) -> dict:
+    """Top-1/top-5 of a model on a labelled folder or tar; skips unreadable images."""
+    index = {l: i for i, l in enumerate(m.labels)}
+    total = count_labelled(data) if os.path.exists(data) else 0
+    total = min(total, limit) if limit else total
+    if total == 0:
+        raise UserError(f"{data}: no images found in class folders (expected e.g. cat/0001.jpg)")
+    n = top1 = top5 = skipped = 0
+    xs, ys = [], []
+    t0 = time.perf_counter()
+
+    def flush():
+        nonlocal top1, top5
+        if not xs:
+            return
+        z = m.logits(np.stack(xs))
+        order = np.argsort(-z, axis=1, kind="stable")[:, :5]
+        y = np.asarray(ys)
+        top1 += int(np.sum(order[:, 0] == y))
+        top5 += int(np.sum(np.any(order == y[:, None], axis=1)))
+        xs.clear(), ys.clear()
+
+    for cls, name, src in iter_labelled(data):
+        if limit and n + skipped >= limit:
+            break
+        if cls not in index:
+            raise UserError(f"{name}: folder {cls!r} is not a class of this model "
+                            f"(classes: {', '.join(m.labels[:10])}{', ...' if len(m.labels) > 10 else ''})")
+        try:
+            xs.append(image.preprocess(src, m.meta))
+            ys.append(index[cls])
+            n += 1
+        except ImageError as e:
+            skipped += 1
+            print(f"warning: skipped {name}: {e}", file=sys.stderr)
+        if len(xs) == batch:
+            flush()
+        if progress:
+            _progress(n + skipped, total, t0, "eval")
+    flush()
+    if n == 0:
+        raise UserError(f"{data}: none of the images could be read")
+    return {"top1": top1 / n, "top5": top5 / n, "n": n, "skipped": skipped}
+
+
+def cmd_eval(args) -> int:
+    m = Model(args.model)
+    r = evaluate(m, args.data, args.limit, progress=not args.json)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{args.data}: top-1 {r['top1']:.4f}  top-5 {r['top5']:.4f}  n={r['n']}"
+              + (f"  skipped={r['skipped']}" if r["skipped"] else ""))
+    return 0
+
+
+# ----------------------------------------------------------------- bench
+
+def _stats(ts: list[float]) -> dict:
+    a = np.asarray(ts) * 1e3
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "runs": len(ts)}
+
+
+def _tflite_runner(path: str, threads: int, batch: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise UserError("--tflite needs LiteRT: pip install 'seprt[tflite]'") from None
+    try:
+        it = Interpreter(model_path=path, num_threads=threads)
+        inp = it.get_input_details()[0]
+        shape = list(inp["shape"])
+        shape[0] = batch
+        it.resize_tensor_input(inp["index"], shape)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: LiteRT cannot load it: {e}") from None
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if inp["dtype"] != np.float32:
+        s, z = inp["quantization"]
+        x = np.clip(np.rint(x / s) + z, np.iinfo(inp["dtype"]).min, np.iinfo(inp["dtype"]).max).astype(inp["dtype"])
+
+    def run():
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+    return run
+
+
+def cmd_bench(args) -> int:
+    m = Model(args.model, engine=args.engine, threads=args.threads)
+    x = np.random.default_rng(0).standard_normal((args.batch,) + m.input_shape).astype(np.float32)
+    t0 = time.perf_counter()
+    m.logits(x)
+    first = time.perf_counter() - t0
+    runners = {"seprt": lambda: m.logits(x)}
+    if args.tflite:
+        runners["tflite"] = _tflite_runner(args.tflite, args.threads, args.batch)
+    for run in runners.values():       # warm-up
+        for _ in range(max(2, args.runs // 10)):
+            run()
+    times = {k: [] for k in runners}
+    for _ in range(args.runs):          # interleaved, so both see the same machine state
+        for k, run in runners.items():
+            t = time.perf_counter()
+            run()
+            times[k].append(time.perf_counter() - t)
+    res = {"model": args.model, "arch": m.meta["arch"], "variant": m.meta["variant"], "engine": m.engine,
+           "path": "reference (numpy)", "threads": args.threads, "batch": args.batch,
+           "first_call_ms": first * 1e3, "macs": m.graph.macs() * args.batch}
+    res.update({k: _stats(v) for k, v in times.items()})
+    if args.tflite:
+        res["ratio_seprt_over_tflite"] = res["seprt"]["median_ms"] / res["tflite"]["median_ms"]
+    if args.per_layer:
+        res["layers"] = per_layer(m, x, args.runs)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    s = res["seprt"]
+    print(f"{args.model}: {res['arch']} {res['variant']}, engine {m.engine} [{res['path']}], "
+          f"threads {args.threads}, batch {args.batch}")
+    print(f"first call {first * 1e3:.1f} ms (includes any JIT compile)")
+    gmacs = res["macs"] / (s["median_ms"] * 1e-3) / 1e9
+    print(f"seprt   median {s['median_ms']:.3f} ms  p90 {s['p90_ms']:.3f} ms  ({gmacs:.2f} GMAC/s, {args.runs} runs)")
+    if args.tflite:
+        t = res["tflite"]
+        print(f"tflite  median {t['median_ms']:.3f} ms  p90 {t['p90_ms']:.3f} ms  ({args.tflite})")
+        print(f"ratio seprt/tflite: {res['ratio_seprt_over_tflite']:.2f}x")
+    if args.per_layer:
+        print(f"\n{'layer':<28} {'op':<10} {'path':<16} {'us':>9} {'GMAC/s':>8} {'share':>6}")
+        for r in res["layers"]:
+            g = f"{r['gmacs']:.2f}" if r["gmacs"] else ""
+            print(f"{r['name']:<28} {r['op']:<10} {r['path']:<16} {r['us']:>9.1f} {g:>8} {r['share'] * 100:>5.1f}%")
+    return 0
+
+
+def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
+    """Median time per node over `runs` reference executions."""
+    from . import reference
+    per = {}
+    for _ in range(max(3, runs // 5)):
+        timings: list = []
+        reference.run(m.graph, x, timings=timings)
+        for n, t in timings:
+            per.setdefault(n.name, (n, []))[1].append(t)
+    total = sum(float(np.median(ts)) for _, ts in per.values())
+    rows = []
+    g = m.graph
+    for name, (n, ts) in per.items():
+        t = float(np.median(ts))
+        macs = g.node_params(n) * (np.prod(g.values[n.output].shape[:2]) if n.op == "conv" else 1) * x.shape[0]
+        path = ""
+        if n.op in ("conv", "fc"):
+            path = f"ref-{n.wfmt}-{'int' if g.is_integer(n) else 'f32'}"
+        rows.append({"name": name, "op": n.op, "path": path, "us": t * 1e6,
+                     "gmacs": float(macs / t / 1e9) if macs else 0.0, "share": t / total})
+    return rows
+
+
+# ------------------------------------------------------------------ demo
+
+def cmd_demo(args) -> int:
+    path = demo_model_path()
+    m = Model(path)
+    src = m.meta.get("provenance.source", "")
+    print(f"seprt {__version__} demo: {m.meta['arch']} {m.meta['variant']} ({m.nbytes:,} bytes) from package data")
+    if "not trained" in src:
+        print(f"NOTE: this demo model has {src}: the runtime works, the predictions are meaningless.")
+    elif "provenance.val_top1" in m.meta:
+        print(f"validation top-1 {m.meta['provenance.val_top1']:.4f} ({src})")
+    for p in demo_images():
+        r = m.predict(p, top_k=3)
+        print(f"{os.path.basename(p):<16} " + ", ".join(f"{l} {pr:.3f}" for l, pr in r))
+    return 0
+
+
+# ------------------------------------------------------------------ main
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="seprt", description="Run SEP-Net pattern-binarized models.")
+    ap.add_argument("--version", action="version", version=f"seprt {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("info", help="layers, parameters, bytes, preprocessing and provenance of a model")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_info)
+
+    p = sub.add_parser("predict", help="top-k classes of images")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("eval", help="top-1/top-5 on a labelled folder or tar (<class>/<image>)")
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("bench", help="latency (median, p90), optionally against a TFLite model")
+    p.add_argument("model")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--engine", choices=("fast", "reference"), default="fast")
+    p.add_argument("--per-layer", action="store_true")
+    p.add_argument("--tflite", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("demo", help="run the packaged model on the packaged sample images")
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("top_k", "limit", "runs", "batch", "threads"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            print(f"seprt: error: --{name.replace('_', '-')} must be >= 1, got {v}", file=sys.stderr)
+            return 2
+    try:
+        return args.fn(args)
+    except (FormatError, ImageError, UserError, ValueError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.filename}: {e.strerror}"
+        print(f"seprt: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("seprt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

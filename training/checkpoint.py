@@ -1,0 +1,193 @@
+"""The seprt checkpoint format: weights only, loadable with weights_only=True.
+
+A checkpoint is a dict saved with `torch.save`::
+
+    {"format": "seprt-checkpoint", "version": 1,
+     "arch": "resnet20",                      # a seprt.arch id
+     "stage": "full" | "bipattern" | "refined",
+     "binarize": None | "all" | "prb",        # which convs are patterns
+     "state_dict": {...},                     # Net.state_dict(); binarized
+                                              # convs carry "pattern" (±1) and
+                                              # "alpha" [out] instead of "weight"
+     "labels": [...],
+     "preprocess": {"size": [H, W], "resize": "stretch", "mean": [r, g, b],
+                    "std": [r, g, b], "channel_order": "RGB"},  # 0..1 scale
+     "val_top1": float | None,
+     "history": [ {per-epoch or per-step dict}, ... ],
+     "train_config": {...}}
+
+Optimizer/resume state never goes in here; `training.train` keeps it in
+``<checkpoint>.state.pt`` beside the checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import torch
+
+from seprt import arch as arch_mod
+
+from . import nets
+
+FORMAT = "seprt-checkpoint"
+VERSION = 1
+KEYS = ("format", "version", "arch", "stage", "binarize", "state_dict", "labels",
+        "preprocess", "val_top1", "history", "train_config")
+STAGES = ("full", "bipattern", "refined")
+PREPROCESS_KEYS = ("size", "resize", "mean", "std", "channel_order")
+
+
+def make(model, *, stage: str, binarize: str | None, preprocess: dict, val_top1: float | None = None,
+         history: list | None = None, train_config: dict | None = None) -> dict:
+    """A checkpoint dict for `model` (a Net or a DDP-wrapped Net). Convs in
+    "ste" mode are stored as their exact pattern form."""
+    net = nets.unwrap(model)
+    sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    ste = {n: c for n, c in nets.conv_layers(net) if c.mode == "ste"}
+    for name, conv in ste.items():
+        p = f"layers.{nets.key(name)}."
+        w = sd.pop(p + "weight")
+        sd[p + "pattern"] = nets.sign_pm1(w)
+        sd[p + "alpha"] = sd.pop(p + "alpha")
+    # keep the pattern/alpha keys next to each other for readability
+    ckpt = {"format": FORMAT, "version": VERSION, "arch": net.arch_id, "stage": stage,
+            "binarize": binarize, "state_dict": sd, "labels": list(net.arch.labels),
+            "preprocess": _plain(preprocess), "val_top1": None if val_top1 is None else float(val_top1),
+            "history": _plain(history or []), "train_config": _plain(train_config or {})}
+    validate(ckpt, "<new checkpoint>")
+    return ckpt
+
+
+def _plain(x):
+    """Tuples -> lists, numpy scalars -> python, recursively (weights_only safe)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, torch.Tensor):
+        return x.item()
+    return x
+
+
+def atomic_save(obj, path: str) -> None:
+    """torch.save to a temp file in the same folder, then rename over `path`."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(ckpt: dict, path: str) -> None:
+    """Validate and save a checkpoint atomically."""
+    validate(ckpt, path)
+    atomic_save(ckpt, path)
+
+
+def expected_conv_modes(arch_id: str, binarize: str | None) -> dict[str, str]:
+    """{conv name: "pattern"} for the convs `binarize` turns into patterns."""
+    if binarize is None:
+        return {}
+    net = nets.build(arch_id)
+    return {n: "pattern" for n, c in nets.conv_layers(net) if nets.selected_for_binarize(c, binarize)}
+
+
+def validate(ckpt, where: str = "checkpoint") -> None:
+    """Raise a one-line ValueError saying what is wrong with `ckpt`."""
+    def bad(msg):
+        raise ValueError(f"{where}: {msg}")
+
+    if not isinstance(ckpt, dict):
+        bad(f"not a seprt checkpoint (a {type(ckpt).__name__}, expected a dict)")
+    if ckpt.get("format") != FORMAT:
+        bad(f"not a seprt checkpoint (format={ckpt.get('format')!r}, expected {FORMAT!r})")
+    missing = [k for k in KEYS if k not in ckpt]
+    extra = sorted(k for k in ckpt if k not in KEYS)
+    if missing:
+        bad(f"missing keys: {', '.join(missing)}")
+    if extra:
+        bad(f"unexpected keys: {', '.join(map(str, extra))}")
+    if ckpt["version"] != VERSION:
+        bad(f"unsupported version {ckpt['version']!r} (this code reads version {VERSION})")
+    try:
+        a = arch_mod.get(ckpt["arch"])
+    except ValueError as e:
+        bad(str(e))
+    if ckpt["stage"] not in STAGES:
+        bad(f"unknown stage {ckpt['stage']!r}; known: {', '.join(STAGES)}")
+    if ckpt["binarize"] not in (None,) + nets.BINARIZE_MODES:
+        bad(f"unknown binarize {ckpt['binarize']!r}; known: None, {', '.join(nets.BINARIZE_MODES)}")
+    if (ckpt["stage"] == "full") != (ckpt["binarize"] is None):
+        bad(f"stage {ckpt['stage']!r} does not go with binarize={ckpt['binarize']!r}")
+    if len(ckpt["labels"]) != a.num_classes:
+        bad(f"{len(ckpt['labels'])} labels for a {a.num_classes}-class architecture")
+    pp = ckpt["preprocess"]
+    if not isinstance(pp, dict) or sorted(pp) != sorted(PREPROCESS_KEYS):
+        bad(f"preprocess must have exactly the keys {', '.join(PREPROCESS_KEYS)}")
+    if list(pp["size"]) != list(a.input_shape[:2]):
+        bad(f"preprocess size {pp['size']} does not match the architecture input {list(a.input_shape[:2])}")
+    if len(pp["mean"]) != 3 or len(pp["std"]) != 3 or any(s <= 0 for s in pp["std"]):
+        bad("preprocess mean/std must be 3 numbers each, std > 0")
+    if pp["channel_order"] != "RGB" or pp["resize"] != "stretch":
+        bad("preprocess channel_order must be 'RGB' and resize 'stretch'")
+    if ckpt["val_top1"] is not None and not isinstance(ckpt["val_top1"], float):
+        bad("val_top1 must be a float or None")
+    if not isinstance(ckpt["history"], list) or not isinstance(ckpt["train_config"], dict):
+        bad("history must be a list and train_config a dict")
+    sd = ckpt["state_dict"]
+    if not isinstance(sd, dict):
+        bad("state_dict is not a dict")
+    ref = nets.build(a.id, expected_conv_modes(a.id, ckpt["binarize"])).state_dict()
+    missing = [k for k in ref if k not in sd]
+    extra = [k for k in sd if k not in ref]
+    if missing:
+        bad(f"state_dict for {a.id} (binarize={ckpt['binarize']}) is missing {len(missing)} keys, e.g. {', '.join(missing[:3])}")
+    if extra:
+        bad(f"state_dict for {a.id} (binarize={ckpt['binarize']}) has {len(extra)} unexpected keys, e.g. {', '.join(extra[:3])}")
+    for k, v in ref.items():
+        t = sd[k]
+        if not isinstance(t, torch.Tensor):
+            bad(f"state_dict[{k!r}] is a {type(t).__name__}, not a tensor")
+        if tuple(t.shape) != tuple(v.shape):
+            bad(f"state_dict[{k!r}] has shape {list(t.shape)}, expected {list(v.shape)}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad(f"state_dict[{k!r}] contains NaN or infinite values")
+        if k.endswith(".pattern") and not bool(((t == 1) | (t == -1)).all()):
+            bad(f"state_dict[{k!r}] has entries other than +1/-1")
+    if ckpt["val_top1"] is not None and (math.isnan(ckpt["val_top1"]) or not 0 <= ckpt["val_top1"] <= 1):
+        bad(f"val_top1 {ckpt['val_top1']} is not a fraction in [0, 1]")
+
+
+def load(path: str) -> dict:
+    """Load and validate a checkpoint (weights_only=True); ValueError if bad."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such checkpoint file") from None
+    except Exception as e:  # pickle errors, truncated files, non-weights content
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: cannot read as a torch checkpoint ({first})") from None
+    validate(ckpt, path)
+    return ckpt
+
+
+def model_from(ckpt: dict) -> nets.Net:
+    """A Net in eval mode holding the checkpoint's weights (already validated)."""
+    net = nets.build(ckpt["arch"], expected_conv_modes(ckpt["arch"], ckpt["binarize"]))
+    net.load_state_dict(ckpt["state_dict"], strict=True)
+    net.eval()
+    return net
+
+
+def load_model(path: str) -> tuple[nets.Net, dict]:
+    """(model in eval mode, checkpoint dict) for a checkpoint file."""
+    ckpt = load(path)
+    return model_from(ckpt), ckpt

@@ -1,0 +1,34 @@
+# make demo   - create .venv with the runtime only, run the packaged demo
+# make test   - create .venv with every extra (torch CPU, LiteRT, pytest), run all tests
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test test-python test-android clean
+
+$(VENV)/.runtime: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+# torch==2.13.0 first and pinned: here it is a CPU build from local disk, while
+# an unpinned torch from the index is a multi-GB CUDA build.
+$(VENV)/.dev: $(VENV)/.runtime pyproject.toml
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[train,tflite,test]'
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(VENV)/bin/seprt demo
+
+test: test-python test-android
+
+test-python: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+test-android:
+	bash android_demo/build.sh test
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

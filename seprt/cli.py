@@ -6,7 +6,6 @@ bad command-line syntax), never a traceback.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -110,7 +109,7 @@ def iter_labelled(data: str):
             members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_EXTS)
                               and "/" in m.name), key=lambda m: m.name)
             for mem in members:
-                yield mem.name.rsplit("/", 2)[-2], mem.name, io.BytesIO(tf.extractfile(mem).read())
+                yield mem.name.rsplit("/", 2)[-2], mem.name, tf.extractfile(mem).read()
     else:
         raise UserError(f"{data}: not a folder or a .tar/.tar.gz archive")
 
@@ -125,7 +124,9 @@ def count_labelled(data: str) -> int:
 def evaluate(m: Model, data: str, limit: int | None = None, batch: int = 64, progress: bool = True) -> dict:
     """Top-1/top-5 of a model on a labelled folder or tar; skips unreadable images."""
     index = {l: i for i, l in enumerate(m.labels)}
-    total = count_labelled(data) if os.path.exists(data) else 0
+    if not (os.path.isdir(data) or (os.path.isfile(data) and tarfile.is_tarfile(data))):
+        raise UserError(f"{data}: not a folder or a .tar/.tar.gz archive")
+    total = count_labelled(data)
     total = min(total, limit) if limit else total
     if total == 0:
         raise UserError(f"{data}: no images found in class folders (expected e.g. cat/0001.jpg)")

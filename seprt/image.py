@@ -24,7 +24,7 @@ from .errors import ImageError
 def _check_size(im: Image.Image, what: str) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     if limit and im.width * im.height > limit:
-        raise ImageError(f"{what}: {im.width}x{im.height} pixels exceeds the decompression-bomb limit "
+        raise ImageError(f"{what}: {im.width}x{im.height} pixels exceeds the decompression bomb limit "
                          f"of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS); downscale it first")
 
 
@@ -53,7 +53,7 @@ def _open(src, what: str) -> Image.Image:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{what}: {e}") from None
+        raise ImageError(f"{what}: {e} Downscale it first (limit: PIL.Image.MAX_IMAGE_PIXELS).") from None
     except UnidentifiedImageError:
         raise ImageError(f"{what}: not an image Pillow can read (empty, truncated header or another format)") from None
     except FileNotFoundError:
@@ -66,8 +66,8 @@ def load_rgb(img) -> np.ndarray:
     """Any supported image -> (H, W, 3) uint8 RGB array.
 
     Args:
-        img: a path (str or os.PathLike), encoded bytes, a PIL.Image, or an
-            (H, W, 3) uint8 array (taken as RGB).
+        img: a path (str or os.PathLike), encoded bytes, a binary file
+            object, a PIL.Image, or an (H, W, 3) uint8 array (taken as RGB).
     Raises:
         ImageError: unreadable, corrupt, too large, or wrong shape/dtype.
     """
@@ -83,6 +83,8 @@ def load_rgb(img) -> np.ndarray:
         return np.asarray(_open(img, str(img)))
     if isinstance(img, (bytes, bytearray, memoryview)):
         return np.asarray(_open(io.BytesIO(bytes(img)), "image bytes"))
+    if hasattr(img, "read"):
+        return np.asarray(_open(img, getattr(img, "name", "image file")))
     if isinstance(img, np.ndarray):
         if img.dtype != np.uint8:
             if np.issubdtype(img.dtype, np.floating) and not np.all(np.isfinite(img)):

@@ -38,3 +38,11 @@ def test_prb_convs_of_t8_leave_1_1m_real_weights():
 def test_unknown_arch():
     with pytest.raises(ValueError, match="known: sepnet-t8"):
         arch.get("resnet18")
+
+
+def test_architectures_doc_is_current():
+    import os
+    from seprt import archdoc
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "architectures.md")
+    assert open(path, encoding="utf-8").read() == archdoc.render(), \
+        "regenerate: python -m seprt.archdoc > docs/architectures.md"

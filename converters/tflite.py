@@ -1,0 +1,285 @@
+"""TFLite baselines built from a seprt Graph (no TensorFlow).
+
+    graph_to_tflite(g) -> bytes            fp32 .tflite with the graph's effective weights
+    quantize_int8(fp32_tflite, calib) -> bytes   full-integer per-channel int8 .tflite
+    run_tflite(model, x, threads=1) -> logits (N, K)
+
+Both models come from the same seprt graph, so seprt and TFLite run exactly the
+same weights: f32 as is, i8 dequantized (q * scale), bin as alpha * (±1 pattern).
+Activation quantization of the seprt graph is ignored: the fp32 model of a
+"B" graph is the binarized float baseline (alpha * B as float weights).
+
+Mapping (seprt op -> TFLite ops), input [1,H,W,3] float32, output [1,K] float32:
+    conv        CONV_2D, filter OHWI (K, kh, kw, C/groups): grouped convs are
+                plain CONV_2D with I = C/groups
+    fc          FULLY_CONNECTED, weights (K, C)
+    relu        fused into the producing CONV_2D / ADD / FULLY_CONNECTED when
+                it is that value's only consumer, else RELU
+    add         ADD
+    maxpool     MAX_POOL_2D        avgpool   AVERAGE_POOL_2D
+    gap         MEAN over axes [1, 2], keep_dims false
+    shortcut_a  STRIDED_SLICE (stride s on H and W) + PAD on channels
+Padding: seprt (like PyTorch) pads `pad` pixels on every side; TFLite SAME puts
+the odd pixel at the end. A padded conv/pool uses SAME only where SAME gives
+exactly seprt's windows, otherwise an explicit pad op before a VALID op:
+    conv     PAD with 0
+    maxpool  PAD with 0 when the input is a relu output (>= 0, and every window
+             holds a real pixel since pad < kernel, so 0 never changes the max);
+             else PADV2 with the lowest float32, so padding never wins (seprt:
+             -inf). The int8 quantizer leaves PADV2's pad value float32, which
+             the int8 kernel rejects, so quantize_int8 refuses such models.
+    avgpool  PAD with 0, then MUL by kh*kw / (non-padding count) per output
+             pixel, since seprt (and TFLite SAME) divide by that count
+Tensors are named after seprt values (= node names); a fused conv+relu output
+carries the relu's name; constants are "<node>.weight", "<node>.bias", ...
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from seprt import reference
+from seprt.arch import conv_out
+from seprt.graph import Graph, Node
+
+try:  # exporter and quantizer need the full package (pip install 'seprt[tflite]')
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as tfl
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # running models only: the older runtime-only package
+    tfl = None
+    from tflite_runtime.interpreter import Interpreter
+
+
+# ====================================================================== export
+
+class _Builder:
+    """Collects tensors, buffers, operator codes and operators of one subgraph."""
+
+    def __init__(self):
+        self.tensors: list = []
+        self.buffers = [tfl.BufferT()]      # buffer 0: the empty buffer of activations
+        self.opcodes: dict[int, int] = {}   # builtin code -> index in operatorCodes
+        self.ops: list = []
+
+    def tensor(self, name: str, shape, data: np.ndarray | None = None) -> int:
+        """An activation (data None) or a constant float32 / int32 tensor; returns its index."""
+        t = tfl.TensorT()
+        t.name, t.shape = name, list(shape)
+        t.type = tfl.TensorType.INT32 if data is not None and data.dtype == np.int32 else tfl.TensorType.FLOAT32
+        if data is not None:
+            buf = tfl.BufferT()
+            buf.data = np.ascontiguousarray(data).view(np.uint8).ravel()
+            t.buffer = len(self.buffers)
+            self.buffers.append(buf)
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def const(self, name: str, a: np.ndarray) -> int:
+        return self.tensor(name, a.shape, a)
+
+    def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int = 0, options=None) -> None:
+        op = tfl.OperatorT()
+        op.opcodeIndex = self.opcodes.setdefault(code, len(self.opcodes))
+        op.inputs, op.outputs = inputs, outputs
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        self.ops.append(op)
+
+    def finish(self, inputs: list[int], outputs: list[int], description: str) -> bytes:
+        sg = tfl.SubGraphT()
+        sg.tensors, sg.operators, sg.inputs, sg.outputs, sg.name = self.tensors, self.ops, inputs, outputs, "main"
+        model = tfl.ModelT()
+        model.version, model.description, model.subgraphs, model.buffers = 3, description, [sg], self.buffers
+        model.operatorCodes = []
+        for code in sorted(self.opcodes, key=self.opcodes.get):
+            oc = tfl.OperatorCodeT()
+            # codes > 127 live only in builtinCode; the deprecated byte holds
+            # PLACEHOLDER_FOR_GREATER_OP_CODES (127) then
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+            model.operatorCodes.append(oc)
+        fb = flatbuffers.Builder(1024)
+        fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+        return bytes(fb.Output())
+
+
+def _options(cls, **fields):
+    """A schema options object (e.g. tfl.Conv2DOptionsT) with the given fields set."""
+    o = cls()
+    for k, v in fields.items():
+        setattr(o, k, v)
+    return o
+
+
+def _same_matches(size: int, k: int, s: int, p: int) -> bool:
+    """True when TFLite SAME padding gives exactly seprt's windows along one axis:
+    the same output length and `p` pixels before (SAME puts the odd one after)."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return out == conv_out(size, k, s, p) and total // 2 == p
+
+
+def _spatial_pad(b: _Builder, n: Node, x: int, shape: tuple, pad_value: float) -> tuple[int, int]:
+    """Padding for a k x k op of node n on tensor x of shape (H, W, C).
+
+    Returns (input tensor, tfl.Padding): x with VALID or SAME when that is
+    exact, else a new [1, H+2p, W+2p, C] tensor (PAD / PADV2 of x) with VALID.
+    """
+    h, w, c = shape
+    if n.pad == 0:
+        return x, tfl.Padding.VALID
+    if all(_same_matches(d, n.kernel, n.stride, n.pad) for d in (h, w)):
+        return x, tfl.Padding.SAME
+    p = n.pad
+    paddings = b.const(f"{n.name}.paddings", np.array([[0, 0], [p, p], [p, p], [0, 0]], np.int32))
+    y = b.tensor(f"{n.name}.padded", (1, h + 2 * p, w + 2 * p, c))
+    if pad_value == 0:
+        b.op(tfl.BuiltinOperator.PAD, [x, paddings], [y], tfl.BuiltinOptions.PadOptions, tfl.PadOptionsT())
+    else:
+        value = b.const(f"{n.name}.pad_value", np.array([pad_value], np.float32))
+        b.op(tfl.BuiltinOperator.PADV2, [x, paddings, value], [y], tfl.BuiltinOptions.PadV2Options, tfl.PadV2OptionsT())
+    return y, tfl.Padding.VALID
+
+
+def _fused_relus(g: Graph) -> dict[int, int]:
+    """producer node index -> index of the relu node fused into it (a conv/add/fc
+    whose output is read by that relu only and is not a graph output)."""
+    consumers = g.consumers()
+    producer = {n.output: i for i, n in enumerate(g.nodes)}
+    fused = {}
+    for i, r in enumerate(g.nodes):
+        v = r.inputs[0]
+        if (r.op == "relu" and v in producer and g.nodes[producer[v]].op in ("conv", "add", "fc")
+                and len(consumers[v]) == 1 and v not in (g.output, g.embed)):
+            fused[producer[v]] = i
+    return fused
+
+
+def _emit(b: _Builder, g: Graph, n: Node, xs: list[int], y: int, act: int) -> None:
+    """TFLite ops of seprt node n: inputs tensors xs, output tensor y, fused activation act."""
+    ops = tfl.BuiltinOperator
+    opts = tfl.BuiltinOptions
+    shape = g.values[n.inputs[0]].shape                         # (H, W, C) or (C,)
+    if n.op == "conv":
+        w = reference.float_weight(n, shape[-1])                # (K, kh, kw, C/groups) OHWI
+        x, padding = _spatial_pad(b, n, xs[0], shape, 0.0)
+        inputs = [x, b.const(f"{n.name}.weight", w), b.const(f"{n.name}.bias", n.bias)]
+        b.op(ops.CONV_2D, inputs, [y], opts.Conv2DOptions,
+             _options(tfl.Conv2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
+                      fusedActivationFunction=act))
+    elif n.op == "fc":
+        w = reference.float_weight(n, shape[-1])                # (K, C)
+        inputs = [xs[0], b.const(f"{n.name}.weight", w), b.const(f"{n.name}.bias", n.bias)]
+        b.op(ops.FULLY_CONNECTED, inputs, [y], opts.FullyConnectedOptions,
+             _options(tfl.FullyConnectedOptionsT, fusedActivationFunction=act))
+    elif n.op == "add":
+        b.op(ops.ADD, xs, [y], opts.AddOptions, _options(tfl.AddOptionsT, fusedActivationFunction=act))
+    elif n.op == "relu":
+        b.op(ops.RELU, xs, [y])
+    elif n.op in ("maxpool", "avgpool"):
+        is_max = n.op == "maxpool"
+        nonneg = any(m.op == "relu" and m.output == n.inputs[0] for m in g.nodes)
+        pad_value = float(np.finfo(np.float32).min) if is_max and not nonneg else 0.0
+        x, padding = _spatial_pad(b, n, xs[0], shape, pad_value)
+        explicit_avg = not is_max and x != xs[0]
+        pooled = b.tensor(f"{n.name}.sum_avg", b.tensors[y].shape) if explicit_avg else y
+        b.op(ops.MAX_POOL_2D if is_max else ops.AVERAGE_POOL_2D, [x], [pooled], opts.Pool2DOptions,
+             _options(tfl.Pool2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
+                      filterHeight=n.kernel, filterWidth=n.kernel))
+        if explicit_avg:
+            # VALID pooling of the zero-padded input divided by k*k; seprt divides
+            # by the count of non-padding pixels under each window
+            ones = np.ones((1,) + shape[:2] + (1,), np.float32)
+            count = reference.im2col(ones, n.kernel, n.stride, n.pad).sum(axis=(3, 4))   # (1, Ho, Wo, 1)
+            fix = b.const(f"{n.name}.count_fix", (n.kernel * n.kernel / count).astype(np.float32))
+            b.op(ops.MUL, [pooled, fix], [y], opts.MulOptions, tfl.MulOptionsT())
+    elif n.op == "gap":
+        axes = b.const(f"{n.name}.axes", np.array([1, 2], np.int32))
+        b.op(ops.MEAN, [xs[0], axes], [y], opts.ReducerOptions, _options(tfl.ReducerOptionsT, keepDims=False))
+    elif n.op == "shortcut_a":
+        h, w, c = shape
+        k = g.values[n.output].shape[-1]
+        s = n.stride
+        zeros = np.zeros(4, np.int32)
+        sliced = b.tensor(f"{n.name}.subsampled", (1, -(-h // s), -(-w // s), c)) if k > c else y
+        inputs = [xs[0], b.const(f"{n.name}.begin", zeros), b.const(f"{n.name}.end", zeros),
+                  b.const(f"{n.name}.strides", np.array([1, s, s, 1], np.int32))]
+        b.op(ops.STRIDED_SLICE, inputs, [sliced], opts.StridedSliceOptions,   # masks: all of every axis
+             _options(tfl.StridedSliceOptionsT, beginMask=0b1111, endMask=0b1111))
+        if k > c:
+            p = (k - c) // 2
+            paddings = b.const(f"{n.name}.paddings", np.array([[0, 0], [0, 0], [0, 0], [p, p]], np.int32))
+            b.op(ops.PAD, [sliced, paddings], [y], opts.PadOptions, tfl.PadOptionsT())
+    else:
+        raise ValueError(f"node {n.name!r}: op {n.op!r} has no TFLite mapping")
+
+
+def graph_to_tflite(g: Graph) -> bytes:
+    """An fp32 .tflite flatbuffer of graph g (see the module docstring).
+
+    Input float32 [1, H, W, 3] NHWC (resizable batch), output float32 logits [1, K].
+    """
+    if tfl is None:
+        raise ImportError("graph_to_tflite needs ai-edge-litert and flatbuffers: pip install 'seprt[tflite]'")
+    b = _Builder()
+    fused = _fused_relus(g)
+    skip = set(fused.values())
+    tensor = {g.input: b.tensor(g.values[g.input].name, (1,) + g.values[g.input].shape)}   # value -> tensor
+    for i, n in enumerate(g.nodes):
+        if i in skip:
+            continue
+        out = g.nodes[fused[i]].output if i in fused else n.output
+        v = g.values[out]
+        tensor[out] = b.tensor(v.name, (1,) + v.shape)
+        act = tfl.ActivationFunctionType.RELU if i in fused else tfl.ActivationFunctionType.NONE
+        _emit(b, g, n, [tensor[j] for j in n.inputs], tensor[out], act)
+    desc = f"seprt {g.meta.get('arch', '?')} {g.meta.get('variant', '?')} fp32 (converters.tflite)"
+    return b.finish([tensor[g.input]], [tensor[g.output]], desc)
+
+
+# ==================================================================== quantize
+
+def quantize_int8(fp32_tflite: bytes, calib: np.ndarray) -> bytes:
+    """Full-integer int8 model of an fp32 .tflite: per-channel int8 weights,
+    int8 activations, int32 biases; input and output stay float32 (QUANTIZE /
+    DEQUANTIZE at the ends). Activation ranges come from running the float
+    model on calib (N, H, W, 3) float32, one sample at a time.
+    """
+    from ai_edge_litert import _pywrap_tensorflow_lite_calibration_wrapper as calibration
+
+    model = tfl.ModelT.InitFromPackedBuf(fp32_tflite, 0)
+    if any(oc.builtinCode == tfl.BuiltinOperator.PADV2 for oc in model.operatorCodes):
+        raise ValueError("cannot quantize a model with PADV2 (a padded maxpool on an input that is not a relu "
+                         "output): the quantizer keeps its pad value float32 and the int8 model would not load")
+    calib = np.asarray(calib, np.float32)
+    # args: model bytes, custom-op registerers by name, by function (none)
+    c = calibration.CalibrationWrapper(fp32_tflite, [], [])
+    c.Prepare([[1, *calib.shape[1:]]])                   # input shapes, one per model input
+    for x in calib:
+        c.FeedTensor([x[None]])                          # one [1, H, W, 3] sample per call
+    # QuantizeModel(input_type, output_type, allow_float, activations_type,
+    #   bias_type, disable_per_channel, disable_per_channel_quantization_for_dense_layers)
+    # with types as numpy type numbers (LiteRT calibration_wrapper.cc):
+    # float32 in/out, no float fallback, int8 activations, int32 bias, per-channel
+    # convs and FULLY_CONNECTED.
+    f32, i8, i32 = (np.dtype(t).num for t in (np.float32, np.int8, np.int32))
+    return bytes(c.QuantizeModel(f32, f32, False, i8, i32, False, False))
+
+
+# ======================================================================== run
+
+def run_tflite(model: bytes | str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Run a .tflite (bytes or path) on x (N, H, W, 3) float32 in one batch;
+    returns the first output (N, K) float32. Uses the interpreter's default
+    delegates (XNNPACK)."""
+    if isinstance(model, (bytes, bytearray)):
+        interp = Interpreter(model_content=bytes(model), num_threads=threads)
+    else:
+        interp = Interpreter(model_path=str(model), num_threads=threads)
+    inp = interp.get_input_details()[0]
+    x = np.ascontiguousarray(x, np.float32)
+    interp.resize_tensor_input(inp["index"], list(x.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()

@@ -246,7 +246,7 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
                 tot_correct += (logits.argmax(1) == y).sum()
                 tot_n += len(y)
             if d.main and i % 20 == 0:
-                bar.set_postfix(loss=f"{float(tot_loss) / tot_n:.3f}", acc=f"{float(tot_correct) / tot_n:.3f}",
+                bar.set_postfix(refresh=False, loss=f"{float(tot_loss) / tot_n:.3f}", acc=f"{float(tot_correct) / tot_n:.3f}",
                                 lr=f"{lr:.4f}")
         bar.close()
         train_s = time.time() - t0

@@ -79,6 +79,9 @@ def atomic_save(obj, path: str) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)        # mkstemp makes 0600; use normal file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

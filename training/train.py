@@ -149,6 +149,24 @@ def _differences(saved: dict, now: dict) -> list[str]:
     return [k for k in keys if saved.get(k) != now.get(k)]
 
 
+def lock_output(out: str):
+    """Hold an exclusive lock on <out>.lock for this process's lifetime so two
+    runs never write the same checkpoint; SystemExit if another run holds it."""
+    import fcntl
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    f = open(state_path(out)[:-len(".state.pt")] + ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        raise SystemExit(f"error: another process (pid {f.read().strip() or '?'}) is already writing {out}")
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def check_resume(out: str, cfg: dict, force: bool):
     """The saved resume state for `out` if compatible, None to start fresh;
     SystemExit with a clear message if the settings differ."""
@@ -178,6 +196,7 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
         before_first_epoch=None) -> dict:
     """Shared train/refine loop with per-epoch atomic checkpoint + state."""
     out = args.out
+    lock = lock_output(out) if d.main else None  # noqa: F841 (held until return)
     st = check_resume(out, cfg, args.force)
     if st is not None and st.get("finished"):
         log(d, f"{out}: already finished ({st['epoch']}/{cfg['epochs']} epochs); nothing to do")

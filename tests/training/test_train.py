@@ -88,3 +88,14 @@ def test_binary_from_start(tiny_tar, tmp_path):
     assert any(k.endswith(".alpha") for k in st["model"]) and any(k.endswith("conv1.weight") for k in st["model"])
     assert _train(tiny_tar, tmp_path, out, "--binary-from-start") == 0   # resumes in ste mode
     assert len(ck.load(str(out))["history"]) == 3
+
+
+def test_second_writer_is_refused(tiny_tar, tmp_path):
+    out = tmp_path / "l.pt"
+    held = train.lock_output(str(out))
+    try:
+        with pytest.raises(SystemExit, match="already writing"):
+            _train(tiny_tar, tmp_path, out)
+    finally:
+        held.close()
+    assert _train(tiny_tar, tmp_path, out, "--stop-after", "1") == 0

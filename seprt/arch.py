@@ -26,6 +26,8 @@ ROLE_PLAIN = "plain"       # any other conv (stem, downsampling, ResNet 3x3, 1x1
 
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
                   "dog", "frog", "horse", "ship", "truck")
+# ImageNet class names are not shipped: numbered placeholders in logit order
+IMAGENET_LABELS = tuple(f"class_{i}" for i in range(1000))
 
 
 @dataclass(frozen=True)
@@ -249,10 +251,10 @@ def _resnet_cifar(depth: int) -> tuple[Layer, ...]:
 
 def _build(arch_id: str) -> Arch:
     if arch_id == "sepnet-t8":
-        return Arch(arch_id, (224, 224, 3), 1000, _sepnet_imagenet(4, 4, 512, 16),
+        return Arch(arch_id, (224, 224, 3), 1000, _sepnet_imagenet(4, 4, 512, 16), IMAGENET_LABELS,
                     description="SEP-Net, paper Table 8 (1.3M weights), ImageNet 224x224")
     if arch_id == "sepnet-t7":
-        return Arch(arch_id, (224, 224, 3), 1000, _sepnet_imagenet(1, 4, 400, 4),
+        return Arch(arch_id, (224, 224, 3), 1000, _sepnet_imagenet(1, 4, 400, 4), IMAGENET_LABELS,
                     description="SEP-Net, paper Table 7 (1.7M weights), ImageNet 224x224")
     if arch_id == "sepnet-cifar":
         return Arch(arch_id, (32, 32, 3), 10, _sepnet_cifar(), CIFAR10_LABELS,

@@ -9,17 +9,14 @@ import argparse
 import json
 import os
 import sys
-import tarfile
 import time
 
 import numpy as np
 
 from . import __version__, image
+from .folders import count_labelled, is_image_source, iter_labelled
 from .errors import FormatError, ImageError
 from .model import Model, demo_images, demo_model_path
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-
 
 class UserError(Exception):
     """A problem with what the user asked for; printed as one line."""
@@ -89,42 +86,10 @@ def cmd_predict(args) -> int:
 
 # ------------------------------------------------------------------ eval
 
-def iter_labelled(data: str):
-    """Yield (class folder name, name, image source) from a folder or tar.
-
-    Images sit in folders named after their class at any depth; the class is
-    the image's parent folder. Sorted by path, so --limit is reproducible.
-    """
-    if os.path.isdir(data):
-        items = []
-        for root, _, files in os.walk(data):
-            for f in files:
-                if f.lower().endswith(IMAGE_EXTS):
-                    p = os.path.join(root, f)
-                    items.append((os.path.relpath(p, data), p))
-        for rel, p in sorted(items):
-            yield os.path.basename(os.path.dirname(p)), rel, p
-    elif os.path.isfile(data) and tarfile.is_tarfile(data):
-        with tarfile.open(data) as tf:
-            members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_EXTS)
-                              and "/" in m.name), key=lambda m: m.name)
-            for mem in members:
-                yield mem.name.rsplit("/", 2)[-2], mem.name, tf.extractfile(mem).read()
-    else:
-        raise UserError(f"{data}: not a folder or a .tar/.tar.gz archive")
-
-
-def count_labelled(data: str) -> int:
-    if os.path.isdir(data):
-        return sum(1 for _, _, fs in os.walk(data) for f in fs if f.lower().endswith(IMAGE_EXTS))
-    with tarfile.open(data) as tf:
-        return sum(1 for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_EXTS) and "/" in m.name)
-
-
 def evaluate(m: Model, data: str, limit: int | None = None, batch: int = 64, progress: bool = True) -> dict:
     """Top-1/top-5 of a model on a labelled folder or tar; skips unreadable images."""
     index = {l: i for i, l in enumerate(m.labels)}
-    if not (os.path.isdir(data) or (os.path.isfile(data) and tarfile.is_tarfile(data))):
+    if not is_image_source(data):
         raise UserError(f"{data}: not a folder or a .tar/.tar.gz archive")
     total = count_labelled(data)
     total = min(total, limit) if limit else total

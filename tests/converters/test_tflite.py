@@ -1,22 +1,18 @@
 """TFLite baselines (converters/tflite.py): fp32 parity with seprt.reference,
 op-by-op on tiny graphs and on whole random models; the int8 model."""
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("ai_edge_litert")
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # repo root: converters/ is not installed
 
-from ai_edge_litert import schema_py_generated as tfl  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert import schema_py_generated as tfl
+from ai_edge_litert.interpreter import Interpreter
 
-from converters.tflite import graph_to_tflite, quantize_int8, run_tflite  # noqa: E402
-from seprt import arch, reference, variants  # noqa: E402
-from seprt.arch import Arch, Layer  # noqa: E402
+from converters.tflite import graph_to_tflite, quantize_int8, run_tflite
+from seprt import arch, reference, variants
+from seprt.arch import Arch, Layer
 
 OP_NAMES = {v: k for k, v in vars(tfl.BuiltinOperator).items() if not k.startswith("_")}
 

@@ -1,0 +1,71 @@
+package ai.seprt.core;
+
+import java.util.List;
+
+/**
+ * Runs a validated graph on one image: nodes in file order, each value freed after its last
+ * reader. Weighted nodes are prepared once ({@link ConvKernel#create}).
+ */
+final class Executor {
+    private final Graph g;
+    private final ConvKernel[] kernels;     // per node; null for ops without weights
+    private final int[] lastUse;            // per value: index of the last node reading it
+
+    Executor(Graph g) {
+        this.g = g;
+        List<Node> nodes = g.nodes;
+        kernels = new ConvKernel[nodes.size()];
+        lastUse = new int[g.values.size()];
+        java.util.Arrays.fill(lastUse, -1);
+        for (int i = 0; i < nodes.size(); i++) {
+            Node n = nodes.get(i);
+            if (n.weighted()) {
+                kernels[i] = ConvKernel.create(g, n);
+            }
+            for (int v : n.inputs) {
+                lastUse[v] = i;
+            }
+        }
+    }
+
+    /** input (H, W, 3) float32 -> the requested value (logits or embed). */
+    float[] run(float[] input, int wanted) {
+        float[][] env = new float[g.values.size()][];
+        env[g.input] = input;
+        for (int i = 0; i < g.nodes.size(); i++) {
+            Node n = g.nodes.get(i);
+            env[n.output] = runNode(i, n, env);
+            for (int v : n.inputs) {
+                if (lastUse[v] == i && v != wanted) {
+                    env[v] = null;
+                }
+            }
+        }
+        return env[wanted];
+    }
+
+    private float[] runNode(int i, Node n, float[][] env) {
+        float[] x = env[n.inputs[0]];
+        int[] s = g.value(n.inputs[0]).shape;
+        int[] out = g.value(n.output).shape;
+        switch (n.op) {
+            case CONV:
+            case FC:
+                return kernels[i].forward(x);
+            case ADD:
+                return Ops.add(x, env[n.inputs[1]]);
+            case RELU:
+                return Ops.relu(x);
+            case MAXPOOL:
+                return Ops.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1]);
+            case AVGPOOL:
+                return Ops.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1]);
+            case GAP:
+                return Ops.gap(x, s[0] * s[1], s[2]);
+            case SHORTCUT_A:
+                return Ops.shortcutA(x, s[0], s[1], s[2], n.stride, out[2]);
+            default:
+                throw new IllegalStateException("unknown op " + n.op);
+        }
+    }
+}

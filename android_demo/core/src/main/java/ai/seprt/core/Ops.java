@@ -1,0 +1,128 @@
+package ai.seprt.core;
+
+/**
+ * The ops without weights, on float32 NHWC values without the batch axis, with the
+ * semantics (and float32 summation order) of seprt/reference.py.
+ */
+final class Ops {
+    private Ops() {
+    }
+
+    /** a + b, elementwise. */
+    static float[] add(float[] a, float[] b) {
+        float[] y = new float[a.length];
+        for (int i = 0; i < a.length; i++) {
+            y[i] = a[i] + b[i];
+        }
+        return y;
+    }
+
+    /** max(x, 0), elementwise. */
+    static float[] relu(float[] x) {
+        float[] y = new float[x.length];
+        for (int i = 0; i < x.length; i++) {
+            y[i] = x[i] > 0f ? x[i] : 0f;
+        }
+        return y;
+    }
+
+    /** (H, W, C) -> (Ho, Wo, C): max over the window; padding never wins. */
+    static float[] maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo) {
+        float[] y = new float[ho * wo * c];
+        for (int oy = 0; oy < ho; oy++) {
+            for (int ox = 0; ox < wo; ox++) {
+                int yb = (oy * wo + ox) * c;
+                java.util.Arrays.fill(y, yb, yb + c, Float.NEGATIVE_INFINITY);
+                for (int ky = 0; ky < kernel; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    for (int kx = 0; kx < kernel && iy >= 0 && iy < h; kx++) {
+                        int ix = ox * stride - pad + kx;
+                        if (ix < 0 || ix >= w) {
+                            continue;
+                        }
+                        int xb = (iy * w + ix) * c;
+                        for (int ch = 0; ch < c; ch++) {
+                            y[yb + ch] = Math.max(y[yb + ch], x[xb + ch]);
+                        }
+                    }
+                }
+            }
+        }
+        return y;
+    }
+
+    /** (H, W, C) -> (Ho, Wo, C): window sum (row-major taps) / count of non-padding taps. */
+    static float[] avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo) {
+        float[] y = new float[ho * wo * c];
+        for (int oy = 0; oy < ho; oy++) {
+            for (int ox = 0; ox < wo; ox++) {
+                int yb = (oy * wo + ox) * c;
+                int count = 0;
+                for (int ky = 0; ky < kernel; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    for (int kx = 0; kx < kernel && iy >= 0 && iy < h; kx++) {
+                        int ix = ox * stride - pad + kx;
+                        if (ix < 0 || ix >= w) {
+                            continue;
+                        }
+                        count++;
+                        int xb = (iy * w + ix) * c;
+                        for (int ch = 0; ch < c; ch++) {
+                            y[yb + ch] += x[xb + ch];
+                        }
+                    }
+                }
+                for (int ch = 0; ch < c; ch++) {
+                    y[yb + ch] /= count;
+                }
+            }
+        }
+        return y;
+    }
+
+    /** Global average pool (H, W, C) -> (C,): float32 sum over pixels in raster order / (H*W). */
+    static float[] gap(float[] x, int pixels, int c) {
+        float[] y = new float[c];
+        for (int p = 0; p < pixels; p++) {
+            for (int ch = 0; ch < c; ch++) {
+                y[ch] += x[p * c + ch];
+            }
+        }
+        for (int ch = 0; ch < c; ch++) {
+            y[ch] /= pixels;
+        }
+        return y;
+    }
+
+    /** ResNet option A: (H, W, C) -> (ceil(H/s), ceil(W/s), Cout), x[::s, ::s], zero channels both sides. */
+    static float[] shortcutA(float[] x, int h, int w, int c, int stride, int cout) {
+        int ho = (h + stride - 1) / stride;
+        int wo = (w + stride - 1) / stride;
+        int before = (cout - c) / 2;
+        float[] y = new float[ho * wo * cout];
+        for (int oy = 0; oy < ho; oy++) {
+            for (int ox = 0; ox < wo; ox++) {
+                System.arraycopy(x, (oy * stride * w + ox * stride) * c, y, (oy * wo + ox) * cout + before, c);
+            }
+        }
+        return y;
+    }
+
+    /** Softmax of logits in double precision, computed stably. */
+    static double[] softmax(float[] z) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (float v : z) {
+            max = Math.max(max, v);
+        }
+        double[] p = new double[z.length];
+        double sum = 0;
+        for (int i = 0; i < z.length; i++) {
+            p[i] = Math.exp(z[i] - max);
+            sum += p[i];
+        }
+        for (int i = 0; i < z.length; i++) {
+            p[i] /= sum;
+        }
+        return p;
+    }
+}

@@ -1,0 +1,167 @@
+package ai.seprt.core;
+
+import java.io.File;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+
+/**
+ * A loaded seprt model (docs/format.md v1): validate the file, preprocess image pixels as its
+ * metadata says, compute logits and top-k predictions.
+ *
+ * <pre>
+ *   SeprtModel m = SeprtModel.load(new File("demo.bin"));
+ *   float[] x = m.preprocess(argbPixels, width, height);      // (H, W, 3) float32, NHWC
+ *   List&lt;Prediction&gt; top5 = m.predict(x, 5);
+ *   long nanos = m.lastInferenceNanos();
+ * </pre>
+ *
+ * Inference is synchronized: one image at a time per model object.
+ */
+public final class SeprtModel {
+    private final Graph graph;
+    private final Executor executor;
+    private final Preprocessor preprocessor;
+    private final List<String> labels;
+    private final long fileBytes;
+    private long lastNanos = -1;
+
+    private SeprtModel(Graph graph, long fileBytes) throws SeprtFormatException {
+        this.graph = graph;
+        this.fileBytes = fileBytes;
+        this.labels = Collections.unmodifiableList(new ArrayList<>(graph.meta.strings("labels")));
+        this.preprocessor = new Preprocessor(graph.meta);
+        this.executor = new Executor(graph);
+    }
+
+    /** Reads and validates a model file. */
+    public static SeprtModel load(File file) throws IOException {
+        try (RandomAccessFile f = new RandomAccessFile(file, "r"); FileChannel ch = f.getChannel()) {
+            if (ch.size() > Integer.MAX_VALUE) {
+                throw new SeprtFormatException(file + ": " + ch.size() + " bytes is too large for a model file");
+            }
+            ByteBuffer buf = ByteBuffer.allocate((int) ch.size());
+            while (buf.hasRemaining() && ch.read(buf) >= 0) {
+                // read the whole file
+            }
+            buf.flip();
+            return load(buf);
+        } catch (SeprtFormatException e) {
+            throw new SeprtFormatException(file + ": " + e.getMessage());
+        }
+    }
+
+    /** Validates a model held in memory. */
+    public static SeprtModel load(byte[] bytes) throws SeprtFormatException {
+        return load(ByteBuffer.wrap(bytes));
+    }
+
+    /** Validates a model from buf's position to its limit (the buffer is not modified). */
+    public static SeprtModel load(ByteBuffer buf) throws SeprtFormatException {
+        return new SeprtModel(ModelReader.read(buf), buf.remaining());
+    }
+
+    // ------------------------------------------------------------ description
+
+    public Metadata metadata() {
+        return graph.meta;
+    }
+
+    public String arch() throws SeprtFormatException {
+        return graph.meta.string("arch", "");
+    }
+
+    public String variant() throws SeprtFormatException {
+        return graph.meta.string("variant", "");
+    }
+
+    public List<String> labels() {
+        return labels;
+    }
+
+    public int inputHeight() {
+        return preprocessor.height;
+    }
+
+    public int inputWidth() {
+        return preprocessor.width;
+    }
+
+    /** Input elements: H * W * 3. */
+    public int inputSize() {
+        return graph.value(graph.input).size();
+    }
+
+    public long fileBytes() {
+        return fileBytes;
+    }
+
+    // ------------------------------------------------------------ inference
+
+    /** argb (height, width) row-major 0xAARRGGBB pixels (e.g. Bitmap.getPixels) -> input (H, W, 3). */
+    public float[] preprocess(int[] argbPixels, int width, int height) {
+        return preprocessor.apply(argbPixels, width, height);
+    }
+
+    /** Preprocessed input (H, W, 3) float32, NHWC without batch -> logits (K,). */
+    public synchronized float[] logits(float[] nhwcInput) {
+        checkInput(nhwcInput);
+        long t0 = System.nanoTime();
+        float[] out = executor.run(nhwcInput, graph.output);
+        lastNanos = System.nanoTime() - t0;
+        return out;
+    }
+
+    /** Preprocessed input -> pooled features (D,) that feed the classifier. */
+    public synchronized float[] embed(float[] nhwcInput) {
+        checkInput(nhwcInput);
+        return executor.run(nhwcInput, graph.embed);
+    }
+
+    /** Preprocessed input -> the k most probable classes (softmax of the logits), best first. */
+    public List<Prediction> predict(float[] nhwcInput, int k) {
+        return topK(logits(nhwcInput), k);
+    }
+
+    /** Top-k of logits: softmax probabilities in double, sorted descending, ties by class index. */
+    public List<Prediction> topK(float[] logits, int k) {
+        if (k < 1) {
+            throw new IllegalArgumentException("k must be >= 1, got " + k);
+        }
+        final double[] p = Ops.softmax(logits);
+        Integer[] order = new Integer[p.length];
+        for (int i = 0; i < order.length; i++) {
+            order[i] = i;
+        }
+        Arrays.sort(order, (a, b) -> p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b));
+        List<Prediction> out = new ArrayList<>();
+        for (int i = 0; i < Math.min(k, p.length); i++) {
+            out.add(new Prediction(order[i], labels.get(order[i]), p[order[i]]));
+        }
+        return out;
+    }
+
+    /** Wall time of the last {@link #logits} call in nanoseconds (-1 before the first). */
+    public synchronized long lastInferenceNanos() {
+        return lastNanos;
+    }
+
+    private void checkInput(float[] x) {
+        int[] s = graph.value(graph.input).shape;
+        if (x == null || x.length != inputSize()) {
+            throw new IllegalArgumentException("input must be (" + s[0] + ", " + s[1] + ", 3) float32 = "
+                    + inputSize() + " values, got " + (x == null ? "null" : x.length + " values")
+                    + "; use preprocess() to make one");
+        }
+        for (float v : x) {
+            if (!Float.isFinite(v)) {
+                throw new IllegalArgumentException("input contains NaN or Inf");
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+"""Golden data for the Java core's parity tests (android_demo/core/src/test).
+
+    python android_demo/make_golden.py                  # rewrite android_demo/testdata/
+    python android_demo/make_golden.py --models DIR     # only (re)generate the random models into DIR
+
+The Python runtime (seprt, reference engine) computes, for every test model and input, the
+logits and the top-5; the Java tests must reproduce them. testdata/ holds:
+
+    golden.txt              one record per line (format below)
+    models/demo.bin         a copy of seprt/data/demo.bin (the shipped model at golden time)
+    inputs/<sample>.f32     preprocessed sample images, (32, 32, 3) little-endian float32
+    images/<sample>.rgb     the same images decoded by Pillow, raw (H, W, 3) uint8 RGB
+    preprocess/<case>.*     resize/normalize cases: .rgb input pixels, .f32 expected tensor
+
+The random models (resnet20 R, sepnet-cifar B / BQ, sepnet-t8 BQ, and "tiny" models that cover
+every op and path) are not committed: `--models DIR` regenerates them deterministically, and
+golden.txt records each one's SHA-256 so a test run notices if they ever come out different.
+
+golden.txt records (space-separated; names have no spaces):
+    model NAME SOURCE SHA256        SOURCE: "testdata:<path>" or "generated:<file in --models DIR>"
+    input NAME f32:<path> | rgb:<path> W H
+    expect MODEL INPUT TOP5 LOGITS...     TOP5 comma-separated class indices; logits as %.9g
+    preprocess CASE RGB W H RESIZE SIZE_H SIZE_W CROP_FRACTION ORDER MEAN3 STD3 EXPECTED
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from seprt import arch, format, image, reference, variants  # noqa: E402
+from seprt.arch import ROLE_PATTERN, Arch, Layer  # noqa: E402
+from seprt.graph import Value  # noqa: E402
+from seprt.model import Model, demo_images, demo_model_path  # noqa: E402
+
+
+def tiny_arch() -> Arch:
+    """A 12x10 net that uses every op and path: padded max/avg pools, option-A shortcut,
+    grouped convs, a 5x5 stride-2 conv, a conv with 80 input channels per group (patterns of
+    720 bits), convs fed by non-relu values (zero point != 0 when quantized)."""
+    L = Layer
+    layers = (
+        L("conv1", "conv", ("input",), 8, 3, 1, 1),                       # bin conv on the image input
+        L("conv1.relu", "relu", ("conv1",)),
+        L("pool1", "maxpool", ("conv1.relu",), kernel=3, stride=2, pad=1),
+        L("b1.conv1", "conv", ("pool1",), 8, 3, 1, 1, groups=2, role=ROLE_PATTERN),
+        L("b1.conv2", "conv", ("b1.conv1",), 8, 3, 1, 1),                 # reads a non-relu value
+        L("b1.sum", "add", ("b1.conv2", "pool1")),
+        L("b1.relu", "relu", ("b1.sum",)),
+        L("b2.conv", "conv", ("b1.relu",), 16, 5, 2, 2),
+        L("b2.shortcut", "shortcut_a", ("b1.relu",), out_channels=16, stride=2),
+        L("b2.sum", "add", ("b2.conv", "b2.shortcut")),
+        L("b2.relu", "relu", ("b2.sum",)),
+        L("wide", "conv", ("b2.relu",), 80, 1),
+        L("wide.relu", "relu", ("wide",)),
+        L("b3.conv", "conv", ("wide.relu",), 12, 3, 1, 1),                # 3*3*80 = 720 pattern bits
+        L("b3.pool", "avgpool", ("b3.conv",), kernel=3, stride=2, pad=1),
+        L("pool", "gap", ("b3.pool",)),
+        L("fc", "fc", ("pool",), out_channels=7),
+    )
+    return Arch("tiny", (12, 10, 3), 7, layers, description="android_demo parity test net")
+
+
+def float_inputs(g, names):
+    """The same graph with the named values made float (q_bits 0): their readers take the float path."""
+    idx = {v.name: i for i, v in enumerate(g.values)}
+    for name in names:
+        v = g.values[idx[name]]
+        g.values[idx[name]] = Value(v.name, v.shape)
+    g.validate()
+    return g
+
+
+def random_models() -> dict:
+    """name -> Graph of every generated test model."""
+    t = tiny_arch()
+    tiny_bq8 = variants.random_graph(t, "BQ", "all", seed=11)
+    return {
+        "resnet20-R": variants.random_graph(arch.get("resnet20"), "R", seed=1),
+        "sepnet-cifar-B": variants.random_graph(arch.get("sepnet-cifar"), "B", seed=2),
+        "sepnet-cifar-BQ4": variants.random_graph(arch.get("sepnet-cifar"), "BQ", seed=3, act_bits=4),
+        "sepnet-cifar-BQ8-all": variants.random_graph(arch.get("sepnet-cifar"), "BQ", "all", seed=4),
+        "sepnet-t8-BQ": variants.random_graph(arch.get("sepnet-t8"), "BQ", seed=5),
+        "tiny-R": variants.random_graph(t, "R", seed=10),
+        "tiny-B": variants.random_graph(t, "B", "all", seed=10),
+        "tiny-BQ8": tiny_bq8,
+        "tiny-BQ4": variants.random_graph(t, "BQ", "all", seed=12, act_bits=4),
+        "tiny-BQ2": variants.random_graph(t, "BQ", "all", seed=13, act_bits=2),
+        # i8 and bin weights whose input is not quantized: float path with W = q*scale, ±alpha
+        "tiny-mixed": float_inputs(variants.random_graph(t, "BQ", "all", seed=11), ["b2.relu", "pool1"]),
+    }
+
+
+def write_models(out_dir: str) -> dict:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for name, g in random_models().items():
+        path = os.path.join(out_dir, name + ".bin")
+        format.save(g, path)
+        paths[name] = path
+    return paths
+
+
+def sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def f32_line(a) -> str:
+    return " ".join(f"{float(v):.9g}" for v in np.asarray(a, np.float32).ravel())
+
+
+def top5(logits) -> str:
+    p = reference.softmax(np.asarray(logits, np.float64)[None])[0]
+    return ",".join(str(i) for i in np.argsort(-p, kind="stable")[:5])
+
+
+def preprocess_cases(td: str, lines: list) -> None:
+    """Pillow resize + normalize on fixed pixels: the Java Preprocessor must give the same floats."""
+    os.makedirs(os.path.join(td, "preprocess"), exist_ok=True)
+    rng = np.random.default_rng(7)
+    smooth = np.clip(rng.normal(128, 60, (37, 45, 3)), 0, 255).astype(np.uint8)
+    cases = [
+        ("shrink-stretch", smooth, "stretch", (32, 32), 0.875, "RGB"),
+        ("shrink-crop", smooth, "center_crop", (24, 24), 0.875, "RGB"),
+        ("grow-crop-bgr", smooth[:13, :20], "center_crop", (28, 30), 0.9, "BGR"),
+        ("grow-stretch", smooth[:7, :9], "stretch", (16, 20), 0.875, "RGB"),
+        ("same-size", smooth[:32, :32], "stretch", (32, 32), 0.875, "RGB"),
+    ]
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    for name, rgb, resize, size, cf, order in cases:
+        meta = {"preprocess.size": list(size), "preprocess.resize": resize, "preprocess.crop_fraction": cf,
+                "preprocess.mean": mean, "preprocess.std": std, "preprocess.channel_order": order}
+        # the metadata floats as the file stores them (f32), as a loaded model would see them
+        meta = {k: ([float(np.float32(x)) for x in v] if k in ("preprocess.mean", "preprocess.std")
+                    else float(np.float32(v)) if k == "preprocess.crop_fraction" else v) for k, v in meta.items()}
+        x = image.preprocess(np.ascontiguousarray(rgb), meta)
+        rgb_path, f32_path = f"preprocess/{name}.rgb", f"preprocess/{name}.f32"
+        np.ascontiguousarray(rgb).tofile(os.path.join(td, rgb_path))
+        x.astype("<f4").tofile(os.path.join(td, f32_path))
+        lines.append(f"preprocess {name} {rgb_path} {rgb.shape[1]} {rgb.shape[0]} {resize} {size[0]} {size[1]} "
+                     f"{cf:.9g} {order} {' '.join(f'{v:.9g}' for v in mean)} {' '.join(f'{v:.9g}' for v in std)} "
+                     f"{f32_path}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", metavar="DIR", help="only write the generated models into DIR")
+    args = ap.parse_args()
+    if args.models:
+        for name, path in write_models(args.models).items():
+            print(f"{path}  {sha256(path)}")
+        return 0
+
+    td = os.path.join(HERE, "testdata")
+    for sub in ("models", "inputs", "images", "preprocess"):
+        shutil.rmtree(os.path.join(td, sub), ignore_errors=True)
+        os.makedirs(os.path.join(td, sub))
+    gen_dir = os.path.join(HERE, "build", "testmodels")
+    paths = {"demo": os.path.join(td, "models", "demo.bin")}
+    shutil.copyfile(demo_model_path(), paths["demo"])
+    paths.update(write_models(gen_dir))
+
+    lines = ["# android_demo/testdata/golden.txt: written by android_demo/make_golden.py; do not edit"]
+    for name, path in paths.items():
+        src = "testdata:models/demo.bin" if name == "demo" else f"generated:{name}.bin"
+        lines.append(f"model {name} {src} {sha256(path)}")
+
+    # inputs: sample images as Pillow decodes them, and their CIFAR-preprocessed tensors
+    cifar = Model(paths["demo"], engine="reference")
+    inputs = {}
+    for p in demo_images():
+        name = os.path.splitext(os.path.basename(p))[0]
+        rgb = image.load_rgb(p)
+        rgb.tofile(os.path.join(td, "images", name + ".rgb"))
+        lines.append(f"input {name}.rgb rgb:images/{name}.rgb {rgb.shape[1]} {rgb.shape[0]}")
+        x = cifar.preprocess(p)
+        x.astype("<f4").tofile(os.path.join(td, "inputs", name + ".f32"))
+        lines.append(f"input {name} f32:inputs/{name}.f32")
+        inputs[name] = (rgb, x)
+
+    for name, path in paths.items():
+        m = Model(path, engine="reference")
+        if m.input_shape == (32, 32, 3):
+            cases = [(s, x) for s, (_, x) in inputs.items()]
+        else:   # tiny (12x10) and sepnet-t8 (224x224): the model preprocesses the decoded pixels
+            picks = list(inputs) if name.startswith("tiny") else ["cat", "ship"]
+            cases = [(s + ".rgb", m.preprocess(inputs[s][0])) for s in picks]
+        for input_name, x in cases:
+            logits = m.logits(x)[0]
+            lines.append(f"expect {name} {input_name} {top5(logits)} {f32_line(logits)}")
+        print(f"{name}: {len(cases)} inputs")
+
+    preprocess_cases(td, lines)
+    with open(os.path.join(td, "golden.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(td) for f in fs)
+    print(f"wrote {td}: {total:,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

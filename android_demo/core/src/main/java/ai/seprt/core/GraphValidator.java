@@ -98,7 +98,7 @@ final class GraphValidator {
         if (v.qBits != 2 && v.qBits != 4 && v.qBits != 8) {
             throw new SeprtFormatException("value '" + v.name + "': activation bits " + v.qBits + " not in (2, 4, 8)");
         }
-        if (!(Float.isFinite(v.qScale) && v.qScale > 0)) {
+        if (!(finite(v.qScale) && v.qScale > 0)) {
             throw new SeprtFormatException("value '" + v.name + "': activation scale " + v.qScale
                     + " must be finite and > 0");
         }
@@ -180,7 +180,7 @@ final class GraphValidator {
                 expect(n, "weight", n.weight, Tensor.I8, kshape);
                 expect(n, "scale", n.scale, Tensor.F32, k);
                 for (float s : n.scale.floats()) {
-                    if (!(Float.isFinite(s) && s > 0)) {
+                    if (!(finite(s) && s > 0)) {
                         throw new SeprtFormatException("node '" + n.name + "': weight scales must be finite and > 0");
                     }
                 }
@@ -196,7 +196,7 @@ final class GraphValidator {
                 expect(n, "pattern", n.weight, Tensor.U8, k, rowBytes);
                 expect(n, "alpha", n.scale, Tensor.F32, k);
                 for (float a : n.scale.floats()) {
-                    if (!(Float.isFinite(a) && a >= 0)) {
+                    if (!(finite(a) && a >= 0)) {
                         throw new SeprtFormatException("node '" + n.name + "': alpha must be finite and >= 0");
                     }
                 }
@@ -226,7 +226,7 @@ final class GraphValidator {
 
     private static void requireFinite(Node n, String what, float[] a) throws SeprtFormatException {
         for (float v : a) {
-            if (!Float.isFinite(v)) {
+            if (!finite(v)) {
                 throw new SeprtFormatException("node '" + n.name + "': " + what + " has NaN or Inf");
             }
         }
@@ -273,7 +273,13 @@ final class GraphValidator {
 
     /** Output length along one axis: floor((in + 2 pad - kernel) / stride) + 1. */
     static int convOut(int size, Node n) {
-        return Math.floorDiv(size + 2 * n.pad - n.kernel, n.stride) + 1;
+        int span = size + 2 * n.pad - n.kernel;
+        return (span >= 0 ? span / n.stride : -((-span + n.stride - 1) / n.stride)) + 1;
+    }
+
+    /** Neither NaN nor infinite (Float.isFinite needs Android API 24). */
+    static boolean finite(float v) {
+        return Math.abs(v) <= Float.MAX_VALUE;
     }
 
     private static int ceilDiv(int a, int b) {
@@ -312,7 +318,7 @@ final class GraphValidator {
         }
         for (String key : new String[] {"preprocess.mean", "preprocess.std"}) {
             float[] a = m.f32s(key);
-            if (a.length != 3 || !(Float.isFinite(a[0]) && Float.isFinite(a[1]) && Float.isFinite(a[2]))) {
+            if (a.length != 3 || !(finite(a[0]) && finite(a[1]) && finite(a[2]))) {
                 throw new SeprtFormatException(key + " must be 3 finite numbers, got " + Arrays.toString(a));
             }
         }
@@ -326,7 +332,7 @@ final class GraphValidator {
             throw new SeprtFormatException("preprocess.channel_order '" + order + "' is not RGB or BGR");
         }
         float cf = m.f32("preprocess.crop_fraction", 0.875f);
-        if (!(Float.isFinite(cf) && cf > 0 && cf <= 1)) {
+        if (!(finite(cf) && cf > 0 && cf <= 1)) {
             throw new SeprtFormatException("preprocess.crop_fraction " + cf + " must be in (0, 1]");
         }
         // optional keys: checked for their documented type only

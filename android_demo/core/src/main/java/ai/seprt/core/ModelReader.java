@@ -111,9 +111,9 @@ final class ModelReader {
         }
         long fileSize = buf.getLong(16);     // u64; a value >= 2^63 reads negative and mismatches
         if (fileSize != size) {
-            String what = Long.compareUnsigned(size, fileSize) < 0 ? "truncated" : "followed by trailing bytes";
+            String what = fileSize < 0 || size < fileSize ? "truncated" : "followed by trailing bytes";
             throw new SeprtFormatException("file is " + what + ": " + size + " bytes, header says "
-                    + Long.toUnsignedString(fileSize) + "; re-export or re-download the model");
+                    + unsigned(fileSize) + "; re-export or re-download the model");
         }
         long count = u32(buf, 24);
         long tableEnd = HEADER_SIZE + count * ENTRY_SIZE;
@@ -148,12 +148,12 @@ final class ModelReader {
                 throw new SeprtFormatException("section " + i + ": reserved fields must be 0");
             }
             if (offset != expect) {
-                throw new SeprtFormatException("section " + i + " at offset " + Long.toUnsignedString(offset)
+                throw new SeprtFormatException("section " + i + " at offset " + unsigned(offset)
                         + ", expected " + expect + ": sections are misaligned, overlapping or out of order");
             }
             if (length < 0 || length > size - offset) {
                 throw new SeprtFormatException("section " + i + " ends at byte "
-                        + Long.toUnsignedString(offset + length) + ", past the end of the file (" + size + ")");
+                        + unsigned(offset + length) + ", past the end of the file (" + size + ")");
             }
             for (long p = prevEnd; p < offset; p++) {
                 if (buf.get((int) p) != 0) {
@@ -372,6 +372,11 @@ final class ModelReader {
 
     private static long u32(ByteBuffer buf, int at) {
         return buf.getInt(at) & 0xFFFFFFFFL;
+    }
+
+    /** A u64 as decimal (Long.toUnsignedString needs Android API 26). */
+    private static String unsigned(long v) {
+        return v >= 0 ? Long.toString(v) : java.math.BigInteger.valueOf(v).add(java.math.BigInteger.ONE.shiftLeft(64)).toString();
     }
 
     private static int u16(ByteBuffer buf, int at) {

@@ -8,6 +8,7 @@ import java.nio.channels.FileChannel;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.List;
 
 /**
@@ -138,7 +139,12 @@ public final class SeprtModel {
         for (int i = 0; i < order.length; i++) {
             order[i] = i;
         }
-        Arrays.sort(order, (a, b) -> p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b));
+        Arrays.sort(order, new Comparator<Integer>() {     // no lambdas: dx targets API 23
+            @Override
+            public int compare(Integer a, Integer b) {
+                return p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b);
+            }
+        });
         List<Prediction> out = new ArrayList<>();
         for (int i = 0; i < Math.min(k, p.length); i++) {
             out.add(new Prediction(order[i], labels.get(order[i]), p[order[i]]));
@@ -159,7 +165,7 @@ public final class SeprtModel {
                     + "; use preprocess() to make one");
         }
         for (float v : x) {
-            if (!Float.isFinite(v)) {
+            if (!GraphValidator.finite(v)) {
                 throw new IllegalArgumentException("input contains NaN or Inf");
             }
         }

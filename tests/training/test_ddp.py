@@ -52,4 +52,4 @@ def test_ddp_two_cpu_processes_identical_weights(tiny_tar, tmp_path):
     assert not torch.equal(r0["labels"], r1["labels"])         # the ranks saw different data
     c = ck.load(str(tmp_path / "ddp.pt"))
     assert c["history"][-1]["world_size"] == 2
-    assert sorted(os.listdir(tmp_path)) == ["ddp.pt", "ddp.state.pt", "rank0.pt", "rank1.pt"]
+    assert sorted(os.listdir(tmp_path)) == ["ddp.lock", "ddp.pt", "ddp.state.pt", "rank0.pt", "rank1.pt"]

@@ -95,6 +95,7 @@ fetch_bullseye_tools() {   # dx.jar and android.jar (API 23) from Debian bullsey
         -o Dir::State::Lists="$apt/lists" -o Dir::Cache="$apt/cache" -o APT::Sandbox::User=root -qq)
     apt-get "${opts[@]}" update >/dev/null 2>&1 || return 1
     (cd "$apt/debs" && apt-get "${opts[@]}" download $BULLSEYE_PKGS >/dev/null 2>&1) || return 1
+    mkdir -p "$T/root"
     for deb in "$apt"/debs/*.deb; do dpkg-deb -x "$deb" "$T/root" || return 1; done
 }
 
@@ -118,22 +119,19 @@ cmd_apk() {
             return 0
         fi
     fi
-    [ -f "$B/core/classes/ai/seprt/core/SeprtModel.class" ] || compile_core
-
     local A="$B/app"
-    rm -rf "$A" && mkdir -p "$A/assets" "$A/gen" "$A/classes" "$A/dex-in" "$A/dex"
+    rm -rf "$A" && mkdir -p "$A/assets" "$A/gen" "$A/dex-in" "$A/dex"
     cp "$ROOT/seprt/data/demo.bin" "$A/assets/demo.bin"
     log "aapt2: resources and manifest (minSdk 23)"
     aapt2 compile --dir "$HERE/app/res" -o "$A/res.zip"
     aapt2 link -I "$android_jar" --manifest "$HERE/app/AndroidManifest.xml" --min-sdk-version 23 \
         --target-sdk-version 23 --version-code 1 --version-name 0.1 -A "$A/assets" --java "$A/gen" \
         -o "$A/unsigned.apk" "$A/res.zip"
-    log "javac (--release 8) and dx"
-    javac --release 8 -Xlint:all -encoding UTF-8 -cp "$android_jar:$B/core/classes" -d "$A/classes" \
-        $(find "$HERE/app/src" "$A/gen" -name '*.java')
-    cp -r "$A/classes/." "$A/dex-in/"
-    cp -r "$B/core/classes/." "$A/dex-in/"
-    rm -f "$A/dex-in/ai/seprt/core/Main.class"     # the desktop CLI (javax.imageio) stays out of the APK
+    # app and core (less the desktop CLI) compiled against android-23's java.* classes, so that any
+    # use of an API newer than minSdk 23 (e.g. Float.isFinite) fails here rather than on a phone
+    log "javac against android.jar (API 23) and dx"
+    javac -source 8 -target 8 -bootclasspath "$android_jar" -Xlint:all,-options -encoding UTF-8 -d "$A/dex-in" \
+        $(find "$CORE_SRC" -name '*.java' ! -name Main.java) $(find "$HERE/app/src" "$A/gen" -name '*.java')
     java -jar "$dx_jar" --dex --min-sdk-version=23 --output="$A/dex/classes.dex" "$A/dex-in"
     (cd "$A/dex" && zip -q -j "$A/unsigned.apk" classes.dex)
     zipalign -f 4 "$A/unsigned.apk" "$A/aligned.apk"

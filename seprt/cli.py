@@ -198,7 +198,7 @@ def cmd_bench(args) -> int:
             run()
             times[k].append(time.perf_counter() - t)
     res = {"model": args.model, "arch": m.meta["arch"], "variant": m.meta["variant"], "engine": m.engine,
-           "path": "reference (numpy)", "threads": args.threads, "batch": args.batch,
+           "path": engine_paths(m), "threads": args.threads, "batch": args.batch,
            "first_call_ms": first * 1e3, "macs": m.graph.macs() * args.batch}
     res.update({k: _stats(v) for k, v in times.items()})
     if args.tflite:
@@ -219,34 +219,47 @@ def cmd_bench(args) -> int:
         print(f"tflite  median {t['median_ms']:.3f} ms  p90 {t['p90_ms']:.3f} ms  ({args.tflite})")
         print(f"ratio seprt/tflite: {res['ratio_seprt_over_tflite']:.2f}x")
     if args.per_layer:
-        print(f"\n{'layer':<28} {'op':<10} {'path':<16} {'us':>9} {'GMAC/s':>8} {'share':>6}")
+        print(f"\n{'step':<44} {'path':<14} {'us':>9} {'GMAC/s':>8} {'share':>6}")
         for r in res["layers"]:
             g = f"{r['gmacs']:.2f}" if r["gmacs"] else ""
-            print(f"{r['name']:<28} {r['op']:<10} {r['path']:<16} {r['us']:>9.1f} {g:>8} {r['share'] * 100:>5.1f}%")
+            print(f"{r['name'][:44]:<44} {r['path']:<14} {r['us']:>9.1f} {g:>8} {r['share'] * 100:>5.1f}%")
     return 0
 
 
 def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
-    """Median time per node over `runs` reference executions."""
+    """Median time per step: fast-engine instructions (after fusion), or
+    reference nodes, with the compute path each ran."""
     from . import reference
-    per = {}
-    for _ in range(max(3, runs // 5)):
-        timings: list = []
-        reference.run(m.graph, x, timings=timings)
-        for n, t in timings:
-            per.setdefault(n.name, (n, []))[1].append(t)
-    total = sum(float(np.median(ts)) for _, ts in per.values())
-    rows = []
     g = m.graph
-    for name, (n, ts) in per.items():
-        t = float(np.median(ts))
-        macs = g.node_params(n) * (np.prod(g.values[n.output].shape[:2]) if n.op == "conv" else 1) * x.shape[0]
-        path = ""
-        if n.op in ("conv", "fc"):
-            path = f"ref-{n.wfmt}-{'int' if g.is_integer(n) else 'f32'}"
-        rows.append({"name": name, "op": n.op, "path": path, "us": t * 1e6,
-                     "gmacs": float(macs / t / 1e9) if macs else 0.0, "share": t / total})
-    return rows
+    if m._fast is not None:
+        rows = m._fast.profile(x, max(3, runs // 5))
+    else:
+        per = {}
+        for _ in range(max(3, runs // 5)):
+            timings: list = []
+            reference.run(g, x, timings=timings)
+            for n, t in timings:
+                per.setdefault(n.name, (n, []))[1].append(t)
+        rows = []
+        for name, (n, ts) in per.items():
+            path = f"ref-{n.wfmt}-{'int' if g.is_integer(n) else 'f32'}" if n.op in ("conv", "fc") else "ref"
+            macs = g.node_params(n) * (np.prod(g.values[n.output].shape[:2]) if n.op == "conv" else 1) * len(x)
+            rows.append({"name": name, "path": path, "macs": int(macs), "seconds": float(np.median(ts))})
+    total = sum(r["seconds"] for r in rows)
+    return [{"name": r["name"], "path": r["path"], "us": r["seconds"] * 1e6,
+             "gmacs": r["macs"] / r["seconds"] / 1e9 if r["macs"] else 0.0, "share": r["seconds"] / total}
+            for r in rows]
+
+
+def engine_paths(m: Model) -> str:
+    """The kernel paths a model runs, e.g. 'dot-u8i8, dot-u8bin, f32'."""
+    if m._fast is None:
+        return "reference (numpy)"
+    seen = []
+    for p in m._fast.plan.paths:
+        if p not in seen and not p.startswith(("quantize", "planes")):
+            seen.append(p)
+    return ", ".join(seen)
 
 
 # ------------------------------------------------------------------ demo

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
 from . import format as fmt
 from . import image, reference
+from .engine import FastEngine
 from .graph import Graph
 
 ENGINES = ("fast", "reference")
@@ -17,9 +19,10 @@ class Model:
 
     Args:
         path: a .bin model file (memory-mapped).
-        engine: "fast" or "reference" (plain numpy, the definition of every op).
-            Until the fast engine lands, "fast" runs the reference executor.
-        threads: compute threads (>= 1) for the fast engine.
+        engine: "fast" (numba kernels, seprt/engine.py) or "reference" (plain
+            numpy, the definition of every op).
+        threads: compute threads (>= 1) for the fast engine: a batch is split
+            across this many threads (one image runs on one thread).
     Raises:
         FormatError: the file is not a valid seprt model.
 
@@ -46,6 +49,7 @@ class Model:
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.graph, self.engine, self.threads = graph, engine, threads
+        self._fast = FastEngine(graph) if engine == "fast" else None
         self.nbytes, self.source = nbytes, source
         self.meta = graph.meta
         self.labels: list[str] = list(graph.meta["labels"])
@@ -75,8 +79,28 @@ class Model:
         return x
 
     def run(self, x: np.ndarray, outputs: tuple[int, ...]) -> dict[int, np.ndarray]:
-        """Run the graph on a checked batch; returns the requested values."""
-        return reference.run(self.graph, self.check_input(x), outputs)
+        """Run the graph on a checked batch; returns the requested values
+        (the fast engine gives logits and embed)."""
+        x = self.check_input(x)
+        if self._fast is None:
+            return reference.run(self.graph, x, outputs)
+        if self.threads == 1 or len(x) == 1:
+            logits, embed = self._fast.run(x)
+        else:
+            parts = np.array_split(np.arange(len(x)), min(self.threads, len(x)))
+            results = [None] * len(parts)
+
+            def work(k):
+                results[k] = self._fast.run(np.ascontiguousarray(x[parts[k]]))
+            ts = [threading.Thread(target=work, args=(k,)) for k in range(1, len(parts))]
+            for t in ts:
+                t.start()
+            work(0)
+            for t in ts:
+                t.join()
+            logits = np.concatenate([r[0] for r in results])
+            embed = np.concatenate([r[1] for r in results])
+        return {self.graph.output: logits, self.graph.embed: embed}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) float32 preprocessed batch -> (N, classes) float32 logits."""

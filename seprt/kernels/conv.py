@@ -1,0 +1,224 @@
+"""Conv kernels (NHWC, one image), each with the numpy reference it must match.
+
+All kernels read and write flat arenas (1-D arrays) at offsets computed by the
+plan (seprt/plan.py), and end in the same epilogue:
+
+    y[p, oc] = f32(acc[p, oc]) * mult[oc] + bias[oc]  (+ res[p, oc])  (relu)
+
+Kernels and their inputs:
+    conv_u8i8           acc = sum (q - z) * w8    u8 x i8 dot tiles (AVX-512 VNNI
+                                                  where present, generic vectors else)
+    conv_bin_popcount   acc = sum (q - z) * (±1)  bit-plane popcount, 2/4/8-bit q
+    conv_f32            acc = sum x * w           float32 (R and B models)
+
+Integer kernels read a zero-padded quantized input
+    A  u8 (Hp, Wp, G, Cgp)   q of the value, border pixels = z, channels
+                             padded per group to Cgp = ceil(Cg/4)*4 (pad = 0)
+so every window is whole and acc = sum_all q*w - z * wsum[oc] exactly
+(the border's q - z is 0, as the reference's zero padding).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .intrinsics import make_dot_tile, popcount64
+
+_tile_4x32 = make_dot_tile(4, 2)   # 4 pixels x 32 channels: 8 zmm accumulators
+_tile_1x32 = make_dot_tile(1, 2)
+_tile_8x16 = make_dot_tile(8, 1)   # 8 pixels x 16 channels, for groups of <= 16 outputs
+_tile_1x16 = make_dot_tile(1, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _epilogue(acc, j0, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu):
+    """Write n channels of one pixel: fbuf[out_at + k] for k < n, from acc[j0 + k]."""
+    for k in range(n):
+        oc = oc0 + k
+        v = np.float32(acc[j0 + k] - z * wsum[oc]) * mult[oc] + bias[oc]
+        if res_at >= 0:
+            v += fbuf[res_at + k]
+        if relu and v < 0:
+            v = np.float32(0)
+        fbuf[out_at + k] = v
+
+
+# ---------------------------------------------------------------- u8 x i8
+
+@njit(cache=True, nogil=True)
+def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
+                   fbuf, out_off, res_off, K, relu, acc):
+    """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32.
+
+    pix (Ho*Wo,) i64: A offset of each output pixel's window; koff (nk,) i64:
+    offset of each 4-channel step inside the window; acc: i32 scratch (8*16).
+    """
+    blk = 16 * M
+    nob = (Kg + blk - 1) // blk
+    P = 4 if M == 2 else 8
+    n_pix = pix.shape[0]
+    for g in range(G):
+        for ob in range(nob):
+            b_off = (g * nob + ob) * nk * 64 * M
+            n = min(blk, Kg - ob * blk)
+            oc0 = g * Kg + ob * blk
+            p0 = 0
+            while p0 < n_pix:
+                tp = P if n_pix - p0 >= P else 1
+                acc[:tp * blk] = 0
+                if M == 2:
+                    if tp == P:
+                        _tile_4x32(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                    else:
+                        _tile_1x32(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                elif tp == P:
+                    _tile_8x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                else:
+                    _tile_1x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                for p in range(tp):
+                    at = (p0 + p) * K + oc0
+                    _epilogue(acc, p * blk, n, oc0, z, wsum, mult, bias, fbuf, out_off + at,
+                              res_off + at if res_off >= 0 else -1, relu)
+                p0 += tp
+
+
+def pack_u8i8(w_int: np.ndarray, groups: int, cgp: int, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer weights (K, kh, kw, Cg) -> (B packed for the tiles, wsum (K,) int32).
+
+    B layout: (G, ceil(Kg/16M), kh*kw*Cgp/4, M, 16, 4) int8, zero padded.
+    """
+    k_out, kh, kw, cg = w_int.shape
+    kg, blk = k_out // groups, 16 * M
+    nob = -(-kg // blk)
+    w = np.zeros((groups, nob * blk, kh * kw, cgp), np.int8)
+    w[:, :kg, :, :cg] = w_int.reshape(groups, kg, kh * kw, cg)
+    nk = kh * kw * cgp // 4
+    b = w.reshape(groups, nob, M, 16, nk, 4).transpose(0, 1, 4, 2, 3, 5)
+    wsum = w_int.reshape(k_out, -1).astype(np.int32).sum(axis=1).astype(np.int32)
+    return np.ascontiguousarray(b).reshape(-1), wsum
+
+
+def window_offsets(ho: int, wo: int, stride: int, shift: int, wp: int, cpix: int, k: int, cgp: int):
+    """pix (Ho*Wo,) and koff (k*k*Cgp/4,) for a padded input of width wp and
+    cpix bytes per pixel; `shift` = buffer padding - layer padding."""
+    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    pix = (((oy * stride + shift) * wp + (ox * stride + shift)) * cpix).reshape(-1).astype(np.int64)
+    ky, kx, c4 = np.meshgrid(np.arange(k), np.arange(k), np.arange(cgp // 4), indexing="ij")
+    koff = ((ky * wp + kx) * cpix + 4 * c4).reshape(-1).astype(np.int64)
+    return pix, koff
+
+
+def conv_int_ref(q: np.ndarray, z: int, w_int: np.ndarray, stride: int, pad: int, groups: int) -> np.ndarray:
+    """Reference accumulators: q (H,W,C) ints, w (K,k,k,Cg) ints -> (Ho,Wo,K) int64."""
+    from ..reference import conv2d
+    return conv2d((q.astype(np.int64) - z)[None], w_int.astype(np.int64), stride, pad, groups)[0]
+
+
+# ---------------------------------------------------------------- binary
+
+@njit(cache=True, nogil=True)
+def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum):
+    """A (n_pix, G, Cgp) u8 -> planes (n_pix, G, bits, nw) u64 and qsum (n_pix, G) i32.
+
+    Bit c of word c//64 of plane b is bit b of q[c]; qsum = sum of q over the group.
+    """
+    for p in range(n_pix):
+        for g in range(G):
+            base = (p * G + g) * bits * nw
+            for i in range(bits * nw):
+                planes[base + i] = 0
+            s = 0
+            a = (p * G + g) * Cgp
+            for c in range(Cg):
+                v = np.uint64(A[a + c])
+                s += np.int32(v)
+                bit = np.uint64(1) << np.uint64(c & 63)
+                for b in range(bits):
+                    if (v >> np.uint64(b)) & np.uint64(1):
+                        planes[base + b * nw + (c >> 6)] |= bit
+            qsum[p * G + g] = s
+
+
+@njit(cache=True, nogil=True)
+def conv_bin_popcount(planes, qsum, pix, toff, T, G, bits, nw, pat, Kg, z, wsum, mult, bias,
+                      fbuf, out_off, res_off, K, relu, acc):
+    """planes (n_pix, G, bits, nw) u64 x patterns (G, T, nw, Kg) u64 -> fbuf (Ho*Wo, K).
+
+    pix (Ho*Wo,) i64: padded-pixel index of each window's first tap; toff (T,):
+    pixel offsets of the taps. acc: i64 scratch (Kg). For +-1 weights,
+    sum w*q = 2*sum_{w=+1} q - sum q, and sum_{w=+1} q = sum_b 2^b popcount(X_b & P).
+    """
+    for p in range(pix.shape[0]):
+        for g in range(G):
+            for o in range(Kg):
+                acc[o] = 0
+            s = 0
+            for t in range(T):
+                pp = pix[p] + toff[t]
+                s += qsum[pp * G + g]
+                xb = (pp * G + g) * bits * nw
+                for w in range(nw):
+                    pb = ((g * T + t) * nw + w) * Kg
+                    for b in range(bits):
+                        x = planes[xb + b * nw + w]
+                        for o in range(Kg):
+                            acc[o] += np.int64(popcount64(x & pat[pb + o])) << b
+            for o in range(Kg):
+                acc[o] = 2 * acc[o] - s
+            at = p * K + g * Kg
+            _epilogue(acc, 0, Kg, g * Kg, z, wsum, mult, bias, fbuf, out_off + at,
+                      res_off + at if res_off >= 0 else -1, relu)
+
+
+def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """±1 patterns (K, kh, kw, Cg) -> (words (G, kh*kw, nw, Kg) u64, wsum (K,) int32)."""
+    k_out, kh, kw, cg = pattern.shape
+    kg, nw = k_out // groups, -(-cg // 64)
+    bits = np.zeros((k_out, kh * kw, nw * 64), np.uint8)
+    bits[:, :, :cg] = (pattern.reshape(k_out, kh * kw, cg) > 0)
+    words = np.packbits(bits, axis=2, bitorder="little").view(np.uint64)      # (K, T, nw)
+    words = words.reshape(groups, kg, kh * kw, nw).transpose(0, 2, 3, 1)
+    wsum = pattern.reshape(k_out, -1).astype(np.int32).sum(axis=1).astype(np.int32)
+    return np.ascontiguousarray(words).reshape(-1), wsum
+
+
+# ---------------------------------------------------------------- float
+
+@njit(cache=True, nogil=True)
+def conv_f32(fbuf, in_off, H, W, C, Wt, G, k, stride, pad, Ho, Wo, Kg, mult, bias,
+             out_off, res_off, K, relu, acc):
+    """x (H,W,C) f32 at in_off, Wt (G, k*k, Cg, Kg) f32 -> fbuf (Ho*Wo, K) f32 at out_off.
+
+    Zero padding by skipping taps outside the image; acc: f32 scratch (Kg);
+    mult: ones (K,) (the shared epilogue's scale).
+    """
+    cg = C // G
+    for oy in range(Ho):
+        for ox in range(Wo):
+            for g in range(G):
+                for o in range(Kg):
+                    acc[o] = 0
+                for ky in range(k):
+                    iy = oy * stride - pad + ky
+                    if iy < 0 or iy >= H:
+                        continue
+                    for kx in range(k):
+                        ix = ox * stride - pad + kx
+                        if ix < 0 or ix >= W:
+                            continue
+                        xb = in_off + (iy * W + ix) * C + g * cg
+                        wb = (g * k * k + ky * k + kx) * cg
+                        for c in range(cg):
+                            xv = fbuf[xb + c]
+                            for o in range(Kg):
+                                acc[o] += xv * Wt[(wb + c) * Kg + o]
+                at = (oy * Wo + ox) * K + g * Kg
+                _epilogue(acc, 0, Kg, g * Kg, 0, mult, mult, bias, fbuf, out_off + at,
+                          res_off + at if res_off >= 0 else -1, relu)
+
+
+def pack_f32(w: np.ndarray, groups: int) -> np.ndarray:
+    """(K, kh, kw, Cg) f32 -> (G, kh*kw, Cg, Kg) f32 flat."""
+    k_out, kh, kw, cg = w.shape
+    return np.ascontiguousarray(
+        w.reshape(groups, k_out // groups, kh * kw, cg).transpose(0, 2, 3, 1)).reshape(-1).astype(np.float32)

@@ -1,0 +1,170 @@
+"""Fast engine: every kernel bit-exact against its numpy reference (odd and
+prime sizes), whole models against the reference executor."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import seprt
+from seprt import reference
+from seprt.engine import FastEngine
+from seprt.kernels.conv import (conv_bin_popcount, conv_int_ref, conv_u8i8, pack_bin, pack_u8i8,
+                                planes_from_u8, window_offsets)
+from seprt.kernels.elementwise import quantize_u8
+from seprt.quant import binarize, quantize_act
+
+from helpers import small_graph
+
+rng = np.random.default_rng(0)
+
+
+def padded_u8(q, z, pad, groups):
+    """q (H,W,C) -> the kernels' padded input (Hp,Wp,G,Cgp) flat, and Cgp."""
+    h, w, c = q.shape
+    cg = c // groups
+    cgp = -(-cg // 4) * 4
+    a = np.zeros((h + 2 * pad, w + 2 * pad, groups, cgp), np.uint8)
+    a[:, :, :, :cg] = z
+    a[pad:pad + h, pad:pad + w, :, :cg] = q.reshape(h, w, groups, cg)
+    return a.reshape(-1), cgp
+
+
+def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8):
+    """Run an integer conv kernel with mult = 1, bias = 0: returns f32(acc) (Ho,Wo,K)."""
+    h, w, c = q.shape
+    k_out, k = w_int.shape[0], w_int.shape[1]
+    kg = k_out // groups
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    A, cgp = padded_u8(q, z, pad, groups)
+    out = np.zeros(ho * wo * k_out, np.float32)
+    ones, zeros = np.ones(k_out, np.float32), np.zeros(k_out, np.float32)
+    if kernel == "dot":
+        M = 2 if kg > 16 else 1
+        B, wsum = pack_u8i8(w_int, groups, cgp, M)
+        pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
+        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, ones, zeros, out, 0, -1, k_out, False,
+                  np.zeros(8 * 32, np.int32))
+    else:
+        hp, wp = h + 2 * pad, w + 2 * pad
+        nw = -(-(c // groups) // 64)
+        planes = np.zeros(hp * wp * groups * bits * nw, np.uint64)
+        qsum = np.zeros(hp * wp * groups, np.int32)
+        planes_from_u8(A, hp * wp, groups, c // groups, cgp, bits, nw, planes, qsum)
+        words, wsum = pack_bin(w_int, groups)
+        pix, _ = window_offsets(ho, wo, stride, 0, wp, 1, 1, 4)
+        toff = (np.arange(k)[:, None] * wp + np.arange(k)[None, :]).reshape(-1)
+        conv_bin_popcount(planes, qsum, pix, toff, k * k, groups, bits, nw, words, kg, z, wsum, ones, zeros,
+                          out, 0, -1, k_out, False, np.zeros(kg, np.int64))
+    return out.reshape(ho, wo, k_out)
+
+
+CASES = [  # k, stride, pad, groups, H, W, Cin, Cout
+    (3, 1, 1, 1, 7, 5, 3, 5), (3, 2, 1, 1, 11, 13, 6, 17), (3, 1, 1, 4, 9, 7, 28, 44), (1, 1, 0, 1, 5, 3, 13, 37),
+    (5, 2, 1, 1, 13, 11, 3, 7), (3, 2, 0, 2, 7, 7, 10, 6), (1, 2, 0, 4, 9, 9, 20, 68), (3, 1, 1, 1, 3, 3, 67, 3),
+    (3, 1, 2, 1, 5, 4, 130, 2)]
+
+
+@pytest.mark.parametrize("k,stride,pad,groups,h,w,cin,cout", CASES)
+@pytest.mark.parametrize("z", [0, 3])
+def test_dot_u8i8_bit_exact(k, stride, pad, groups, h, w, cin, cout, z):
+    q = rng.integers(0, 256, (h, w, cin)).astype(np.uint8)
+    w_int = rng.integers(-127, 128, (cout, k, k, cin // groups)).astype(np.int8)
+    want = conv_int_ref(q, z, w_int, stride, pad, groups)
+    assert np.array_equal(int_conv("dot", q, z, w_int, stride, pad, groups), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("k,stride,pad,groups,h,w,cin,cout", [c for c in CASES if c[0] > 1])
+@pytest.mark.parametrize("bits,z", [(8, 0), (8, 5), (4, 0), (4, 2), (2, 0), (2, 1)])
+def test_popcount_bit_exact(k, stride, pad, groups, h, w, cin, cout, bits, z):
+    q = rng.integers(0, 1 << bits, (h, w, cin)).astype(np.uint8)
+    pattern, _ = binarize(rng.standard_normal((cout, k, k, cin // groups)).astype(np.float32))
+    want = conv_int_ref(q, z, pattern, stride, pad, groups)
+    assert np.array_equal(int_conv("popcount", q, z, pattern, stride, pad, groups, bits), want.astype(np.float32))
+    assert np.array_equal(int_conv("dot", q, z, pattern, stride, pad, groups), want.astype(np.float32))
+
+
+@pytest.mark.parametrize("bits,z,scale", [(8, 0, 0.05), (8, 131, 0.0173), (4, 0, 0.3), (2, 1, 0.7)])
+def test_quantize_kernel_matches_reference(bits, z, scale):
+    h, w, c, pad, groups = 5, 7, 6, 1, 2
+    x = (rng.standard_normal((h, w, c)) * 3).astype(np.float32)
+    x[0, 0, 0] = scale * 2.5                           # a rounding tie: half to even
+    A, cgp = padded_u8(np.zeros((h, w, c), np.uint8), z, pad, groups)
+    quantize_u8(x.reshape(-1), 0, h, w, c, np.float32(scale), z, (1 << bits) - 1, A, w + 2 * pad, pad, groups, cgp)
+    want, _ = padded_u8(quantize_act(x, scale, z, bits).astype(np.uint8), z, pad, groups)
+    assert np.array_equal(A, want)
+
+
+# ------------------------------------------------------------ whole models
+
+X = np.random.default_rng(7).standard_normal((3, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("variant", ["R", "B", "BQ"])
+@pytest.mark.parametrize("arch_id", ["resnet20", "sepnet-cifar"])
+def test_models_match_reference(arch_id, variant):
+    g = small_graph(variant, arch_id, seed=2)
+    logits, embed = FastEngine(g).run(X)
+    want = reference.run(g, X, (g.output, g.embed))
+    if variant == "BQ":      # integer path: the same accumulators, the same float epilogue
+        np.testing.assert_array_equal(logits, want[g.output])
+    np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+    np.testing.assert_allclose(embed, want[g.embed], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+@pytest.mark.parametrize("kernel", ["dot", "popcount"])
+def test_low_bit_models_match_reference(bits, kernel, monkeypatch):
+    monkeypatch.setenv("SEPRT_BIN_KERNEL", kernel)
+    g = small_graph("BQ", "sepnet-cifar", seed=3, act_bits=bits)
+    e = FastEngine(g)
+    assert any(p.startswith("popcount" if kernel == "popcount" else "dot-u" + str(bits)) for p in e.plan.paths)
+    np.testing.assert_array_equal(e.run(X)[0], reference.run(g, X)[g.output])
+
+
+def test_same_top1_on_every_sample_image():
+    m_ref = seprt.Model(seprt.demo_model_path(), engine="reference")
+    m_fast = seprt.Model(seprt.demo_model_path(), engine="fast")
+    for p in seprt.demo_images():
+        x = m_ref.preprocess(p)
+        assert np.argmax(m_fast.logits(x)) == np.argmax(m_ref.logits(x))
+        assert m_fast.predict(p, top_k=1)[0][0] == m_ref.predict(p, top_k=1)[0][0]
+
+
+def test_threads_and_concurrent_calls_are_identical():
+    g = small_graph("BQ", "resnet20", seed=4)
+    e = FastEngine(g)
+    x = np.random.default_rng(1).standard_normal((8, 32, 32, 3)).astype(np.float32)
+    want = e.run(x)[0]
+    out = {}
+
+    def work(i):
+        out[i] = e.run(x)[0]
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert all(np.array_equal(v, want) for v in out.values())
+    m = seprt.Model.from_bytes(__import__("seprt.format", fromlist=["x"]).to_bytes(g), threads=3)
+    assert np.array_equal(m.logits(x), want)
+
+
+def test_profile_covers_every_instruction():
+    g = small_graph("BQ", "sepnet-cifar", seed=5)
+    e = FastEngine(g)
+    rows = e.profile(X[:1], runs=1)
+    assert len(rows) == len(e.plan.prog) and all(r["seconds"] > 0 for r in rows)
+    assert sum(r["macs"] for r in rows) == g.macs()
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") == "generic", reason="already the generic run")
+def test_engine_is_correct_on_a_generic_cpu(tmp_path):
+    """The same kernel and model tests compiled for a CPU without AVX-512
+    (NUMBA_CPU_NAME=generic), as on a Raspberry Pi-class CPU."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__,
+                        "-k", "bit_exact or match_reference or top1"],
+                       capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout

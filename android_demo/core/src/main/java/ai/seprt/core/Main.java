@@ -21,7 +21,7 @@ public final class Main {
     public static void main(String[] args) {
         try {
             if (args.length >= 2 && args[0].equals("--bench")) {
-                bench(SeprtModel.load(new File(args[1])), args.length > 2 ? Integer.parseInt(args[2]) : 50);
+                bench(args[1], args.length > 2 ? Integer.parseInt(args[2]) : 50);
             } else if (args.length >= 2 && !args[0].startsWith("-")) {
                 predict(args[0], Arrays.copyOfRange(args, 1, args.length));
             } else {
@@ -60,7 +60,11 @@ public final class Main {
         }
     }
 
-    private static void bench(SeprtModel m, int runs) throws SeprtFormatException {
+    private static void bench(String modelPath, int runs) throws IOException {
+        if (runs < 1) {
+            throw new IllegalArgumentException("RUNS must be >= 1, got " + runs);
+        }
+        SeprtModel m = SeprtModel.load(new File(modelPath));
         float[] x = new float[m.inputSize()];
         java.util.Random rnd = new java.util.Random(0);
         for (int i = 0; i < x.length; i++) {
@@ -76,7 +80,9 @@ public final class Main {
             t[i] = m.lastInferenceNanos();
         }
         Arrays.sort(t);
-        System.out.printf(Locale.ROOT, "%s %s: median %.2f ms, min %.2f ms over %d runs (%d warm-up), 1 thread%n",
-                m.arch(), m.variant(), t[runs / 2] / 1e6, t[0] / 1e6, runs, warmup);
+        Long bits = m.metadata().u32("act_bits");
+        System.out.printf(Locale.ROOT, "%s: %s %s%s: median %.2f ms, min %.2f ms over %d runs (%d warm-up), 1 thread%n",
+                modelPath, m.arch(), m.variant(), bits == null ? "" : " act_bits " + bits, t[runs / 2] / 1e6, t[0] / 1e6,
+                runs, warmup);
     }
 }

@@ -21,11 +21,6 @@ public final class Metadata {
         return map.containsKey(key);
     }
 
-    /** Every key with its value, sorted by key. */
-    public Map<String, Object> asMap() {
-        return map;
-    }
-
     public String string(String key, String dflt) throws SeprtFormatException {
         return typed(key, String.class, "str", dflt);
     }

@@ -53,14 +53,12 @@ final class ModelReader {
 
     /** A section table entry that passed the layout, size and CRC checks. */
     private static final class Section {
-        final int index;
         final int dtype;
         final int[] shape;
         final int offset;
         final int size;
 
-        Section(int index, int dtype, int[] shape, int offset, int size) {
-            this.index = index;
+        Section(int dtype, int[] shape, int offset, int size) {
             this.dtype = dtype;
             this.shape = shape;
             this.offset = offset;
@@ -187,7 +185,7 @@ final class ModelReader {
                 throw new SeprtFormatException("section " + i + ": checksum mismatch, the file is corrupt; "
                         + "re-download or re-export it");
             }
-            sections.add(new Section(i, (int) dtype, shape, (int) offset, (int) length));
+            sections.add(new Section((int) dtype, shape, (int) offset, (int) length));
             prevEnd = offset + length;
             expect = align(prevEnd);
         }
@@ -365,7 +363,7 @@ final class ModelReader {
         }
         Section s = sections.get((int) ref);
         ByteBuffer view = ((ByteBuffer) buf.duplicate().position(s.offset).limit(s.offset + s.size)).slice();
-        return new Tensor(s.index, s.dtype, s.shape, view);
+        return new Tensor(s.dtype, s.shape, view);
     }
 
     // ------------------------------------------------------------ little-endian helpers

@@ -9,13 +9,11 @@ final class Tensor {
     static final int I8 = 2;
     static final int U8 = 3;
 
-    final int section;
     final int dtype;
     final int[] shape;
     private final ByteBuffer data;
 
-    Tensor(int section, int dtype, int[] shape, ByteBuffer data) {
-        this.section = section;
+    Tensor(int dtype, int[] shape, ByteBuffer data) {
         this.dtype = dtype;
         this.shape = shape;
         this.data = data.slice().order(ByteOrder.LITTLE_ENDIAN);

@@ -25,11 +25,6 @@ public final class Value {
         return shape.length;
     }
 
-    /** Channels: the last dimension. */
-    int channels() {
-        return shape[shape.length - 1];
-    }
-
     /** Number of elements (validated to be at most 2^28). */
     int size() {
         long n = 1;

@@ -41,14 +41,16 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
             elif op == P.OP_CONV_DOT:
                 conv_u8i8(abuf[a[1]:], aux[a[2]:a[2] + a[3]], aux[a[4]:a[4] + a[5]], a[5], wi8[a[6]:], a[7], a[8],
                           a[9], a[10], a[11], wi32[a[12]:], wf32[a[13]:], wf32[a[14]:], fbuf, a[15], a[16], a[17],
-                          a[18], acc32)
+                          a[18], acc32, abuf, a[P.QSPEC:], wf32[a[P.QSPEC + 6]], accf)
             elif op == P.OP_CONV_BIN:
                 conv_bin_popcount(pbuf[a[1]:], qbuf[a[2]:], aux[a[3]:a[3] + a[4]], aux[a[5]:a[5] + a[6]], a[6],
                                   a[7], a[8], a[9], wu64[a[10]:], a[11], a[12], wi32[a[13]:], wf32[a[14]:],
-                                  wf32[a[15]:], fbuf, a[16], a[17], a[18], a[19], acc64)
+                                  wf32[a[15]:], fbuf, a[16], a[17], a[18], a[19], acc64, abuf, a[P.QSPEC:],
+                                  wf32[a[P.QSPEC + 6]], accf)
             elif op == P.OP_CONV_F32:
                 conv_f32(fbuf, a[1], a[2], a[3], a[4], wf32[a[5]:], a[6], a[7], a[8], a[9], a[10], a[11], a[12],
-                         wf32[a[13]:], wf32[a[14]:], a[15], a[16], a[17], a[18], accf)
+                         wf32[a[13]:], wf32[a[14]:], a[15], a[16], a[17], a[18], accf, abuf, a[P.QSPEC:],
+                         wf32[a[P.QSPEC + 6]], accd.view(np.float32))
             elif op == P.OP_ADD:
                 add_f32(fbuf, a[1], a[2], a[3], a[4], a[5])
             elif op == P.OP_RELU:
@@ -83,7 +85,7 @@ class FastEngine:
                 abuf[off:off + border.size] = border
             ws = (np.zeros(max(s["f32"], 1), np.float32), abuf, np.zeros(max(s["u64"], 1), np.uint64),
                   np.zeros(max(s["i32"], 1), np.int32), np.zeros(8 * 32, np.int32), np.zeros(p.scratch, np.int64),
-                  np.zeros(p.scratch, np.float32), np.zeros(p.scratch, np.float64))
+                  np.zeros(max(p.scratch, 8 * 32), np.float32), np.zeros(max(p.scratch, 8 * 32), np.float64))
             self._local.ws = ws
         return ws
 

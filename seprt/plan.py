@@ -38,7 +38,8 @@ from .reference import float_weight
 # opcodes of the instruction table (engine.run_program)
 OP_QUANT, OP_PLANES, OP_CONV_DOT, OP_CONV_BIN, OP_CONV_F32 = 1, 2, 3, 4, 5
 OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT = 6, 7, 8, 9, 10
-WIDTH = 24
+WIDTH = 32
+QSPEC = 24        # columns 24..30 of conv rows: fused requantization (see kernels.conv._write)
 
 
 class _Arena:
@@ -136,9 +137,26 @@ def build(g: Graph) -> Plan:
     shape = lambda v: g.values[v].shape
     hwc = lambda v: shape(v) if len(shape(v)) == 3 else (1, 1, shape(v)[0])
     size = lambda v: int(np.prod(shape(v)))
-    fbuf = {g.input: f32.reserve(size(g.input))}
     rows, names, paths, macs, borders = [], [], [], [], []
     scratch = 8 * 32
+
+    # per integer node: kernel ("dot" | "popcount") and the groups its input buffer is laid out for.
+    # Groups of fewer than 16 outputs run as one dense block-diagonal conv: a dot tile is 16
+    # channels wide, and one wide tile wastes no more than several narrow ones but has less overhead.
+    kind, qgroups = {}, {}
+    for i, n in enumerate(g.nodes):
+        if g.is_integer(n):
+            bits = g.values[n.inputs[0]].q_bits
+            kind[i] = "popcount" if n.wfmt == "bin" and bin_kernel_choice(bits) == "popcount" else "dot"
+            groups = n.groups if n.op == "conv" else 1
+            qgroups[i] = 1 if kind[i] == "dot" and g.values[n.output].shape[-1] // groups < 16 else groups
+
+    def float_needed(v: int) -> bool:
+        """Does anything read value v as float (not as a quantized conv input)?"""
+        return v in (g.output, g.embed) or any(i not in qgroups or g.nodes[i].inputs[0] != v
+                                               for i in cons.get(v, []))
+
+    fbuf = {g.input: f32.reserve(size(g.input))}
 
     def emit(row, name, path, mac=0):
         r = np.zeros(WIDTH, np.int64)
@@ -147,16 +165,17 @@ def build(g: Graph) -> Plan:
         names.append(name)
         paths.append(path)
         macs.append(int(mac))
+        return r
 
-    # ---- quantized input buffers, keyed by (value, groups)
-    qbufs = {}
+    qbufs = {}    # (value, groups) -> padded u8 buffer of the quantized value
 
-    def qbuffer(v: int, groups: int, with_planes: bool):
+    def qbuffer(v: int, groups: int, fused: bool = False):
+        """The padded quantized input buffer of v for convs with `groups`;
+        emits its quantize step unless the producer writes it (fused)."""
         key = (v, groups)
         val = g.values[v]
         if key not in qbufs:
-            users = [g.nodes[i] for i in cons[v] if g.is_integer(g.nodes[i]) and g.nodes[i].groups == groups]
-            pad = max(u.pad for u in users)
+            pad = max(g.nodes[i].pad for i in cons[v] if qgroups.get(i) == groups and g.nodes[i].inputs[0] == v)
             h, w, c = hwc(v)
             cg = c // groups
             cgp = -(-cg // 4) * 4
@@ -166,22 +185,34 @@ def build(g: Graph) -> Plan:
             off = u8.reserve(border.size)
             borders.append((off, border.reshape(-1)))
             qbufs[key] = {"off": off, "pad": pad, "hp": hp, "wp": wp, "cgp": cgp, "cg": cg, "planes": None}
-            emit([OP_QUANT, fbuf[v], h, w, c, wf32.add([val.q_scale]), val.q_zero, (1 << val.q_bits) - 1,
-                  off, wp, pad, groups, cgp], f"quantize {val.name}", f"quantize-u{val.q_bits}")
-        q = qbufs[key]
-        if with_planes and q["planes"] is None:
-            nw, bits, n_pix = -(-q["cg"] // 64), val.q_bits, q["hp"] * q["wp"]
+            if not fused:
+                emit([OP_QUANT, fbuf[v], h, w, c, wf32.add([val.q_scale]), val.q_zero, (1 << val.q_bits) - 1,
+                      off, wp, pad, groups, cgp], f"quantize {val.name}", f"quantize-u{val.q_bits}")
+        return qbufs[key]
+
+    def planes(v: int, groups: int):
+        q = qbufs[(v, groups)]
+        if q["planes"] is None:
+            nw, bits, n_pix = -(-q["cg"] // 64), g.values[v].q_bits, q["hp"] * q["wp"]
             q["nw"] = nw
             q["planes"] = u64.reserve(n_pix * groups * bits * nw)
             q["qsum"] = i32.reserve(n_pix * groups)
             emit([OP_PLANES, q["off"], n_pix, groups, q["cg"], q["cgp"], bits, nw, q["planes"], q["qsum"]],
-                 f"bit planes {val.name}", f"planes-u{bits}")
+                 f"bit planes {g.values[v].name}", f"planes-u{bits}")
         return q
 
-    def out_buffer(v: int) -> int:
-        if v not in fbuf:
-            fbuf[v] = f32.reserve(size(v))
-        return fbuf[v]
+    def fused_quant(w: int) -> list:
+        """Requantization fused into the producer of w: the one padded buffer all
+        of w's integer consumers read, when its channels need no padding."""
+        keys = {(w, qgroups[i]) for i in cons.get(w, []) if i in qgroups and g.nodes[i].inputs[0] == w}
+        if len(keys) != 1 or len(shape(w)) != 3:
+            return [-1]
+        (_, groups), = keys
+        if shape(w)[2] // groups % 4:
+            return [-1]
+        q = qbuffer(w, groups, fused=True)
+        val = g.values[w]
+        return [q["off"], shape(w)[1], q["pad"], q["wp"], val.q_zero, (1 << val.q_bits) - 1, wf32.add([val.q_scale])]
 
     emitted = set()
 
@@ -192,47 +223,62 @@ def build(g: Graph) -> Plan:
         res = residual.get(i, -1)
         if res >= 0 and res not in fbuf:         # hoist the residual's producer
             run_node(writer[res])
-        out = out_buffer(writes[i])
-        label = n.name if writes[i] == n.output else f"{n.name} (+{g.values[writes[i]].name})"
+        w_val = writes[i]
+        label = n.name if w_val == n.output else f"{n.name} (+{g.values[w_val].name})"
         if n.op in ("conv", "fc"):
+            qspec = fused_quant(w_val)
+            if float_needed(w_val) or qspec[0] < 0:
+                fbuf[w_val] = f32.reserve(size(w_val))
+            out = fbuf.get(w_val, -1)
             x = n.inputs[0]
             h, w, c = hwc(x)
             ho, wo, k = hwc(n.output)
             kernel = n.kernel if n.op == "conv" else 1
             stride, pad, groups = (n.stride, n.pad, n.groups) if n.op == "conv" else (1, 0, 1)
-            cg, kg = c // groups, k // groups
+            cg = c // groups
             mac = g.node_params(n) * ho * wo
             common = [wf32.add(n.bias), out, fbuf[res] if res >= 0 else -1, k, int(relu[i])]
-            if g.is_integer(n):
+            if i in qgroups:
                 v = g.values[x]
                 mult = (np.float32(v.q_scale) * n.scale).astype(np.float32)
-                use_pop = n.wfmt == "bin" and bin_kernel_choice(v.q_bits) == "popcount"
-                q = qbuffer(x, groups, with_planes=use_pop)
+                w_int = n.weight if n.wfmt == "i8" else unpack_pattern(n.weight, (kernel, kernel, cg))
+                w_int = w_int.reshape(k, kernel, kernel, cg)
+                qg = qgroups[i]
+                if qg != groups:                      # dense block-diagonal form
+                    dense = np.zeros((k, kernel, kernel, c), w_int.dtype)
+                    kg = k // groups
+                    for j in range(groups):
+                        dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
+                    w_int = dense
+                q = qbuffer(x, qg)
                 shift = q["pad"] - pad
-                if use_pop:
-                    pattern = unpack_pattern(n.weight, (kernel, kernel, cg))
-                    words, wsum = pack_bin(pattern, groups)
+                kgq = k // qg
+                if kind[i] == "popcount":
+                    planes(x, qg)
+                    words, wsum = pack_bin(w_int, qg)
                     pix, _ = window_offsets(ho, wo, stride, shift, q["wp"], 1, 1, 4)
                     toff = (np.arange(kernel)[:, None] * q["wp"] + np.arange(kernel)[None, :]).reshape(-1)
-                    scratch = max(scratch, kg)
-                    emit([OP_CONV_BIN, q["planes"], q["qsum"], aux.add(pix), len(pix), aux.add(toff), kernel * kernel,
-                          groups, v.q_bits, q["nw"], wu64.add(words), kg, v.q_zero, wi32.add(wsum),
-                          wf32.add(mult)] + common, label, f"popcount-u{v.q_bits}", mac)
+                    scratch = max(scratch, kgq)
+                    row = emit([OP_CONV_BIN, q["planes"], q["qsum"], aux.add(pix), len(pix), aux.add(toff),
+                                kernel * kernel, qg, v.q_bits, q["nw"], wu64.add(words), kgq, v.q_zero,
+                                wi32.add(wsum), wf32.add(mult)] + common, label, f"popcount-u{v.q_bits}", mac)
                 else:
-                    w_int = n.weight if n.wfmt == "i8" else unpack_pattern(n.weight, (kernel, kernel, cg))
-                    w_int = w_int.reshape(k, kernel, kernel, cg)
-                    M = 2 if kg > 16 else 1
-                    b, wsum = pack_u8i8(w_int, groups, q["cgp"], M)
-                    pix, koff = window_offsets(ho, wo, stride, shift, q["wp"], groups * q["cgp"], kernel, q["cgp"])
-                    emit([OP_CONV_DOT, q["off"], aux.add(pix), len(pix), aux.add(koff), len(koff), wi8.add(b),
-                          groups, q["cgp"], kg, M, v.q_zero, wi32.add(wsum), wf32.add(mult)] + common, label,
-                         f"dot-u{v.q_bits}{'i8' if n.wfmt == 'i8' else 'bin'}", mac)
+                    M = 2 if kgq > 16 else 1
+                    b, wsum = pack_u8i8(w_int, qg, q["cgp"], M)
+                    pix, koff = window_offsets(ho, wo, stride, shift, q["wp"], qg * q["cgp"], kernel, q["cgp"])
+                    row = emit([OP_CONV_DOT, q["off"], aux.add(pix), len(pix), aux.add(koff), len(koff), wi8.add(b),
+                                qg, q["cgp"], kgq, M, v.q_zero, wi32.add(wsum), wf32.add(mult)] + common, label,
+                               f"dot-u{v.q_bits}{'i8' if n.wfmt == 'i8' else 'bin'}", mac)
             else:
                 wt = float_weight(n, c).reshape(k, kernel, kernel, cg)
-                scratch = max(scratch, kg)
-                emit([OP_CONV_F32, fbuf[x], h, w, c, wf32.add(pack_f32(wt, groups)), groups, kernel, stride, pad,
-                      ho, wo, kg, wf32.add(np.ones(k, np.float32))] + common, label, f"f32-{n.wfmt}", mac)
-        elif n.op == "add":
+                scratch = max(scratch, k // groups)
+                row = emit([OP_CONV_F32, fbuf[x], h, w, c, wf32.add(pack_f32(wt, groups)), groups, kernel, stride,
+                            pad, ho, wo, k // groups, wf32.add(np.ones(k, np.float32))] + common, label,
+                           f"f32-{n.wfmt}", mac)
+            row[QSPEC:QSPEC + len(qspec)] = qspec
+            return
+        out = fbuf[w_val] = f32.reserve(size(w_val))
+        if n.op == "add":
             emit([OP_ADD, fbuf[n.inputs[0]], fbuf[n.inputs[1]], out, size(n.output), int(relu[i])], label, "f32")
         elif n.op == "relu":
             emit([OP_RELU, fbuf[n.inputs[0]], out, size(n.output)], label, "f32")

@@ -32,6 +32,9 @@ def padded_u8(q, z, pad, groups):
     return a.reshape(-1), cgp
 
 
+NO_REQUANT = (np.zeros(1, np.uint8), np.array([-1, 0, 0, 0, 0, 0], np.int64), np.float32(1), np.zeros(256, np.float32))
+
+
 def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8):
     """Run an integer conv kernel with mult = 1, bias = 0: returns f32(acc) (Ho,Wo,K)."""
     h, w, c = q.shape
@@ -46,7 +49,7 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8):
         B, wsum = pack_u8i8(w_int, groups, cgp, M)
         pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
         conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, ones, zeros, out, 0, -1, k_out, False,
-                  np.zeros(8 * 32, np.int32))
+                  np.zeros(8 * 32, np.int32), *NO_REQUANT)
     else:
         hp, wp = h + 2 * pad, w + 2 * pad
         nw = -(-(c // groups) // 64)
@@ -57,7 +60,7 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8):
         pix, _ = window_offsets(ho, wo, stride, 0, wp, 1, 1, 4)
         toff = (np.arange(k)[:, None] * wp + np.arange(k)[None, :]).reshape(-1)
         conv_bin_popcount(planes, qsum, pix, toff, k * k, groups, bits, nw, words, kg, z, wsum, ones, zeros,
-                          out, 0, -1, k_out, False, np.zeros(kg, np.int64))
+                          out, 0, -1, k_out, False, np.zeros(kg, np.int64), *NO_REQUANT)
     return out.reshape(ho, wo, k_out)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .intrinsics import make_dot_tile, popcount64
+from .intrinsics import make_dot_tile, popcount64, roundeven32
 
 _tile_4x32 = make_dot_tile(4, 2)   # 4 pixels x 32 channels: 8 zmm accumulators
 _tile_1x32 = make_dot_tile(1, 2)
@@ -31,27 +31,59 @@ _tile_1x16 = make_dot_tile(1, 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _epilogue(acc, j0, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu):
-    """Write n channels of one pixel: fbuf[out_at + k] for k < n, from acc[j0 + k]."""
+def _epilogue(acc, z, wsum, mult, bias, out, has_out, res, has_res, relu, qout, has_q, qs, qz, qmax):
+    """One pixel, k < len(acc): v = f32(acc[k] - z*wsum[k]) * mult[k] + bias[k] (+ res[k]) (relu);
+    out[k] = v and/or qout[k] = clip(roundeven(v / qs) + qz, 0, qmax) (the next layer's
+    quantized input, as seprt.quant.quantize_act). Arguments are views starting at
+    the pixel's first channel; each step is its own branch-free loop, so it vectorizes.
+    v is staged in `out` (the caller passes a scratch view when has_out is False)."""
+    n = acc.shape[0]
     for k in range(n):
-        oc = oc0 + k
-        v = np.float32(acc[j0 + k] - z * wsum[oc]) * mult[oc] + bias[oc]
-        if res_at >= 0:
-            v += fbuf[res_at + k]
-        if relu and v < 0:
-            v = np.float32(0)
-        fbuf[out_at + k] = v
+        out[k] = np.float32(acc[k] - z * wsum[k]) * mult[k] + bias[k]
+    if has_res:
+        for k in range(n):
+            out[k] += res[k]
+    if relu:
+        for k in range(n):
+            out[k] = max(out[k], np.float32(0))
+    if has_q:
+        for k in range(n):
+            qout[k] = np.uint8(min(max(roundeven32(out[k] / qs) + qz, np.float32(0)), qmax))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, qspec, qscale, p, K, stage):
+    """_epilogue for n channels from oc0 of output pixel p (K channels per pixel).
+
+    Float output at fbuf[out_at] (< 0: not needed), residual at fbuf[res_at]
+    (< 0: none); qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax] places the
+    quantized copy in the consumer's padded u8 buffer qbuf; stage: f32 scratch
+    for v when there is no float output.
+    """
+    has_out, has_res, has_q = out_at >= 0, res_at >= 0, qspec[0] >= 0
+    o = out_at if has_out else 0
+    r = res_at if has_res else 0
+    q = 0
+    if has_q:
+        wo, pad = qspec[1], qspec[2]
+        oy = p // wo
+        q = qspec[0] + ((oy + pad) * qspec[3] + (p - oy * wo) + pad) * K + oc0
+    out = fbuf[o:o + n] if has_out else stage[:n]
+    _epilogue(acc[:n], z, wsum[oc0:oc0 + n], mult[oc0:oc0 + n], bias[oc0:oc0 + n], out, has_out,
+              fbuf[r:r + n], has_res, relu, qbuf[q:q + n], has_q, qscale, np.float32(qspec[4]),
+              np.float32(qspec[5]))
 
 
 # ---------------------------------------------------------------- u8 x i8
 
 @njit(cache=True, nogil=True)
 def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
-                   fbuf, out_off, res_off, K, relu, acc):
+              fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
     """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32.
 
     pix (Ho*Wo,) i64: A offset of each output pixel's window; koff (nk,) i64:
-    offset of each 4-channel step inside the window; acc: i32 scratch (8*16).
+    offset of each 4-channel step inside the window; acc: i32 scratch (8*16);
+    out_off < 0: no float output; qbuf/qspec/qscale: fused requantization (_write).
     """
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
@@ -77,8 +109,8 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                     _tile_1x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
                 for p in range(tp):
                     at = (p0 + p) * K + oc0
-                    _epilogue(acc, p * blk, n, oc0, z, wsum, mult, bias, fbuf, out_off + at,
-                              res_off + at if res_off >= 0 else -1, relu)
+                    _write(acc[p * blk:], n, oc0, z, wsum, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
+                           res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, p0 + p, K, stage)
                 p0 += tp
 
 
@@ -141,7 +173,7 @@ def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum):
 
 @njit(cache=True, nogil=True)
 def conv_bin_popcount(planes, qsum, pix, toff, T, G, bits, nw, pat, Kg, z, wsum, mult, bias,
-                      fbuf, out_off, res_off, K, relu, acc):
+                      fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
     """planes (n_pix, G, bits, nw) u64 x patterns (G, T, nw, Kg) u64 -> fbuf (Ho*Wo, K).
 
     pix (Ho*Wo,) i64: padded-pixel index of each window's first tap; toff (T,):
@@ -150,8 +182,8 @@ def conv_bin_popcount(planes, qsum, pix, toff, T, G, bits, nw, pat, Kg, z, wsum,
     """
     for p in range(pix.shape[0]):
         for g in range(G):
-            for o in range(Kg):
-                acc[o] = 0
+            a = acc[:Kg]
+            a[:] = 0
             s = 0
             for t in range(T):
                 pp = pix[p] + toff[t]
@@ -159,15 +191,16 @@ def conv_bin_popcount(planes, qsum, pix, toff, T, G, bits, nw, pat, Kg, z, wsum,
                 xb = (pp * G + g) * bits * nw
                 for w in range(nw):
                     pb = ((g * T + t) * nw + w) * Kg
+                    prow = pat[pb:pb + Kg]
                     for b in range(bits):
                         x = planes[xb + b * nw + w]
                         for o in range(Kg):
-                            acc[o] += np.int64(popcount64(x & pat[pb + o])) << b
+                            a[o] += np.int64(popcount64(x & prow[o])) << b
             for o in range(Kg):
-                acc[o] = 2 * acc[o] - s
+                a[o] = 2 * a[o] - s
             at = p * K + g * Kg
-            _epilogue(acc, 0, Kg, g * Kg, z, wsum, mult, bias, fbuf, out_off + at,
-                      res_off + at if res_off >= 0 else -1, relu)
+            _write(a, Kg, g * Kg, z, wsum, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
+                   res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, p, K, stage)
 
 
 def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,18 +219,18 @@ def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True, nogil=True)
 def conv_f32(fbuf, in_off, H, W, C, Wt, G, k, stride, pad, Ho, Wo, Kg, mult, bias,
-             out_off, res_off, K, relu, acc):
+             out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
     """x (H,W,C) f32 at in_off, Wt (G, k*k, Cg, Kg) f32 -> fbuf (Ho*Wo, K) f32 at out_off.
 
     Zero padding by skipping taps outside the image; acc: f32 scratch (Kg);
     mult: ones (K,) (the shared epilogue's scale).
     """
     cg = C // G
+    a = acc[:Kg]
     for oy in range(Ho):
         for ox in range(Wo):
             for g in range(G):
-                for o in range(Kg):
-                    acc[o] = 0
+                a[:] = 0
                 for ky in range(k):
                     iy = oy * stride - pad + ky
                     if iy < 0 or iy >= H:
@@ -207,14 +240,16 @@ def conv_f32(fbuf, in_off, H, W, C, Wt, G, k, stride, pad, Ho, Wo, Kg, mult, bia
                         if ix < 0 or ix >= W:
                             continue
                         xb = in_off + (iy * W + ix) * C + g * cg
-                        wb = (g * k * k + ky * k + kx) * cg
+                        xrow = fbuf[xb:xb + cg]
+                        wb = (g * k * k + ky * k + kx) * cg * Kg
                         for c in range(cg):
-                            xv = fbuf[xb + c]
+                            xv = xrow[c]
+                            wrow = Wt[wb + c * Kg:wb + (c + 1) * Kg]
                             for o in range(Kg):
-                                acc[o] += xv * Wt[(wb + c) * Kg + o]
+                                a[o] += xv * wrow[o]
                 at = (oy * Wo + ox) * K + g * Kg
-                _epilogue(acc, 0, Kg, g * Kg, 0, mult, mult, bias, fbuf, out_off + at,
-                          res_off + at if res_off >= 0 else -1, relu)
+                _write(a, Kg, g * Kg, 0, mult, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
+                       res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, oy * Wo + ox, K, stage)
 
 
 def pack_f32(w: np.ndarray, groups: int) -> np.ndarray:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .intrinsics import roundeven32
+
 
 @njit(cache=True, nogil=True)
 def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
@@ -16,33 +18,36 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
     The border (value z) and channel padding (0) are written once at setup.
     """
     cg = C // G
-    s = np.float32(scale)
+    s, zf, top = np.float32(scale), np.float32(z), np.float32(qmax)
+    n = W * C
     for y in range(H):
+        src = fbuf[in_off + y * n:in_off + (y + 1) * n]
+        d0 = ((y + pad) * Wp + pad) * G * Cgp
+        if Cgp == cg:                 # rows are contiguous: one vectorizable loop over views
+            dst = A[d0:d0 + n]
+            for i in range(n):
+                dst[i] = np.uint8(min(max(roundeven32(src[i] / s) + zf, np.float32(0)), top))
+            continue
         for x in range(W):
-            src = in_off + (y * W + x) * C
-            dst = ((y + pad) * Wp + (x + pad)) * G * Cgp
             for g in range(G):
+                dst = A[d0 + (x * G + g) * Cgp:d0 + (x * G + g) * Cgp + cg]
                 for c in range(cg):
-                    q = np.rint(fbuf[src + g * cg + c] / s) + np.float32(z)
-                    if q < 0:
-                        q = np.float32(0)
-                    elif q > qmax:
-                        q = np.float32(qmax)
-                    A[dst + g * Cgp + c] = np.uint8(q)
+                    dst[c] = np.uint8(min(max(roundeven32(src[x * C + g * cg + c] / s) + zf, np.float32(0)), top))
 
 
 @njit(cache=True, nogil=True)
 def add_f32(fbuf, a_off, b_off, out_off, n, relu):
+    a, b, out = fbuf[a_off:a_off + n], fbuf[b_off:b_off + n], fbuf[out_off:out_off + n]
     for i in range(n):
-        v = fbuf[a_off + i] + fbuf[b_off + i]
-        fbuf[out_off + i] = v if (v > 0 or not relu) else np.float32(0)
+        v = a[i] + b[i]
+        out[i] = max(v, np.float32(0)) if relu else v
 
 
 @njit(cache=True, nogil=True)
 def relu_f32(fbuf, in_off, out_off, n):
+    x, out = fbuf[in_off:in_off + n], fbuf[out_off:out_off + n]
     for i in range(n):
-        v = fbuf[in_off + i]
-        fbuf[out_off + i] = v if v > 0 else np.float32(0)
+        out[i] = max(x[i], np.float32(0))
 
 
 @njit(cache=True, nogil=True)
@@ -79,13 +84,15 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
 @njit(cache=True, nogil=True)
 def gap_f32(fbuf, in_off, n_pix, C, out_off, acc):
     """(n_pix, C) -> (C,) mean, accumulated in float64 (acc scratch)."""
-    for c in range(C):
-        acc[c] = 0.0
+    a = acc[:C]
+    a[:] = 0.0
     for p in range(n_pix):
+        x = fbuf[in_off + p * C:in_off + (p + 1) * C]
         for c in range(C):
-            acc[c] += fbuf[in_off + p * C + c]
+            a[c] += x[c]
+    out = fbuf[out_off:out_off + C]
     for c in range(C):
-        fbuf[out_off + c] = np.float32(acc[c] / n_pix)
+        out[c] = np.float32(a[c] / n_pix)
 
 
 @njit(cache=True, nogil=True)

@@ -2,6 +2,8 @@
 
     popcount64(x)            llvm.ctpop.i64 (VPOPCNTQ when vectorized on AVX-512
                              VPOPCNTDQ, POPCNT or a bit trick elsewhere)
+    roundeven32(x)           llvm.roundeven.f32: round half to even, as np.rint,
+                             but inlined and vectorizable
     make_dot_tile(P, M)      an int8 GEMM tile: P pixels x (16*M) output channels,
                              u8 activations x i8 weights, int32 accumulation:
                              llvm.x86.avx512.vpdpbusd.512 on CPUs with AVX-512
@@ -29,6 +31,17 @@ def popcount64(typingctx, x):
 
     def codegen(context, builder, signature, args):
         return builder.ctpop(args[0])
+    return sig, codegen
+
+
+@intrinsic
+def roundeven32(typingctx, x):
+    """float32 rounded to the nearest integer, ties to even."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        f = builder.module.declare_intrinsic("llvm.roundeven", [ir.FloatType()])
+        return builder.call(f, [args[0]])
     return sig, codegen
 
 

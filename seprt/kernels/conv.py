@@ -89,15 +89,18 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
     nob = (Kg + blk - 1) // blk
     P = 4 if M == 2 else 8
     n_pix = pix.shape[0]
+    has_out, has_res, has_q = out_off >= 0, res_off >= 0, qspec[0] >= 0
+    qwo, qpad, qwp = qspec[1], qspec[2], qspec[3]
+    qz, qmax = np.float32(qspec[4]), np.float32(qspec[5])
     for g in range(G):
         for ob in range(nob):
             b_off = (g * nob + ob) * nk * 64 * M
             n = min(blk, Kg - ob * blk)
             oc0 = g * Kg + ob * blk
+            c0 = np.uint64(oc0)
             p0 = 0
             while p0 < n_pix:
                 tp = P if n_pix - p0 >= P else 1
-                acc[:tp * blk] = 0
                 if M == 2:
                     if tp == P:
                         _tile_4x32(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
@@ -107,10 +110,29 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                     _tile_8x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
                 else:
                     _tile_1x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                # epilogue (_write's math), inlined: a helper call per pixel costs more
+                # than the pixel's arithmetic (numba reference-counts array arguments)
                 for p in range(tp):
-                    at = (p0 + p) * K + oc0
-                    _write(acc[p * blk:], n, oc0, z, wsum, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
-                           res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, p0 + p, K, stage)
+                    pix_i = p0 + p
+                    a0 = np.uint64(p * blk)
+                    o = np.uint64(out_off + pix_i * K + oc0) if has_out else np.uint64(0)
+                    r = np.uint64(res_off + pix_i * K + oc0) if has_res else np.uint64(0)
+                    q = np.uint64(0)
+                    if has_q:
+                        oy = pix_i // qwo
+                        q = np.uint64(qspec[0] + ((oy + qpad) * qwp + (pix_i - oy * qwo) + qpad) * K + oc0)
+                    for k in range(n):
+                        ku = np.uint64(k)
+                        oc = c0 + ku
+                        v = np.float32(acc[a0 + ku] - z * wsum[oc]) * mult[oc] + bias[oc]
+                        if has_res:
+                            v += fbuf[r + ku]
+                        if relu:
+                            v = max(v, np.float32(0))
+                        if has_out:
+                            fbuf[o + ku] = v
+                        if has_q:
+                            qbuf[q + ku] = np.uint8(min(max(roundeven32(v / qscale) + qz, np.float32(0)), qmax))
                 p0 += tp
 
 

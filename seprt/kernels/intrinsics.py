@@ -81,15 +81,17 @@ def _dot_generic(builder, acc, a, b):
 def make_dot_tile(P: int, M: int):
     """An intrinsic tile(acc, A, a_add, pix, pix_start, B, b_off, koff, nk) -> None.
 
-    acc  int32[P*M*16] accumulators, read at entry and written at exit:
-         acc[(p*M + j)*16 + l] += sum over kk < nk, b < 4 of
+    acc  int32[P*M*16] accumulators, written at exit:
+         acc[(p*M + j)*16 + l] = sum over kk < nk, b < 4 of
              A[a_add + pix[pix_start + p] + koff[kk] + b] * B[b_off + ((kk*M + j)*16 + l)*4 + b]
     A    uint8[]  quantized activations (padded NHWC buffer)
     pix  int64[]  per output pixel: offset of its window's first tap in A
     B    int8[]   weights packed [kk][M][16][4]
     koff int64[]  per k4 step: offset of those 4 channels from the window start
     Each k4 step is one vpdpbusd (or its generic equivalent) per (pixel,
-    16-channel block), accumulators in registers.
+    16-channel block), accumulators in registers from zero. They are stored
+    lane by lane: the scalar epilogue that reads them back then hits store
+    forwarding (a 64-byte vector store read as 4-byte loads stalls on x86).
     """
     vnni = has_vnni()
     @intrinsic
@@ -99,7 +101,6 @@ def make_dot_tile(P: int, M: int):
         def codegen(context, builder, signature, args):
             acc_v, a_v, a_add_v, pix_v, ps_v, b_v, b_off_v, koff_v, nk_v = args
             data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
-            accp = builder.bitcast(data(0), V16I32.as_pointer())
             ap, pixp, bp, koffp = data(1), data(3), data(5), data(7)
             if vnni:
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
@@ -107,7 +108,7 @@ def make_dot_tile(P: int, M: int):
                 dot = lambda acc, a, b: builder.call(fn, [acc, a, b])
             else:
                 dot = lambda acc, a, b: _dot_generic(builder, acc, a, b)
-            acc0 = [builder.load(builder.gep(accp, [_i64(k)]), align=4) for k in range(P * M)]
+            acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
             rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
                     for p in range(P)]
             pre = builder.block
@@ -150,8 +151,11 @@ def make_dot_tile(P: int, M: int):
                 out.add_incoming(acc0[k], pre)
                 out.add_incoming(new[k], end)
                 outs.append(out)
+            accs = data(0)
             for k, out in enumerate(outs):
-                builder.store(out, builder.gep(accp, [_i64(k)]), align=4)
+                for l in range(16):
+                    builder.store(builder.extract_element(out, ir.Constant(I32, l)),
+                                  builder.gep(accs, [_i64(16 * k + l)]), align=4)
             return context.get_dummy_value()
         return sig, codegen
     return tile

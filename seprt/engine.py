@@ -13,7 +13,7 @@ import threading
 import time
 
 import numpy as np
-from numba import njit
+from .kernels.jit import jit
 
 from . import plan as P
 from .graph import Graph
@@ -21,7 +21,7 @@ from .kernels.conv import conv_bin_popcount, conv_f32, conv_u8i8, planes_from_u8
 from .kernels.elementwise import add_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32
 
 
-@njit(cache=True, nogil=True)
+@jit
 def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, accd):
     """Run instructions prog (n, WIDTH) on each image x[i] (in_size,) f32;

@@ -20,7 +20,7 @@ so every window is whole and acc = sum_all q*w - z * wsum[oc] exactly
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .jit import jit
 
 from .intrinsics import make_dot_tile, popcount64, roundeven32
 
@@ -30,7 +30,7 @@ _tile_8x16 = make_dot_tile(8, 1)   # 8 pixels x 16 channels, for groups of <= 16
 _tile_1x16 = make_dot_tile(1, 1)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _epilogue(acc, z, wsum, mult, bias, out, has_out, res, has_res, relu, qout, has_q, qs, qz, qmax):
     """One pixel, k < len(acc): v = f32(acc[k] - z*wsum[k]) * mult[k] + bias[k] (+ res[k]) (relu);
     out[k] = v and/or qout[k] = clip(roundeven(v / qs) + qz, 0, qmax) (the next layer's
@@ -51,7 +51,7 @@ def _epilogue(acc, z, wsum, mult, bias, out, has_out, res, has_res, relu, qout, 
             qout[k] = np.uint8(min(max(roundeven32(out[k] / qs) + qz, np.float32(0)), qmax))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@jit(inline="always")
 def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, qspec, qscale, p, K, stage):
     """_epilogue for n channels from oc0 of output pixel p (K channels per pixel).
 
@@ -76,14 +76,15 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
 
 # ---------------------------------------------------------------- u8 x i8
 
-@njit(cache=True, nogil=True)
+@jit
 def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
               fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
     """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32.
 
     pix (Ho*Wo,) i64: A offset of each output pixel's window; koff (nk,) i64:
     offset of each 4-channel step inside the window; acc: i32 scratch (8*16);
-    out_off < 0: no float output; qbuf/qspec/qscale: fused requantization (_write).
+    out_off < 0: no float output; qbuf/qspec/qscale: fused requantization (_write);
+    stage: f32 scratch (32).
     """
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
@@ -129,10 +130,14 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                             v += fbuf[r + ku]
                         if relu:
                             v = max(v, np.float32(0))
-                        if has_out:
-                            fbuf[o + ku] = v
-                        if has_q:
-                            qbuf[q + ku] = np.uint8(min(max(roundeven32(v / qscale) + qz, np.float32(0)), qmax))
+                        stage[ku] = v
+                    if has_out:
+                        for k in range(n):
+                            fbuf[o + np.uint64(k)] = stage[np.uint64(k)]
+                    if has_q:
+                        for k in range(n):
+                            ku = np.uint64(k)
+                            qbuf[q + ku] = np.uint8(min(max(roundeven32(stage[ku] / qscale) + qz, np.float32(0)), qmax))
                 p0 += tp
 
 
@@ -170,7 +175,7 @@ def conv_int_ref(q: np.ndarray, z: int, w_int: np.ndarray, stride: int, pad: int
 
 # ---------------------------------------------------------------- binary
 
-@njit(cache=True, nogil=True)
+@jit
 def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum):
     """A (n_pix, G, Cgp) u8 -> planes (n_pix, G, bits, nw) u64 and qsum (n_pix, G) i32.
 
@@ -193,7 +198,7 @@ def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum):
             qsum[p * G + g] = s
 
 
-@njit(cache=True, nogil=True)
+@jit
 def conv_bin_popcount(planes, qsum, pix, toff, T, G, bits, nw, pat, Kg, z, wsum, mult, bias,
                       fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
     """planes (n_pix, G, bits, nw) u64 x patterns (G, T, nw, Kg) u64 -> fbuf (Ho*Wo, K).
@@ -239,7 +244,7 @@ def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- float
 
-@njit(cache=True, nogil=True)
+@jit
 def conv_f32(fbuf, in_off, H, W, C, Wt, G, k, stride, pad, Ho, Wo, Kg, mult, bias,
              out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
     """x (H,W,C) f32 at in_off, Wt (G, k*k, Cg, Kg) f32 -> fbuf (Ho*Wo, K) f32 at out_off.

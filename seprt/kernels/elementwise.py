@@ -6,12 +6,12 @@ add, relu, maxpool, avgpool, gap, shortcut_a).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .jit import jit
 
 from .intrinsics import roundeven32
 
 
-@njit(cache=True, nogil=True)
+@jit
 def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
     """x (H,W,C) f32 -> interior of A (Hp,Wp,G,Cgp) u8: clip(rint(x / s) + z, 0, qmax).
 
@@ -35,7 +35,7 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
                     dst[c] = np.uint8(min(max(roundeven32(src[x * C + g * cg + c] / s) + zf, np.float32(0)), top))
 
 
-@njit(cache=True, nogil=True)
+@jit
 def add_f32(fbuf, a_off, b_off, out_off, n, relu):
     a, b, out = fbuf[a_off:a_off + n], fbuf[b_off:b_off + n], fbuf[out_off:out_off + n]
     for i in range(n):
@@ -43,14 +43,14 @@ def add_f32(fbuf, a_off, b_off, out_off, n, relu):
         out[i] = max(v, np.float32(0)) if relu else v
 
 
-@njit(cache=True, nogil=True)
+@jit
 def relu_f32(fbuf, in_off, out_off, n):
     x, out = fbuf[in_off:in_off + n], fbuf[out_off:out_off + n]
     for i in range(n):
         out[i] = max(x[i], np.float32(0))
 
 
-@njit(cache=True, nogil=True)
+@jit
 def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
     """Max pool (padding never wins) or average pool (divide by non-padding count)."""
     for oy in range(Ho):
@@ -81,7 +81,7 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
                     fbuf[o + c] /= np.float32(cnt)
 
 
-@njit(cache=True, nogil=True)
+@jit
 def gap_f32(fbuf, in_off, n_pix, C, out_off, acc):
     """(n_pix, C) -> (C,) mean, accumulated in float64 (acc scratch)."""
     a = acc[:C]
@@ -95,7 +95,7 @@ def gap_f32(fbuf, in_off, n_pix, C, out_off, acc):
         out[c] = np.float32(a[c] / n_pix)
 
 
-@njit(cache=True, nogil=True)
+@jit
 def shortcut_a_f32(fbuf, in_off, H, W, C, stride, Ho, Wo, Cout, out_off):
     """x[::s, ::s, :] with (Cout - C)/2 zero channels on each side."""
     p = (Cout - C) // 2

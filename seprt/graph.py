@@ -164,6 +164,8 @@ def _check_value(v: Value) -> None:
         raise FormatError(f"value {v.name!r}: shape {v.shape} must be (H, W, C) or (C,) with dims in 1..{MAX_DIM}")
     if math.prod(v.shape) > MAX_VALUE_ELEMS:
         raise FormatError(f"value {v.name!r}: {math.prod(v.shape)} elements exceeds the limit {MAX_VALUE_ELEMS}")
+    if not v.q_bits and (v.q_scale != 0 or v.q_zero != 0):
+        raise FormatError(f"value {v.name!r}: a float value (q_bits 0) must have q_scale 0 and q_zero 0")
     if v.q_bits:
         if v.q_bits not in ACT_BITS:
             raise FormatError(f"value {v.name!r}: activation bits {v.q_bits} not in {ACT_BITS}")
@@ -208,6 +210,8 @@ def _check_node(g: Graph, n: Node) -> None:
             raise FormatError(f"node {n.name!r}: bias has NaN or Inf")
         kshape = n.kernel_shape(ins[0][-1])
         if n.wfmt == "f32":
+            if n.scale is not None:
+                raise FormatError(f"node {n.name!r}: float weights take no scale section")
             _expect(n, "weight", n.weight, kshape, np.float32)
             if not np.all(np.isfinite(n.weight)):
                 raise FormatError(f"node {n.name!r}: weight has NaN or Inf")
@@ -227,8 +231,12 @@ def _check_node(g: Graph, n: Node) -> None:
             used = kshape[1] * kshape[2] * kshape[3] % 8
             if used and np.any(n.weight[:, -1] >> used):
                 raise FormatError(f"node {n.name!r}: padding bits of packed patterns must be 0")
-    elif n.weight is not None or n.scale is not None or n.bias is not None:
+    elif n.weight is not None or n.scale is not None or n.bias is not None or n.wfmt:
         raise FormatError(f"node {n.name!r}: {n.op} takes no weights")
+    uses = {"conv": "ksgp", "maxpool": "ksp", "avgpool": "ksp", "shortcut_a": "s"}.get(n.op, "")
+    for field, default in (("kernel", 1), ("stride", 1), ("pad", 0), ("groups", 1)):
+        if field[0] not in uses and getattr(n, field) != default:
+            raise FormatError(f"node {n.name!r}: {n.op} does not use {field}; it must be {default}")
     layer = arch_mod.Layer(n.name, n.op, (), out_channels=out[-1], kernel=n.kernel, stride=n.stride,
                            pad=n.pad, groups=n.groups)
     try:
@@ -239,8 +247,28 @@ def _check_node(g: Graph, n: Node) -> None:
         raise FormatError(f"node {n.name!r}: output shape {out} does not match {n.op} of {ins} (expected {want})")
 
 
+META_TYPES = {"arch": str, "variant": str, "labels": "str[]", "preprocess.size": "u32[]",
+              "preprocess.resize": str, "preprocess.crop_fraction": float, "preprocess.mean": "f32[]",
+              "preprocess.std": "f32[]", "preprocess.channel_order": str, "act_bits": int,
+              "provenance.source": str, "provenance.converter": str, "provenance.stage": str,
+              "provenance.binarize": str, "provenance.val_top1": float}
+
+
+def _has_type(v, t) -> bool:
+    if t == "str[]":
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+    if t in ("u32[]", "f32[]"):
+        item = int if t == "u32[]" else float
+        return isinstance(v, list) and all(isinstance(x, item) and not isinstance(x, bool) for x in v)
+    return isinstance(v, t) and not isinstance(v, bool)
+
+
 def _check_meta(g: Graph) -> None:
     m = g.meta
+    for key, t in META_TYPES.items():
+        if key in m and not _has_type(m[key], t):
+            name = t if isinstance(t, str) else {str: "str", int: "u32", float: "f32"}[t]
+            raise FormatError(f"metadata {key!r} must be of type {name}")
     for key in ("arch", "variant", "labels", "preprocess.size", "preprocess.resize",
                 "preprocess.mean", "preprocess.std"):
         if key not in m:
@@ -263,6 +291,8 @@ def _check_meta(g: Graph) -> None:
         raise FormatError("preprocess.std must be > 0")
     if m.get("preprocess.channel_order", "RGB") not in ("RGB", "BGR"):
         raise FormatError(f"preprocess.channel_order {m['preprocess.channel_order']!r} is not RGB or BGR")
+    if m.get("act_bits", 8) not in ACT_BITS:
+        raise FormatError(f"act_bits {m['act_bits']} not in {ACT_BITS}")
     cf = m.get("preprocess.crop_fraction", 0.875)
     if not (math.isfinite(cf) and 0 < cf <= 1):
         raise FormatError(f"preprocess.crop_fraction {cf} must be in (0, 1]")

@@ -294,3 +294,27 @@ def test_fuzz_mutations_only_raise_format_error(data, base, fix_crc):
         except struct.error:
             pass
     only_format_errors(b)
+
+
+def test_strict_fields_the_spec_fixes():
+    """Rules the Java reader checks too: float values carry no quantization,
+    float weights no scale, unused op fields keep their defaults, metadata types."""
+    cases = []
+    g = tiny_graph()
+    g.values[1].q_scale = 0.5                       # float value with a scale
+    cases.append((g, "float value"))
+    g = tiny_graph()
+    g.nodes[0].scale = np.ones(2, np.float32)       # f32 weights with a scale section
+    cases.append((g, "no scale section"))
+    g = tiny_graph()
+    g.nodes[1].kernel = 3                           # relu does not use kernel
+    cases.append((g, "does not use kernel"))
+    g = tiny_graph()
+    g.meta["preprocess.size"] = "2x2"
+    cases.append((g, "must be of type u32"))
+    g = tiny_graph()
+    g.meta["act_bits"] = 3
+    cases.append((g, "act_bits 3"))
+    for g, match in cases:
+        with pytest.raises(FormatError, match=match):
+            fmt.to_bytes(g)

@@ -155,6 +155,7 @@ def save(g: Graph, path: str | os.PathLike) -> int:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)          # mkstemp makes 0600; a model file is not a secret
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

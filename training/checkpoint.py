@@ -10,7 +10,7 @@ A checkpoint is a dict saved with `torch.save`::
                                               # convs carry "pattern" (±1) and
                                               # "alpha" [out] instead of "weight"
      "labels": [...],
-     "preprocess": {"size": [H, W], "resize": "stretch", "mean": [r, g, b],
+     "preprocess": {"size": [H, W], "resize": "stretch" | "center_crop", "mean": [r, g, b],
                     "std": [r, g, b], "channel_order": "RGB"},  # 0..1 scale
      "val_top1": float | None,
      "history": [ {per-epoch or per-step dict}, ... ],
@@ -133,14 +133,16 @@ def validate(ckpt, where: str = "checkpoint") -> None:
     if len(ckpt["labels"]) != a.num_classes:
         bad(f"{len(ckpt['labels'])} labels for a {a.num_classes}-class architecture")
     pp = ckpt["preprocess"]
-    if not isinstance(pp, dict) or sorted(pp) != sorted(PREPROCESS_KEYS):
-        bad(f"preprocess must have exactly the keys {', '.join(PREPROCESS_KEYS)}")
+    if not isinstance(pp, dict) or not set(PREPROCESS_KEYS) <= set(pp) <= set(PREPROCESS_KEYS) | {"crop_fraction"}:
+        bad(f"preprocess must have the keys {', '.join(PREPROCESS_KEYS)} (and optionally crop_fraction)")
     if list(pp["size"]) != list(a.input_shape[:2]):
         bad(f"preprocess size {pp['size']} does not match the architecture input {list(a.input_shape[:2])}")
     if len(pp["mean"]) != 3 or len(pp["std"]) != 3 or any(s <= 0 for s in pp["std"]):
         bad("preprocess mean/std must be 3 numbers each, std > 0")
-    if pp["channel_order"] != "RGB" or pp["resize"] != "stretch":
-        bad("preprocess channel_order must be 'RGB' and resize 'stretch'")
+    if pp["channel_order"] not in ("RGB", "BGR") or pp["resize"] not in ("stretch", "center_crop"):
+        bad("preprocess channel_order must be 'RGB' or 'BGR' and resize 'stretch' or 'center_crop'")
+    if not 0 < pp.get("crop_fraction", 0.875) <= 1:
+        bad("preprocess crop_fraction must be in (0, 1]")
     if ckpt["val_top1"] is not None and not isinstance(ckpt["val_top1"], float):
         bad("val_top1 must be a float or None")
     if not isinstance(ckpt["history"], list) or not isinstance(ckpt["train_config"], dict):

@@ -16,10 +16,8 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
 
 Kernel choice per integer conv/fc (named in `Plan.paths`):
     int8 weights                      -> "dot-u8i8" (VNNI tiles / generic vectors)
-    binary patterns, 8-bit inputs     -> "dot-u8i8" on ±1 int8 (measured faster than
-                                         popcount on AVX-512 VNNI CPUs, docs/performance.md)
-    binary patterns, 2/4-bit inputs   -> "popcount-u{bits}" (SEPRT_BIN_KERNEL=dot or
-                                         popcount overrides)
+    binary patterns                   -> "dot-u{bits}bin" on ±1 int8, or "popcount-u{bits}"
+                                         (bin_kernel_choice)
     float weights or float inputs     -> "f32"
 """
 from __future__ import annotations
@@ -31,7 +29,6 @@ import numpy as np
 
 from .graph import Graph, Node
 from .kernels.conv import pack_bin, pack_f32, pack_u8i8, window_offsets
-from .kernels.intrinsics import has_vnni
 from .quant import unpack_pattern
 from .reference import float_weight
 
@@ -88,11 +85,17 @@ class Plan:
 
 
 def bin_kernel_choice(bits: int) -> str:
-    """'dot' or 'popcount' for a binary conv with `bits`-bit inputs."""
+    """'dot' or 'popcount' for a binary conv with `bits`-bit inputs.
+
+    Measured on sepnet-cifar (docs/performance.md): the ±1 int8 dot tile beats
+    bit-plane popcount at 8 and 4 bits both with AVX-512 VNNI (one vpdpbusd is
+    64 multiply-adds) and on a generic x86-64 target (SSE2 only), so 'dot' is
+    the default; SEPRT_BIN_KERNEL=popcount selects the popcount kernel (CPUs
+    where popcount is cheap and int8 dot products are not, e.g. to measure on
+    an ARM board).
+    """
     forced = os.environ.get("SEPRT_BIN_KERNEL", "")
-    if forced in ("dot", "popcount"):
-        return forced
-    return "dot" if bits == 8 or not has_vnni() else "popcount"
+    return forced if forced in ("dot", "popcount") else "dot"
 
 
 def _fusions(g: Graph):

@@ -1,0 +1,196 @@
+"""seprt vs TFLite (LiteRT, XNNPACK) on the same weights, in one process.
+
+    python benchmarks/run.py [--archs sepnet-cifar resnet20 sepnet-t8] [--runs 200] [--out results.json]
+
+For each architecture: a random-init checkpoint (converters init, seed 0:
+speed does not depend on training) is converted to seprt BQ with 8-bit and
+4-bit activations and to TFLite fp32 and int8 (TFLite's own calibrator, the
+same calibration images). Latency is measured interleaved (each round runs
+every model once), after warm-up, as median and p90, for batch 1 and 8 and
+1 and 2 threads. Also: seprt's per-layer profile, cold start (import + load
++ first predict, warm and cold JIT cache) and peak RSS of a predict process.
+Run it on an idle machine; it prints the CPU, the code paths that ran and
+ratios, and writes everything to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import seprt  # noqa: E402
+from converters import tflite  # noqa: E402
+from seprt import arch  # noqa: E402
+from seprt.cli import engine_paths, per_layer  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def calib_images(folder: Path, size: int, n: int = 16) -> None:
+    """Smooth random RGB images (upsampled noise) in one class folder."""
+    from PIL import Image
+    d = folder / "x"
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        a = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+        Image.fromarray(a).resize((size + size // 7, size + size // 7), Image.BILINEAR).save(d / f"{i}.png")
+
+
+def convert(arch_id: str, work: Path) -> dict[str, Path]:
+    """Checkpoint -> seprt BQ8, BQ4 and TFLite fp32, int8 (converter CLI, same weights)."""
+    ck, calib = work / f"{arch_id}.pt", work / f"calib-{arch_id}"
+    size = arch.get(arch_id).input_shape[0]
+    calib_images(calib, size)
+    py = [sys.executable, "-m", "converters"]
+    out = {"seprt BQ u8": work / f"{arch_id}-BQ8.bin", "seprt BQ u4": work / f"{arch_id}-BQ4.bin",
+           "tflite fp32": work / f"{arch_id}-fp32.tflite", "tflite int8": work / f"{arch_id}-int8.tflite"}
+    steps = [["init", "--arch", arch_id, "-o", ck],
+             ["seprt", ck, "-o", out["seprt BQ u8"], "--variant", "BQ", "--calib", calib],
+             ["seprt", ck, "-o", out["seprt BQ u4"], "--variant", "BQ", "--act-bits", "4", "--calib", calib],
+             ["tflite", ck, "-o", out["tflite fp32"], "--quant", "fp32"],
+             ["tflite", ck, "-o", out["tflite int8"], "--quant", "int8", "--calib", calib]]
+    for s in steps:
+        if not Path(s[s.index("-o") + 1]).exists():
+            subprocess.run(py + [str(a) for a in s], cwd=ROOT, check=True, capture_output=True)
+    return out
+
+
+def tflite_runner(path: Path, threads: int, batch: int):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    inp = it.get_input_details()[0]
+    shape = [batch] + list(inp["shape"][1:])
+    it.resize_tensor_input(inp["index"], shape)
+    it.allocate_tensors()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+    def run():
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+    return run
+
+
+def latency(models: dict[str, Path], threads: int, batch: int, runs: int) -> dict:
+    runners, shapes = {}, None
+    for name, p in models.items():
+        if name.startswith("seprt"):
+            m = seprt.Model(p, threads=threads)
+            x = np.random.default_rng(0).standard_normal((batch,) + m.input_shape).astype(np.float32)
+            m.logits(x)
+            runners[name] = (lambda m=m, x=x: m.logits(x))
+        else:
+            runners[name] = tflite_runner(p, threads, batch)
+    for run in runners.values():
+        for _ in range(max(5, runs // 10)):
+            run()
+    times = {k: [] for k in runners}
+    for _ in range(runs):
+        for k, run in runners.items():
+            t = time.perf_counter()
+            run()
+            times[k].append(time.perf_counter() - t)
+    return {k: {"median_ms": float(np.median(v) * 1e3), "p90_ms": float(np.percentile(v, 90) * 1e3)}
+            for k, v in times.items()}
+
+
+# peak RSS from VmHWM: ru_maxrss of a child process still holds its parent's size
+HWM = "[l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]"
+PREDICT = ("import sys, time; t0 = time.perf_counter(); import numpy as np, seprt; "
+           "m = seprt.Model(sys.argv[1]); m.predict(np.zeros((64, 64, 3), np.uint8)); t1 = time.perf_counter(); "
+           f"print(t1 - t0, {HWM})")
+TFLITE = ("import sys, time; t0 = time.perf_counter(); import numpy as np; "
+          "from ai_edge_litert.interpreter import Interpreter; it = Interpreter(model_path=sys.argv[1]); "
+          "it.allocate_tensors(); d = it.get_input_details()[0]; "
+          "it.set_tensor(d['index'], np.zeros(d['shape'], np.float32)); it.invoke(); t1 = time.perf_counter(); "
+          f"print(t1 - t0, {HWM})")
+
+
+def process_stats(code: str, model: Path, env: dict | None = None) -> tuple[float, float]:
+    """(seconds from interpreter start to first result, peak RSS MB) of a fresh process."""
+    r = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, check=True,
+                       env={**os.environ, **(env or {})}, cwd=ROOT)
+    secs, kb = r.stdout.split()
+    return float(secs), int(kb) / 1e3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", nargs="+", default=["sepnet-cifar", "resnet20", "sepnet-t8"])
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "seprt-bench"))
+    ap.add_argument("--out", default="benchmarks/results.json")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    res = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+           "numpy": np.__version__, "seprt": seprt.__version__, "archs": {}}
+    print(f"CPU: {res['cpu']} ({res['cores']} cores)")
+    for aid in args.archs:
+        models = convert(aid, work)
+        m = seprt.Model(models["seprt BQ u8"])
+        r = {"macs": m.graph.macs(), "bytes": {k: p.stat().st_size for k, p in models.items()},
+             "paths": {k: engine_paths(seprt.Model(p)) for k, p in models.items() if k.startswith("seprt")},
+             "latency": {}}
+        runs = args.runs if m.graph.macs() < 1e8 else max(20, args.runs // 4)
+        for threads in (1, 2):
+            for batch in (1, 8):
+                key = f"threads={threads} batch={batch}"
+                r["latency"][key] = latency(models, threads, batch, runs if batch == 1 else max(10, runs // 4))
+        x = np.random.default_rng(0).standard_normal((1,) + m.input_shape).astype(np.float32)
+        r["per_layer"] = per_layer(m, x, 50)
+        cache = tempfile.mkdtemp(prefix="seprt-numba-")
+        cold = process_stats(PREDICT, models["seprt BQ u8"], {"NUMBA_CACHE_DIR": cache})
+        warm = process_stats(PREDICT, models["seprt BQ u8"], {"NUMBA_CACHE_DIR": cache})
+        tfl = process_stats(TFLITE, models["tflite int8"])
+        r["cold_start_s"] = {"seprt cold JIT cache": cold[0], "seprt warm JIT cache": warm[0], "tflite int8": tfl[0]}
+        r["peak_rss_mb"] = {"seprt BQ u8": warm[1], "tflite int8": tfl[1]}
+        res["archs"][aid] = r
+        report(aid, r)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def report(aid: str, r: dict) -> None:
+    print(f"\n## {aid}: {r['macs'] / 1e6:.1f}M MACs; bytes: " +
+          ", ".join(f"{k} {v / 1e6:.3f} MB" for k, v in r["bytes"].items()))
+    for k, v in r["paths"].items():
+        print(f"  {k} ran: {v}")
+    for key, lat in r["latency"].items():
+        f32, i8 = lat["tflite fp32"]["median_ms"], lat["tflite int8"]["median_ms"]
+        print(f"  {key}:")
+        for name, s in lat.items():
+            print(f"    {name:<12} median {s['median_ms']:8.3f} ms  p90 {s['p90_ms']:8.3f} ms   "
+                  f"x{s['median_ms'] / f32:5.2f} of tflite fp32, x{s['median_ms'] / i8:5.2f} of tflite int8")
+    print("  cold start (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["cold_start_s"].items()))
+    print("  peak RSS (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in r["peak_rss_mb"].items()))
+    top = sorted(r["per_layer"], key=lambda l: -l["us"])[:8]
+    print("  slowest steps (seprt BQ u8, 1 thread, batch 1):")
+    for l in top:
+        print(f"    {l['name'][:44]:<44} {l['path']:<12} {l['us']:8.1f} us {l['gmacs']:7.1f} GMAC/s "
+              f"{l['share'] * 100:5.1f}%")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

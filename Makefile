@@ -27,8 +27,9 @@ test: test-python test-android
 test-python: $(VENV)/.dev
 	$(PY) -m pytest -q
 
-test-android:
-	bash android_demo/build.sh test
+# the Java core's golden tests regenerate small models with the runtime in .venv
+test-android: $(VENV)/.runtime
+	SEPRT_PYTHON=$(PY) bash android_demo/build.sh test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

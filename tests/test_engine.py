@@ -171,3 +171,23 @@ def test_engine_is_correct_on_a_generic_cpu(tmp_path):
                        capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert " passed" in r.stdout
+
+
+@pytest.mark.parametrize("k,stride,pad,is_max", [(3, 2, 0, 1), (3, 2, 1, 1), (3, 2, 1, 0), (2, 2, 0, 0), (3, 1, 1, 1)])
+def test_pool_kernel_matches_reference(k, stride, pad, is_max):
+    from seprt.kernels.elementwise import pool_f32
+    h, w, c = 11, 9, 5
+    x = rng.standard_normal((1, h, w, c)).astype(np.float32)
+    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    buf = np.concatenate([x.reshape(-1), np.zeros(ho * wo * c, np.float32)])
+    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max)
+    want = (reference.maxpool if is_max else reference.avgpool)(x, k, stride, pad)
+    np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
+
+
+def test_sepnet_t8_bq_matches_reference():
+    """224x224, 5x5 stride-2 conv1, max-pool, 1000 classes: bit-exact logits."""
+    from seprt import arch, variants
+    g = variants.random_graph(arch.get("sepnet-t8"), "BQ", "prb", seed=1, calib_n=1)
+    x = np.random.default_rng(3).standard_normal((1, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_array_equal(FastEngine(g).run(x)[0], reference.run(g, x)[g.output])

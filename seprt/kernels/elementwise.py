@@ -28,11 +28,13 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
             for i in range(n):
                 dst[i] = np.uint8(min(max(roundeven32(src[i] / s) + zf, np.float32(0)), top))
             continue
-        for x in range(W):
+        for x in range(W):               # channels padded per group: uint64 indices, no views
             for g in range(G):
-                dst = A[d0 + (x * G + g) * Cgp:d0 + (x * G + g) * Cgp + cg]
+                d = np.uint64(d0 + (x * G + g) * Cgp)
+                si = np.uint64(x * C + g * cg)
                 for c in range(cg):
-                    dst[c] = np.uint8(min(max(roundeven32(src[x * C + g * cg + c] / s) + zf, np.float32(0)), top))
+                    cu = np.uint64(c)
+                    A[d + cu] = np.uint8(min(max(roundeven32(src[si + cu] / s) + zf, np.float32(0)), top))
 
 
 @jit
@@ -52,33 +54,36 @@ def relu_f32(fbuf, in_off, out_off, n):
 
 @jit
 def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
-    """Max pool (padding never wins) or average pool (divide by non-padding count)."""
+    """Max pool (padding never wins) or average pool (divide by non-padding count).
+
+    Channels are the inner, contiguous loop; indices are uint64 (no wraparound
+    checks) so it vectorizes."""
+    cu = np.uint64(C)
     for oy in range(Ho):
+        y0, y1 = max(oy * stride - pad, 0), min(oy * stride - pad + k, H)
         for ox in range(Wo):
-            o = out_off + (oy * Wo + ox) * C
+            x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
+            o = np.uint64(out_off + (oy * Wo + ox) * C)
+            first = np.uint64(in_off + (y0 * W + x0) * C)
             for c in range(C):
-                fbuf[o + c] = -np.inf if is_max else np.float32(0)
-            cnt = 0
-            for ky in range(k):
-                iy = oy * stride - pad + ky
-                if iy < 0 or iy >= H:
-                    continue
-                for kx in range(k):
-                    ix = ox * stride - pad + kx
-                    if ix < 0 or ix >= W:
+                fbuf[o + np.uint64(c)] = fbuf[first + np.uint64(c)]
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    if iy == y0 and ix == x0:
                         continue
-                    cnt += 1
-                    src = in_off + (iy * W + ix) * C
-                    for c in range(C):
-                        v = fbuf[src + c]
-                        if is_max:
-                            if v > fbuf[o + c]:
-                                fbuf[o + c] = v
-                        else:
-                            fbuf[o + c] += v
+                    src = np.uint64(in_off + (iy * W + ix) * C)
+                    if is_max:
+                        for c in range(C):
+                            i = np.uint64(c)
+                            fbuf[o + i] = max(fbuf[o + i], fbuf[src + i])
+                    else:
+                        for c in range(C):
+                            i = np.uint64(c)
+                            fbuf[o + i] += fbuf[src + i]
             if not is_max:
+                inv = np.float32((y1 - y0) * (x1 - x0))
                 for c in range(C):
-                    fbuf[o + c] /= np.float32(cnt)
+                    fbuf[o + np.uint64(c)] /= inv
 
 
 @jit

@@ -37,7 +37,6 @@ OP_QUANT, OP_PLANES, OP_CONV_DOT, OP_CONV_BIN, OP_CONV_F32 = 1, 2, 3, 4, 5
 OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT = 6, 7, 8, 9, 10
 WIDTH = 32
 DENSE_BELOW = 16      # groups with fewer outputs run as one dense block-diagonal dot conv
-FUSE_REQUANT = True
 QSPEC = 24        # columns 24..30 of conv rows: fused requantization (see kernels.conv._write)
 
 
@@ -210,7 +209,7 @@ def build(g: Graph) -> Plan:
         """Requantization fused into the producer of w: the one padded buffer all
         of w's integer consumers read, when its channels need no padding."""
         keys = {(w, qgroups[i]) for i in cons.get(w, []) if i in qgroups and g.nodes[i].inputs[0] == w}
-        if len(keys) != 1 or len(shape(w)) != 3 or not FUSE_REQUANT:
+        if len(keys) != 1 or len(shape(w)) != 3:
             return [-1]
         (_, groups), = keys
         if shape(w)[2] // groups % 4:

@@ -165,12 +165,7 @@ class Net(nn.Module):
             if l.op == "conv":
                 self.layers[key(l.name)] = ConvBN(l, cin)
             elif l.op == "fc":
-                fc = nn.Linear(cin, l.out_channels)
-                self.layers[key(l.name)] = fc
-        self._zero_init_residual_bn()
-
-    def _zero_init_residual_bn(self) -> None:
-        """Nothing fancy: standard BN init (gamma=1). Kept as a hook point."""
+                self.layers[key(l.name)] = nn.Linear(cin, l.out_channels)
 
     def forward(self, x: torch.Tensor, return_embed: bool = False):
         """Logits, or (logits, embed) with embed = the pooled features."""

@@ -35,7 +35,7 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
             op = a[0]
             if op == P.OP_QUANT:
                 quantize_u8(fbuf, a[1], a[2], a[3], a[4], wf32[a[5]], a[6], a[7], abuf[a[8]:], a[9], a[10],
-                            a[11], a[12])
+                            a[11], a[12], accf)
             elif op == P.OP_PLANES:
                 planes_from_u8(abuf[a[1]:], a[2], a[3], a[4], a[5], a[6], a[7], pbuf[a[8]:], qbuf[a[9]:])
             elif op == P.OP_CONV_DOT:

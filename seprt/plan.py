@@ -176,6 +176,7 @@ def build(g: Graph) -> Plan:
     def qbuffer(v: int, groups: int, fused: bool = False):
         """The padded quantized input buffer of v for convs with `groups`;
         emits its quantize step unless the producer writes it (fused)."""
+        nonlocal scratch
         key = (v, groups)
         val = g.values[v]
         if key not in qbufs:
@@ -190,6 +191,7 @@ def build(g: Graph) -> Plan:
             borders.append((off, border.reshape(-1)))
             qbufs[key] = {"off": off, "pad": pad, "hp": hp, "wp": wp, "cgp": cgp, "cg": cg, "planes": None}
             if not fused:
+                scratch = max(scratch, w * c)          # quantize_u8's row stage
                 emit([OP_QUANT, fbuf[v], h, w, c, wf32.add([val.q_scale]), val.q_zero, (1 << val.q_bits) - 1,
                       off, wp, pad, groups, cgp], f"quantize {val.name}", f"quantize-u{val.q_bits}")
         return qbufs[key]

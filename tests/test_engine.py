@@ -95,7 +95,8 @@ def test_quantize_kernel_matches_reference(bits, z, scale):
     x = (rng.standard_normal((h, w, c)) * 3).astype(np.float32)
     x[0, 0, 0] = scale * 2.5                           # a rounding tie: half to even
     A, cgp = padded_u8(np.zeros((h, w, c), np.uint8), z, pad, groups)
-    quantize_u8(x.reshape(-1), 0, h, w, c, np.float32(scale), z, (1 << bits) - 1, A, w + 2 * pad, pad, groups, cgp)
+    quantize_u8(x.reshape(-1), 0, h, w, c, np.float32(scale), z, (1 << bits) - 1, A, w + 2 * pad, pad, groups, cgp,
+                np.zeros(w * c, np.float32))
     want, _ = padded_u8(quantize_act(x, scale, z, bits).astype(np.uint8), z, pad, groups)
     assert np.array_equal(A, want)
 

@@ -12,10 +12,11 @@ from .intrinsics import roundeven32
 
 
 @jit
-def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
+def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp, stage):
     """x (H,W,C) f32 -> interior of A (Hp,Wp,G,Cgp) u8: clip(rint(x / s) + z, 0, qmax).
 
-    The border (value z) and channel padding (0) are written once at setup.
+    The border (value z) and channel padding (0) are written once at setup;
+    stage: f32 scratch of W*C (used when channels are padded).
     """
     cg = C // G
     s, zf, top = np.float32(scale), np.float32(z), np.float32(qmax)
@@ -28,13 +29,15 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp):
             for i in range(n):
                 dst[i] = np.uint8(min(max(roundeven32(src[i] / s) + zf, np.float32(0)), top))
             continue
-        for x in range(W):               # channels padded per group: uint64 indices, no views
+        row = stage[:n]                   # channels padded per group: quantize the
+        for i in range(n):                # contiguous row first (vectorizes), then place it
+            row[i] = min(max(roundeven32(src[i] / s) + zf, np.float32(0)), top)
+        for x in range(W):
             for g in range(G):
                 d = np.uint64(d0 + (x * G + g) * Cgp)
                 si = np.uint64(x * C + g * cg)
                 for c in range(cg):
-                    cu = np.uint64(c)
-                    A[d + cu] = np.uint8(min(max(roundeven32(src[si + cu] / s) + zf, np.float32(0)), top))
+                    A[d + np.uint64(c)] = np.uint8(row[si + np.uint64(c)])
 
 
 @jit
@@ -56,34 +59,33 @@ def relu_f32(fbuf, in_off, out_off, n):
 def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
     """Max pool (padding never wins) or average pool (divide by non-padding count).
 
-    Channels are the inner, contiguous loop; indices are uint64 (no wraparound
-    checks) so it vectorizes."""
-    cu = np.uint64(C)
+    Input and output are separate views; channels are the inner contiguous loop
+    with uint64 indices (no wraparound checks), so it vectorizes."""
+    x = fbuf[in_off:in_off + H * W * C]
+    y = fbuf[out_off:out_off + Ho * Wo * C]
+    init = np.float32(-np.inf) if is_max else np.float32(0)
+    for i in range(Ho * Wo * C):
+        y[i] = init
     for oy in range(Ho):
         y0, y1 = max(oy * stride - pad, 0), min(oy * stride - pad + k, H)
         for ox in range(Wo):
             x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
-            o = np.uint64(out_off + (oy * Wo + ox) * C)
-            first = np.uint64(in_off + (y0 * W + x0) * C)
-            for c in range(C):
-                fbuf[o + np.uint64(c)] = fbuf[first + np.uint64(c)]
+            o = np.uint64((oy * Wo + ox) * C)
             for iy in range(y0, y1):
                 for ix in range(x0, x1):
-                    if iy == y0 and ix == x0:
-                        continue
-                    src = np.uint64(in_off + (iy * W + ix) * C)
+                    src = np.uint64((iy * W + ix) * C)
                     if is_max:
                         for c in range(C):
                             i = np.uint64(c)
-                            fbuf[o + i] = max(fbuf[o + i], fbuf[src + i])
+                            y[o + i] = max(y[o + i], x[src + i])
                     else:
                         for c in range(C):
                             i = np.uint64(c)
-                            fbuf[o + i] += fbuf[src + i]
+                            y[o + i] += x[src + i]
             if not is_max:
                 inv = np.float32((y1 - y0) * (x1 - x0))
                 for c in range(C):
-                    fbuf[o + np.uint64(c)] /= inv
+                    y[o + np.uint64(c)] /= inv
 
 
 @jit

@@ -122,3 +122,14 @@ def test_user_errors_are_one_line(argv, match, capsys):
 def test_errors_from_the_real_command_have_no_traceback():
     r = subprocess.run([sys.executable, "-m", "seprt", "info", __file__], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.startswith("seprt: error:")
+
+
+def test_bench_against_tflite_in_the_same_run(tmp_path, capsys):
+    from converters.tflite import graph_to_tflite
+    tfl = tmp_path / "demo.tflite"
+    tfl.write_bytes(graph_to_tflite(fmt.load(DEMO)))
+    code, out, err = run(capsys, "bench", DEMO, "--tflite", str(tfl), "--runs", "3", "--json")
+    r = json.loads(out)
+    assert code == 0, err
+    assert r["tflite"]["median_ms"] > 0 and r["ratio_seprt_over_tflite"] > 0
+    assert r["path"].startswith("dot-u8")          # the kernel paths that ran are named

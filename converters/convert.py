@@ -22,7 +22,7 @@ import torch
 import seprt
 from seprt import arch as arch_mod
 from seprt import format as fmt
-from seprt import image, reference, variants
+from seprt import image, variants
 from seprt.folders import is_image_source, iter_labelled
 from training import checkpoint, nets
 
@@ -68,8 +68,9 @@ def torch_logits(net: nets.Net, x: np.ndarray, batch: int = 64) -> np.ndarray:
         return np.concatenate([net(nchw(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
 
 
-def seprt_logits(g, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([reference.run(g, x[i:i + batch])[g.output] for i in range(0, len(x), batch)])
+def seprt_logits(data: bytes, x: np.ndarray) -> np.ndarray:
+    """Logits of the written bytes as the runtime runs them (fast engine)."""
+    return seprt.Model.from_bytes(data).logits(np.ascontiguousarray(x, np.float32))
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -193,7 +194,7 @@ def to_seprt(args, log=print) -> dict:
     for line in describe(g, qerr):
         log(line)
     x, classes, what = check_inputs(args, meta, a, calib)
-    ours = seprt_logits(g, x)
+    ours = seprt_logits(data, x)
     report = {"variant": args.variant, "binarize": mode, "bytes": len(data), "check_inputs": what}
     if args.variant == "BQ":
         act_quant = {g.values[i].name: (v.q_scale, v.q_zero, v.q_bits)

@@ -272,7 +272,7 @@ def cmd_demo(args) -> int:
     if "not trained" in src:
         print(f"NOTE: this demo model has {src}: the runtime works, the predictions are meaningless.")
     elif "provenance.val_top1" in m.meta:
-        print(f"validation top-1 {m.meta['provenance.val_top1']:.4f} ({src})")
+        print(f"validation top-1 {m.meta['provenance.val_top1']:.4f}, measured when converting {src}")
     for p in demo_images():
         r = m.predict(p, top_k=3)
         print(f"{os.path.basename(p):<16} " + ", ".join(f"{l} {pr:.3f}" for l, pr in r))

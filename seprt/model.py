@@ -160,6 +160,8 @@ class Model:
         return {
             "arch": self.meta["arch"],
             "variant": self.meta["variant"],
+            "engine": self.engine,
+            "kernels": sorted(set(self._fast.plan.paths)) if self._fast else ["reference (numpy)"],
             "params": g.params(),
             "macs": g.macs(),
             "bytes": self.nbytes,

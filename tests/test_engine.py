@@ -192,3 +192,22 @@ def test_sepnet_t8_bq_matches_reference():
     g = variants.random_graph(arch.get("sepnet-t8"), "BQ", "prb", seed=1, calib_n=1)
     x = np.random.default_rng(3).standard_normal((1, 224, 224, 3)).astype(np.float32)
     np.testing.assert_array_equal(FastEngine(g).run(x)[0], reference.run(g, x)[g.output])
+
+
+def test_jit_cache_is_keyed_by_kernel_sources():
+    """numba keys a cached function by its own bytecode; ours also by every
+    kernel source, so an edited kernel is never run from a stale cache."""
+    from seprt.kernels import jit
+    from seprt.engine import run_program
+    names = {p.name for p in jit._SOURCES}
+    assert {"conv.py", "elementwise.py", "intrinsics.py", "engine.py", "plan.py"} <= names
+    m = seprt.Model(seprt.demo_model_path())
+    m.logits(m.preprocess(seprt.demo_images()[0]))          # compiled (or loaded) now
+    assert isinstance(run_program._cache, jit._KernelCache)
+    key = run_program._cache._index_key(run_program.signatures[0], run_program.targetctx.codegen())
+    assert key[-1] == jit.SOURCE_HASH
+
+
+def test_info_names_the_kernels():
+    m = seprt.Model(seprt.demo_model_path())
+    assert m.info()["engine"] == "fast" and any(k.startswith("dot-u8") for k in m.info()["kernels"])

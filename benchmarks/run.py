@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import seprt  # noqa: E402
-from converters import tflite  # noqa: E402
 from seprt import arch  # noqa: E402
 from seprt.cli import engine_paths, per_layer  # noqa: E402
 
@@ -91,7 +90,7 @@ def tflite_runner(path: Path, threads: int, batch: int):
 
 
 def latency(models: dict[str, Path], threads: int, batch: int, runs: int) -> dict:
-    runners, shapes = {}, None
+    runners = {}
     for name, p in models.items():
         if name.startswith("seprt"):
             m = seprt.Model(p, threads=threads)

@@ -234,9 +234,9 @@ def _check_node(g: Graph, n: Node) -> None:
     elif n.weight is not None or n.scale is not None or n.bias is not None or n.wfmt:
         raise FormatError(f"node {n.name!r}: {n.op} takes no weights")
     uses = {"conv": "ksgp", "maxpool": "ksp", "avgpool": "ksp", "shortcut_a": "s"}.get(n.op, "")
-    for field, default in (("kernel", 1), ("stride", 1), ("pad", 0), ("groups", 1)):
-        if field[0] not in uses and getattr(n, field) != default:
-            raise FormatError(f"node {n.name!r}: {n.op} does not use {field}; it must be {default}")
+    for attr, default in (("kernel", 1), ("stride", 1), ("pad", 0), ("groups", 1)):
+        if attr[0] not in uses and getattr(n, attr) != default:
+            raise FormatError(f"node {n.name!r}: {n.op} does not use {attr}; it must be {default}")
     layer = arch_mod.Layer(n.name, n.op, (), out_channels=out[-1], kernel=n.kernel, stride=n.stride,
                            pad=n.pad, groups=n.groups)
     try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import Graph, Node
+from .graph import Graph
 from .kernels.conv import pack_bin, pack_f32, pack_u8i8, window_offsets
 from .quant import unpack_pattern
 from .reference import float_weight

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import seprt
 from seprt import format as fmt
 from seprt.errors import FormatError
-from seprt.graph import Node
 
 from helpers import graph_section, refresh_crcs, section_entries, small_graph, tiny_graph
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class Model:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.graph, self.engine, self.threads = graph, engine, threads
         self._fast = FastEngine(graph) if engine == "fast" else None
+        self._pool = None                        # worker threads for threads > 1
         self.nbytes, self.source = nbytes, source
         self.meta = graph.meta
         self.labels: list[str] = list(graph.meta["labels"])
@@ -86,18 +87,12 @@ class Model:
             return reference.run(self.graph, x, outputs)
         if self.threads == 1 or len(x) == 1:
             logits, embed = self._fast.run(x)
-        else:
+        else:                                    # split the batch; numba releases the GIL
             parts = np.array_split(np.arange(len(x)), min(self.threads, len(x)))
-            results = [None] * len(parts)
-
-            def work(k):
-                results[k] = self._fast.run(np.ascontiguousarray(x[parts[k]]))
-            ts = [threading.Thread(target=work, args=(k,)) for k in range(1, len(parts))]
-            for t in ts:
-                t.start()
-            work(0)
-            for t in ts:
-                t.join()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="seprt")
+            futures = [self._pool.submit(self._fast.run, np.ascontiguousarray(x[p])) for p in parts[1:]]
+            results = [self._fast.run(np.ascontiguousarray(x[parts[0]]))] + [f.result() for f in futures]
             logits = np.concatenate([r[0] for r in results])
             embed = np.concatenate([r[1] for r in results])
         return {self.graph.output: logits, self.graph.embed: embed}

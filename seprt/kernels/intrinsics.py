@@ -99,7 +99,7 @@ def make_dot_tile(P: int, M: int):
         sig = types.void(acc, A, a_add, pix, pix_start, B, b_off, koff, nk)
 
         def codegen(context, builder, signature, args):
-            acc_v, a_v, a_add_v, pix_v, ps_v, b_v, b_off_v, koff_v, nk_v = args
+            a_add_v, ps_v, b_off_v, nk_v = args[2], args[4], args[6], args[8]
             data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
             ap, pixp, bp, koffp = data(1), data(3), data(5), data(7)
             if vnni:

@@ -311,6 +311,16 @@ def cmd_train(args, d: Dist):
     a = arch_mod.get(args.arch)
     torch.manual_seed(args.seed)
     model = nets.build(args.arch)
+    prior, init = [], None
+    if args.init:
+        # continue a Full checkpoint under a new schedule (weights only; the
+        # optimizer and lr schedule start fresh from this command's settings)
+        src_model, src = ckpt_mod.load_model(args.init)
+        if src["arch"] != args.arch or src["stage"] != "full":
+            raise SystemExit(f"error: --init {args.init} is a {src['stage']} {src['arch']} checkpoint; "
+                             f"train --arch {args.arch} continues only a Full {args.arch} checkpoint")
+        model.load_state_dict(src_model.state_dict())
+        prior, init = src["history"], os.path.abspath(args.init)
     binarize = None
     if args.binary_from_start:
         nets.set_ste(model, args.binary_from_start)
@@ -319,13 +329,17 @@ def cmd_train(args, d: Dist):
     train_ds, val_ds = ds.split("train"), ds.split("val")
     mean, std = data_mod.mean_std(train_ds.images)
     pre = {"size": list(a.input_shape[:2]), "resize": "stretch", "mean": mean, "std": std, "channel_order": "RGB"}
-    cfg = _common_train_cfg(args, command="train", arch=args.arch, binary_from_start=binarize,
+    cfg = _common_train_cfg(args, command="train", arch=args.arch, binary_from_start=binarize, init=init,
                             train_images=len(train_ds), val_images=len(val_ds))
+    if init and pre != src["preprocess"]:
+        raise SystemExit(f"error: --init {args.init} was trained with preprocessing {src['preprocess']}, "
+                         f"this data gives {pre}")
     log(d, f"train {args.arch}: {nets.count_weights(model)} weights, {len(train_ds)} train / {len(val_ds)} "
            f"validation images, {d.world} process(es) x {torch.get_num_threads()} thread(s)")
     # ste training from scratch ends as a binarized model: stage "refined"
     # (patterns + trained alpha), train_config.binary_from_start says how.
-    fit(model, cfg, args, d, train_ds, val_ds, pre, stage="refined" if binarize else "full", binarize=binarize)
+    fit(model, cfg, args, d, train_ds, val_ds, pre, stage="refined" if binarize else "full", binarize=binarize,
+        prior_history=prior)
 
 
 def cmd_refine(args, d: Dist):
@@ -458,6 +472,8 @@ def parser() -> argparse.ArgumentParser:
     fitting(s, lr=0.1, wd=5e-4, epochs=60)
     s.add_argument("--binary-from-start", nargs="?", const="all", default=None, choices=nets.BINARIZE_MODES,
                    help="train with binary patterns from the start (STE); 'all' (default) or 'prb'")
+    s.add_argument("--init", help="Full checkpoint of the same arch to continue from, under this command's "
+                                  "schedule (fresh optimizer), e.g. to finish a cut-off run with a shorter decay")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("binarize", help="Full -> BiPattern (no training) and report its validation accuracy")

@@ -48,6 +48,21 @@ def test_restart_with_different_settings_refuses(tiny_tar, tmp_path):
         _train(tiny_tar, tmp_path, out)
 
 
+def test_init_continues_a_full_checkpoint_under_a_new_schedule(tiny_tar, tmp_path):
+    first, cont = tmp_path / "first.pt", tmp_path / "cont.pt"
+    assert _train(tiny_tar, tmp_path, first, "--stop-after", "1") == 0
+    assert _train(tiny_tar, tmp_path, cont, "--init", str(first), "--epochs", "1", "--lr", "0.01") == 0
+    c0, c = ck.load(str(first)), ck.load(str(cont))
+    # the first run's history is kept, the new epoch follows it, the source is recorded
+    assert [h["epoch"] for h in c["history"]] == [1, 1]
+    assert c["history"][0] == c0["history"][0]
+    assert c["train_config"]["init"] == str(first) and c["train_config"]["lr"] == 0.01
+    assert any(not torch.equal(c0["state_dict"][k], v) for k, v in c["state_dict"].items())
+    with pytest.raises(SystemExit, match="continues only a Full sepnet-cifar"):
+        train.main(["train", "--arch", "sepnet-cifar", "--init", str(first), "--out", str(tmp_path / "x.pt"),
+                    "--quiet", *_args(tiny_tar, tmp_path)])
+
+
 def test_binarize_refine_eval_chain(tiny_tar, tmp_path, capsys):
     full, bi, ref = tmp_path / "f.pt", tmp_path / "bi.pt", tmp_path / "r.pt"
     train.main(["train", "--arch", "sepnet-cifar", "--epochs", "1", "--out", str(full), "--batch-size", "8",

@@ -75,6 +75,15 @@ def is_val_file(path: str) -> bool:
     return zlib.crc32(path.encode()) % 10 == 0
 
 
+CALIB_PER_CLASS = 26   # files 0000-0025 of each class: 260 training images for int8 calibration
+
+
+def is_calib_file(path: str) -> bool:
+    """Calibration images: the first files of each class's training split."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem.isdigit() and int(stem) < CALIB_PER_CLASS
+
+
 def _class_and_name(member: str) -> tuple[str, str] | None:
     parts = member.strip("/").split("/")
     if len(parts) < 2 or not parts[-1].lower().endswith(IMAGE_EXTS) or parts[-1].startswith("."):
@@ -280,13 +289,17 @@ class Batches:
 
 def export_val(src: str, out: str, split: str = "val") -> int:
     """Write a split as ``<class>/<file>`` to a directory or a .tar/.tar.gz,
-    copying the original image bytes (no re-encoding). Returns the count."""
+    copying the original image bytes (no re-encoding). Returns the count.
+    split: "val", "all", or "calib" (files 0000-0025 of each class, from the
+    training split: the int8 calibration set the zoo uses)."""
     n = 0
     is_tar = out.endswith((".tar", ".tar.gz", ".tgz"))
     tf = tarfile.open(out, "w:gz" if out.endswith(("gz", "tgz")) else "w") if is_tar else None
     try:
         for member, data in _iter_source(src):
             if split == "val" and not is_val_file(member):
+                continue
+            if split == "calib" and not is_calib_file(member):
                 continue
             cls, name = _class_and_name(member)
             rel = f"{cls}/{name}"

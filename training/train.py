@@ -507,7 +507,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export-val", help="write the validation split as <class>/<file>.jpg (original bytes)")
     s.add_argument("--out", required=True, help="directory, or .tar / .tar.gz")
-    s.add_argument("--split", choices=("val", "all"), default="val")
+    s.add_argument("--split", choices=("val", "all", "calib"), default="val",
+                   help="val (default); all; calib: files 0000-0025 of each class (training split), "
+                        "the calibration images for BQ / TFLite int8")
     common(s)
     s.set_defaults(func=cmd_export_val)
 

@@ -57,6 +57,10 @@ def test_export_val_copies_original_bytes(tmp_path):
     assert data.export_val(src, tout) == 20
     with tarfile.open(tout) as tf:
         assert tf.extractfile("ship/4500.jpg").read() == files["train/ship/4500.jpg"]
+    calib = tmp_path / "calib"
+    assert data.export_val(src, str(calib), split="calib") == 20      # files 0000, 0001 of each class
+    assert (calib / "bird" / "0001.jpg").read_bytes() == files["train/bird/0001.jpg"]
+    assert not (calib / "bird" / "4501.jpg").exists()
 
 
 def test_augment_is_crop_and_flip():

@@ -29,11 +29,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import seprt  # noqa: E402
-from converters.convert import load_images  # noqa: E402
-from converters.tflite import run_tflite  # noqa: E402
-from seprt import arch as arch_mod  # noqa: E402
-from training import checkpoint, nets  # noqa: E402
+import seprt
+from converters.convert import load_images
+from converters.tflite import run_tflite
+from seprt import arch as arch_mod
+from training import checkpoint, nets
 
 
 def paper_params(arch_id: str, mode: str) -> dict:
@@ -111,8 +111,8 @@ PAPER = {"resnet20": (0.9118, 0.1546, 0.8649), "resnet56": (0.9375, 0.5382, 0.93
 def tables(res: dict) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
     out = [f"All accuracies: top-1 on the {res['split']} (not the CIFAR-10 test split).\n",
-           "| model | Full | BiPattern | BiPattern + BN re-est. | Refined | B (seprt) | BQ (seprt) | Full → Refined "
-           "| paper Full → Refined | weights full / pattern (paper count) |",
+           ("| model | Full | BiPattern | BiPattern + BN re-est. | Refined | B (seprt) | BQ (seprt) | Full → Refined "
+            "| paper Full → Refined | weights full / pattern (paper count) |"),
            "|---|---|---|---|---|---|---|---|---|---|"]
     for aid, r in res["archs"].items():
         st, f, pp = r["stages"], r["files"], r["params"]
@@ -150,8 +150,8 @@ def svg(res: dict) -> str:
     shapes = ["circle", "square", "triangle"]
     arch_shape = {aid: shapes[i % 3] for i, aid in enumerate(res["archs"])}
     width = left + w + 250
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + h + 50}" '
-             f'font-family="sans-serif" font-size="12">', '<rect width="100%" height="100%" fill="white"/>',
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{top + h + 50}" '
+              f'font-family="sans-serif" font-size="12">'), '<rect width="100%" height="100%" fill="white"/>',
              f'<text x="{left}" y="20">Validation top-1 vs model file size (CIFAR-10, files 4500-4999 per class)</text>']
     for k in range(int(amin * 100), int(amax * 100) + 1):
         if k % (1 if amax - amin <= 0.08 else 2) == 0:
@@ -189,9 +189,11 @@ def svg(res: dict) -> str:
 def render(src: str, md: str, svg_path: str) -> None:
     import shutil
     import subprocess
-    res = json.load(open(src))
-    open(md, "w").write(tables(res))
-    open(svg_path, "w").write(svg(res))
+    with open(src) as f:
+        res = json.load(f)
+    for path, text in ((md, tables(res)), (svg_path, svg(res))):
+        with open(path, "w") as f:
+            f.write(text)
     png = svg_path[:-4] + ".png"
     if shutil.which("rsvg-convert"):   # Debian librsvg2-bin; the PNG is what docs/results.md shows
         subprocess.run(["rsvg-convert", "-z", "1.5", "-o", png, svg_path], check=True)

@@ -110,7 +110,7 @@ PAPER = {"resnet20": (0.9118, 0.1546, 0.8649), "resnet56": (0.9375, 0.5382, 0.93
 
 def tables(res: dict) -> str:
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
-    out = [f"All accuracies: top-1 on the {res['split']} (not the CIFAR-10 test split).\n",
+    out = [f"All accuracies: top-1 on the {res['split']}, not the CIFAR-10 test split.\n",
            ("| model | Full | BiPattern | BiPattern + BN re-est. | Refined | B (seprt) | BQ (seprt) | Full → Refined "
             "| paper Full → Refined | weights full / pattern (paper count) |"),
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
         return 0
     if not args.runs or not args.val:
         p.error("give ARCH:MODE runs and --val (or --render)")
-    out = {"split": "validation: files 4500-4999 of each class of the CIFAR-10 train archive", "archs": {}}
+    out = {"split": "validation split (files 4500-4999 of each class of the CIFAR-10 train archive)", "archs": {}}
     for run in args.runs:
         arch_id, mode = run.split(":")
         out["archs"][arch_id] = {"mode": mode, **measure(arch_id, mode, args.models, args.work, args.val)}

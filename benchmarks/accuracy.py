@@ -2,7 +2,7 @@
 and its rendering (markdown tables, accuracy-vs-bytes chart) for docs/results.md.
 
     python benchmarks/accuracy.py --val VAL_DIR --out benchmarks/accuracy.json resnet20:all sepnet-cifar:prb
-    python benchmarks/accuracy.py --render benchmarks/accuracy.json docs/results-tables.md docs/results.svg
+    python benchmarks/accuracy.py --render benchmarks/accuracy.json docs/results.md docs/results.svg
 
 For each ARCH:MODE it reads from models/ (see models/README.md) and runs/:
   runs/ARCH-bipattern-MODE.pt (no BN re-estimation),
@@ -186,14 +186,24 @@ def svg(res: dict) -> str:
     return "\n".join(parts)
 
 
+BEGIN, END = "<!-- BEGIN tables: benchmarks/accuracy.py --render -->", "<!-- END tables -->"
+
+
 def render(src: str, md: str, svg_path: str) -> None:
     import shutil
     import subprocess
     with open(src) as f:
         res = json.load(f)
-    for path, text in ((md, tables(res)), (svg_path, svg(res))):
+    text = tables(res)
+    if os.path.exists(md):   # replace only the generated part of a hand-written page
+        with open(md) as f:
+            page = f.read()
+        if BEGIN not in page or END not in page:
+            raise SystemExit(f"{md} exists but has no {BEGIN} ... {END} section to replace")
+        text = page[:page.index(BEGIN) + len(BEGIN)] + "\n" + text + page[page.index(END):]
+    for path, content in ((md, text), (svg_path, svg(res))):
         with open(path, "w") as f:
-            f.write(text)
+            f.write(content)
     png = svg_path[:-4] + ".png"
     if shutil.which("rsvg-convert"):   # Debian librsvg2-bin; the PNG is what docs/results.md shows
         subprocess.run(["rsvg-convert", "-z", "1.5", "-o", png, svg_path], check=True)

@@ -14,7 +14,8 @@
 # finished steps print "already finished"; binarize and conversions are redone
 # only if their output is missing or older than their input).
 # Settings via environment: PY, THREADS (per process, default 1),
-# EPOCHS (Full, default 60), REFINE_EPOCHS (default 15), DATA, WORK (default
+# EPOCHS (Full, default 60), REFINE_EPOCHS (default 15), TRAIN_ARGS (more
+# `train` options, e.g. the ones a Full run was continued with), DATA, WORK (default
 # runs/: BiPattern checkpoints, validation and calibration images), MODELS
 # (default models/).
 set -euo pipefail
@@ -46,7 +47,9 @@ for arch in "${ARCHS[@]}"; do
   bibn=$WORK/$arch-bipattern-$mode-bn.pt
   ref=$MODELS/$arch-refined-$mode.pt
   echo "== $arch: Full, $EPOCHS epochs -> $full"
-  "$PY" -m training train --arch "$arch" --epochs "$EPOCHS" --out "$full" --progress-interval 60 "${common[@]}"
+  # shellcheck disable=SC2086
+  "$PY" -m training train --arch "$arch" --epochs "$EPOCHS" --out "$full" --progress-interval 60 "${common[@]}" \
+    ${TRAIN_ARGS:-}
   if stale "$bi" "$full"; then
     echo "== $arch: binarize ($mode) -> $bi"
     "$PY" -m training binarize --ckpt "$full" --mode "$mode" --out "$bi" "${common[@]}"

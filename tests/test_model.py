@@ -69,7 +69,7 @@ def test_embed(r_model):
 
 def test_info(model):
     i = model.info()
-    assert i["arch"] == "resnet20" and i["variant"] == "BQ" and i["bytes"] == model.nbytes
+    assert i["arch"] == "sepnet-cifar" and i["variant"] == "BQ" and i["bytes"] == model.nbytes
     assert sum(i["sections"].values()) == i["bytes"]
     assert i["params"] == sum(r["params"] for r in i["layers"])
     assert i["preprocess"]["size"] == [32, 32] and len(i["labels"]) == 10

@@ -1,0 +1,44 @@
+"""The shipped model zoo (models/) is what its docs say: every file loads,
+its metadata names the checkpoint it came from, and the bytes and validation
+accuracies in benchmarks/accuracy.json (the source of docs/results.md and
+models/README.md) are those of the files in the repository."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import seprt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "models")
+with open(os.path.join(ROOT, "benchmarks", "accuracy.json")) as f:
+    RESULTS = json.load(f)
+BINS = [(a, v) for a in RESULTS["archs"] for v in ("R", "B", "BQ")]
+
+
+@pytest.mark.parametrize("arch_id,variant", BINS)
+def test_zoo_bin_matches_its_record(arch_id, variant):
+    path = os.path.join(MODELS, f"{arch_id}-{variant}.bin")
+    m = seprt.Model(path)
+    rec = RESULTS["archs"][arch_id]
+    assert m.meta["arch"] == arch_id and m.meta["variant"] == variant
+    assert m.nbytes == os.path.getsize(path) == rec["files"][f"{variant}.bin"]["bytes"]
+    stage = "full" if variant == "R" else "refined"
+    assert m.meta["provenance.stage"] == stage
+    # the converter measured the same validation accuracy when it wrote the file
+    assert abs(m.meta["provenance.val_top1"] - rec["files"][f"{variant}.bin"]["val_top1"]) < 1e-6
+    z = m.logits(m.preprocess(seprt.demo_images()[0]))
+    assert z.shape == (1, 10) and np.all(np.isfinite(z))
+
+
+def test_demo_model_is_the_zoo_sepnet_bq():
+    with open(seprt.demo_model_path(), "rb") as a, open(os.path.join(MODELS, "sepnet-cifar-BQ.bin"), "rb") as b:
+        assert a.read() == b.read()
+
+
+@pytest.mark.parametrize("arch_id", list(RESULTS["archs"]))
+def test_zoo_tflite_files_are_the_recorded_ones(arch_id):
+    for name in ("fp32.tflite", "int8.tflite", "B-int8.tflite"):
+        path = os.path.join(MODELS, f"{arch_id}-{name}")
+        assert os.path.getsize(path) == RESULTS["archs"][arch_id]["files"][name]["bytes"]

@@ -13,8 +13,9 @@ def parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("ckpt", help="seprt PyTorch checkpoint (training/checkpoint.py)")
         p.add_argument("-o", "--out", required=True)
-        p.add_argument("--binarize", choices=("prb", "all"),
-                       help="convs to binarize from a full checkpoint (default: prb for SEP-Nets, all for ResNets)")
+        p.add_argument("--binarize", choices=("prb", "all", "inner"),
+                       help="convs to binarize from a full checkpoint (default: prb for SEP-Nets, all for ResNets; "
+                            "inner: all but the stem conv that reads the image)")
         p.add_argument("--calib", metavar="DATA", help="calibration images: folder or tar")
         p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
         p.add_argument("--check", metavar="DATA", help="validation images (<class>/<image>) for the parity check")

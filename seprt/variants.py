@@ -30,14 +30,20 @@ def default_preprocess(a: Arch) -> dict:
     return {**base, "preprocess.size": list(a.input_shape[:2]), "preprocess.channel_order": "RGB"}
 
 
+BINARIZE_MODES = ("prb", "all", "inner")
+
+
 def binarize_layers(a: Arch, layers: dict[str, dict], mode: str) -> dict[str, dict]:
     """Add pattern/alpha (paper Eq. 1) to the convs that `mode` binarizes:
-    "prb" = pattern convs of PRBs, "all" = every conv with kernel > 1."""
-    if mode not in ("prb", "all"):
-        raise ValueError(f"binarize mode {mode!r} is not 'prb' or 'all'")
+    "prb" = pattern convs of PRBs, "all" = every conv with kernel > 1,
+    "inner" = the same except the stem conv that reads the image."""
+    if mode not in BINARIZE_MODES:
+        raise ValueError(f"binarize mode {mode!r} is not one of {', '.join(BINARIZE_MODES)}")
     out = dict(layers)
     for l in a.layers:
-        if l.op == "conv" and l.kernel > 1 and (mode == "all" or l.role == ROLE_PATTERN):
+        if l.op != "conv" or l.kernel == 1:
+            continue
+        if mode == "all" or (mode == "prb" and l.role == ROLE_PATTERN) or (mode == "inner" and l.inputs[0] != "input"):
             p, alpha = binarize(layers[l.name]["weight"])
             out[l.name] = {**layers[l.name], "pattern": p, "alpha": alpha}
     return out

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from seprt import arch as arch_mod
 
 MODES = ("real", "pattern", "ste")
-BINARIZE_MODES = ("all", "prb")
+BINARIZE_MODES = ("all", "prb", "inner")
 
 
 def key(layer_name: str) -> str:
@@ -57,6 +57,7 @@ class ConvBN(nn.Module):
         super().__init__()
         self.name = layer.name
         self.role = layer.role
+        self.reads_input = layer.inputs[0] == "input"   # the stem: sees the image itself
         self.in_channels = in_channels
         self.out_channels = layer.out_channels
         self.kernel = layer.kernel
@@ -253,12 +254,15 @@ def selected_for_binarize(conv: ConvBN, mode: str) -> bool:
         return conv.kernel > 1
     if mode == "prb":
         return conv.role == arch_mod.ROLE_PATTERN
+    if mode == "inner":
+        return conv.kernel > 1 and not conv.reads_input
     raise ValueError(f"unknown binarize mode {mode!r}; known: {', '.join(BINARIZE_MODES)}")
 
 
 def binarize(model: nn.Module, mode: str) -> list[str]:
     """Switch the convs chosen by `mode` ("all": every conv with kernel > 1;
-    "prb": only role == "pattern") to pattern mode from their current weights
+    "inner": the same except the stem conv that reads the image; "prb": only
+    role == "pattern") to pattern mode from their current weights
     (real: alpha = mean|W|; ste: learned alpha kept). Returns their names."""
     done = []
     for name, conv in conv_layers(model):

@@ -80,6 +80,18 @@ def test_binarize_modes_select_convs():
     assert all(c.kernel > 1 for n, c in nets.conv_layers(sep2) if n in allk)
     assert all(c.mode == "real" for n, c in nets.conv_layers(sep2) if n not in allk)
     assert nets.binarize(nets.build("resnet20"), "prb") == []
+    inner = nets.binarize(nets.build("resnet20"), "inner")
+    allr = nets.binarize(nets.build("resnet20"), "all")
+    assert set(allr) - set(inner) == {"conv1"} and len(inner) == 18
+    # the converters' numpy path selects the same convs for every mode
+    from seprt import arch as arch_mod
+    from seprt import variants
+    for arch_id in ("resnet20", "sepnet-cifar"):
+        a = arch_mod.get(arch_id)
+        layers = variants.random_layers(a, seed=0)
+        for mode in nets.BINARIZE_MODES:
+            got = {n for n, l in variants.binarize_layers(a, layers, mode).items() if "pattern" in l}
+            assert got == set(nets.binarize(nets.build(arch_id), mode)), (arch_id, mode)
     with pytest.raises(ValueError):
         nets.binarize(nets.build("resnet20"), "bogus")
 

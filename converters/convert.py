@@ -4,7 +4,7 @@ Every conversion prints what it writes, loads its output back and compares it
 with the PyTorch model it came from; it writes the file (atomically) only when
 the check passes, so a failure leaves nothing behind.
 
-    python -m converters seprt CKPT -o OUT.bin --variant {R,B,BQ} [--binarize {prb,all}]
+    python -m converters seprt CKPT -o OUT.bin --variant {R,B,BQ} [--binarize {prb,all,inner}]
                                     [--calib DATA] [--act-bits {8,4,2}] [--check DATA]
     python -m converters tflite CKPT -o OUT.tflite --quant {fp32,int8} [--calib DATA]
                                     [--binarized] [--check DATA]

@@ -42,3 +42,13 @@ def test_zoo_tflite_files_are_the_recorded_ones(arch_id):
     for name in ("fp32.tflite", "int8.tflite", "B-int8.tflite"):
         path = os.path.join(MODELS, f"{arch_id}-{name}")
         assert os.path.getsize(path) == RESULTS["archs"][arch_id]["files"][name]["bytes"]
+
+
+@pytest.mark.parametrize("variant,top1", [("B", 0.7806), ("BQ", 0.7810)])
+def test_zoo_resnet20_inner(variant, top1):
+    """The best resnet20 pattern model (stem conv kept real), as models/README.md lists it."""
+    m = seprt.Model(os.path.join(MODELS, f"resnet20-inner-{variant}.bin"))
+    assert m.meta["provenance.binarize"] == "inner" and m.meta["provenance.source"] == "resnet20-refined-inner.pt"
+    assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
+    kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
+    assert not kinds["conv1"].startswith("bin") and sum(k.startswith("bin") for k in kinds.values()) == 18

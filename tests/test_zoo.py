@@ -44,7 +44,7 @@ def test_zoo_tflite_files_are_the_recorded_ones(arch_id):
         assert os.path.getsize(path) == RESULTS["archs"][arch_id]["files"][name]["bytes"]
 
 
-@pytest.mark.parametrize("variant,top1", [("B", 0.7806), ("BQ", 0.7810)])
+@pytest.mark.parametrize("variant,top1", [("B", 0.7850), ("BQ", 0.7832)])
 def test_zoo_resnet20_inner(variant, top1):
     """The best resnet20 pattern model (stem conv kept real), as models/README.md lists it."""
     m = seprt.Model(os.path.join(MODELS, f"resnet20-inner-{variant}.bin"))

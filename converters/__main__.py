@@ -3,6 +3,7 @@ import argparse
 import sys
 
 from seprt.errors import FormatError
+from seprt.variants import BINARIZE_MODES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -13,7 +14,7 @@ def parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("ckpt", help="seprt PyTorch checkpoint (training/checkpoint.py)")
         p.add_argument("-o", "--out", required=True)
-        p.add_argument("--binarize", choices=("prb", "all", "inner"),
+        p.add_argument("--binarize", choices=BINARIZE_MODES,
                        help="convs to binarize from a full checkpoint (default: prb for SEP-Nets, all for ResNets; "
                             "inner: all but the stem conv that reads the image)")
         p.add_argument("--calib", metavar="DATA", help="calibration images: folder or tar")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import reference
-from .arch import ROLE_PATTERN, Arch
+from .arch import ROLE_PATTERN, Arch, Layer
 from .graph import Graph, from_arch
 from .quant import act_qparams, binarize, pack_pattern, quantize_weights_i8
 
@@ -30,20 +30,27 @@ def default_preprocess(a: Arch) -> dict:
     return {**base, "preprocess.size": list(a.input_shape[:2]), "preprocess.channel_order": "RGB"}
 
 
-BINARIZE_MODES = ("prb", "all", "inner")
+BINARIZE_MODES = ("all", "prb", "inner")
+
+
+def binarized_by(l: Layer, mode: str) -> bool:
+    """Whether binarization `mode` turns layer `l` into a pattern conv:
+    "all" = every conv with kernel > 1, "prb" = the pattern convs of PRBs,
+    "inner" = "all" except the stem conv that reads the image."""
+    if mode not in BINARIZE_MODES:
+        raise ValueError(f"unknown binarize mode {mode!r}; known: {', '.join(BINARIZE_MODES)}")
+    if l.op != "conv" or l.kernel == 1:
+        return False
+    return mode == "all" or (mode == "prb" and l.role == ROLE_PATTERN) or (mode == "inner" and l.inputs[0] != "input")
 
 
 def binarize_layers(a: Arch, layers: dict[str, dict], mode: str) -> dict[str, dict]:
-    """Add pattern/alpha (paper Eq. 1) to the convs that `mode` binarizes:
-    "prb" = pattern convs of PRBs, "all" = every conv with kernel > 1,
-    "inner" = the same except the stem conv that reads the image."""
+    """Add pattern/alpha (paper Eq. 1) to the convs that `mode` binarizes (`binarized_by`)."""
     if mode not in BINARIZE_MODES:
-        raise ValueError(f"binarize mode {mode!r} is not one of {', '.join(BINARIZE_MODES)}")
+        raise ValueError(f"unknown binarize mode {mode!r}; known: {', '.join(BINARIZE_MODES)}")
     out = dict(layers)
     for l in a.layers:
-        if l.op != "conv" or l.kernel == 1:
-            continue
-        if mode == "all" or (mode == "prb" and l.role == ROLE_PATTERN) or (mode == "inner" and l.inputs[0] != "input"):
+        if binarized_by(l, mode):
             p, alpha = binarize(layers[l.name]["weight"])
             out[l.name] = {**layers[l.name], "pattern": p, "alpha": alpha}
     return out

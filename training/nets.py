@@ -29,9 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from seprt import arch as arch_mod
+from seprt import variants
 
 MODES = ("real", "pattern", "ste")
-BINARIZE_MODES = ("all", "prb", "inner")
+BINARIZE_MODES = variants.BINARIZE_MODES
 
 
 def key(layer_name: str) -> str:
@@ -55,9 +56,9 @@ class ConvBN(nn.Module):
 
     def __init__(self, layer: arch_mod.Layer, in_channels: int):
         super().__init__()
+        self.layer = layer
         self.name = layer.name
         self.role = layer.role
-        self.reads_input = layer.inputs[0] == "input"   # the stem: sees the image itself
         self.in_channels = in_channels
         self.out_channels = layer.out_channels
         self.kernel = layer.kernel
@@ -250,13 +251,7 @@ def fc_layers(model: nn.Module) -> Iterator[tuple[str, nn.Linear]]:
 
 def selected_for_binarize(conv: ConvBN, mode: str) -> bool:
     """Whether `binarize(model, mode)` turns this conv into a pattern."""
-    if mode == "all":
-        return conv.kernel > 1
-    if mode == "prb":
-        return conv.role == arch_mod.ROLE_PATTERN
-    if mode == "inner":
-        return conv.kernel > 1 and not conv.reads_input
-    raise ValueError(f"unknown binarize mode {mode!r}; known: {', '.join(BINARIZE_MODES)}")
+    return variants.binarized_by(conv.layer, mode)
 
 
 def binarize(model: nn.Module, mode: str) -> list[str]:

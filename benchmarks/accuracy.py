@@ -2,6 +2,7 @@
 and its rendering (markdown tables, accuracy-vs-bytes chart) for docs/results.md.
 
     python benchmarks/accuracy.py --val VAL_DIR --out benchmarks/accuracy.json resnet20:all sepnet-cifar:prb
+    python benchmarks/accuracy.py --val VAL_DIR resnet56:all      # add/redo one arch, keep the rest
     python benchmarks/accuracy.py --render benchmarks/accuracy.json docs/results.md docs/results.svg
 
 For each ARCH:MODE it reads from models/ (see models/README.md) and runs/:
@@ -217,7 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--val", help="validation split folder (python -m training export-val)")
     p.add_argument("--models", default="models")
     p.add_argument("--work", default="runs", help="where training/run_zoo.sh left the plain BiPattern checkpoints")
-    p.add_argument("--out", default="benchmarks/accuracy.json")
+    p.add_argument("--out", default="benchmarks/accuracy.json",
+                   help="results JSON; the runs given replace their entries, other entries are kept")
     args = p.parse_args(argv)
     if args.render:
         render(*args.render)
@@ -225,9 +227,13 @@ def main(argv=None) -> int:
     if not args.runs or not args.val:
         p.error("give ARCH:MODE runs and --val (or --render)")
     out = {"split": "validation split (files 4500-4999 of each class of the CIFAR-10 train archive)", "archs": {}}
+    if os.path.exists(args.out):   # measure only the runs given, keep the others' records
+        with open(args.out) as f:
+            out["archs"] = json.load(f)["archs"]
     for run in args.runs:
         arch_id, mode = run.split(":")
         out["archs"][arch_id] = {"mode": mode, **measure(arch_id, mode, args.models, args.work, args.val)}
+    out["archs"] = dict(sorted(out["archs"].items()))
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
     print(f"wrote {args.out}")

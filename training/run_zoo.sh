@@ -15,7 +15,8 @@
 # only if their output is missing or older than their input).
 # Settings via environment: PY, THREADS (per process, default 1),
 # EPOCHS (Full, default 60), REFINE_EPOCHS (default 15), TRAIN_ARGS (more
-# `train` options, e.g. the ones a Full run was continued with), DATA, WORK (default
+# `train` options, e.g. the ones a Full run was continued with), REFINE_ARGS
+# (more `refine` options, e.g. --lr), DATA, WORK (default
 # runs/: BiPattern checkpoints, validation and calibration images), MODELS
 # (default models/).
 set -euo pipefail
@@ -58,9 +59,10 @@ for arch in "${ARCHS[@]}"; do
     echo "== $arch: binarize ($mode) + BN re-estimation -> $bibn"
     "$PY" -m training binarize --ckpt "$full" --mode "$mode" --bn-reestimate --out "$bibn" "${common[@]}"
   fi
+  # shellcheck disable=SC2086
   echo "== $arch: refine ($mode), $REFINE_EPOCHS epochs, distilled from Full -> $ref"
   "$PY" -m training refine --ckpt "$bibn" --epochs "$REFINE_EPOCHS" --out "$ref" --teacher "$full" \
-    --progress-interval 60 "${common[@]}"
+    --progress-interval 60 "${common[@]}" ${REFINE_ARGS:-}
   check=(--calib "$calib" --check "$val" --check-limit 5000)
   for v in R B BQ; do
     src=$ref; [ $v = R ] && src=$full

@@ -46,9 +46,20 @@ def test_zoo_tflite_files_are_the_recorded_ones(arch_id):
 
 @pytest.mark.parametrize("variant,top1", [("B", 0.7850), ("BQ", 0.7832)])
 def test_zoo_resnet20_inner(variant, top1):
-    """The best resnet20 pattern model (stem conv kept real), as models/README.md lists it."""
+    """resnet20 with the stem conv kept real (frozen patterns), as models/README.md lists it."""
     m = seprt.Model(os.path.join(MODELS, f"resnet20-inner-{variant}.bin"))
     assert m.meta["provenance.binarize"] == "inner" and m.meta["provenance.source"] == "resnet20-refined-inner.pt"
     assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
     kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
     assert not kinds["conv1"].startswith("bin") and sum(k.startswith("bin") for k in kinds.values()) == 18
+
+
+@pytest.mark.parametrize("variant,top1", [("B", 0.8536), ("BQ", 0.8522)])
+def test_zoo_resnet20_ste(variant, top1):
+    """The best resnet20 pattern model: every 3x3 conv a pattern, patterns learned
+    (STE fine-tuning from the Full weights), as models/README.md lists it."""
+    m = seprt.Model(os.path.join(MODELS, f"resnet20-ste-{variant}.bin"))
+    assert m.meta["provenance.binarize"] == "all" and m.meta["provenance.source"] == "resnet20-ste.pt"
+    assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
+    kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
+    assert sum(k.startswith("bin") for k in kinds.values()) == 19 == len(kinds)

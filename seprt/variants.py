@@ -46,8 +46,6 @@ def binarized_by(l: Layer, mode: str) -> bool:
 
 def binarize_layers(a: Arch, layers: dict[str, dict], mode: str) -> dict[str, dict]:
     """Add pattern/alpha (paper Eq. 1) to the convs that `mode` binarizes (`binarized_by`)."""
-    if mode not in BINARIZE_MODES:
-        raise ValueError(f"unknown binarize mode {mode!r}; known: {', '.join(BINARIZE_MODES)}")
     out = dict(layers)
     for l in a.layers:
         if binarized_by(l, mode):

@@ -44,22 +44,18 @@ def test_zoo_tflite_files_are_the_recorded_ones(arch_id):
         assert os.path.getsize(path) == RESULTS["archs"][arch_id]["files"][name]["bytes"]
 
 
-@pytest.mark.parametrize("variant,top1", [("B", 0.7850), ("BQ", 0.7832)])
-def test_zoo_resnet20_inner(variant, top1):
-    """resnet20 with the stem conv kept real (frozen patterns), as models/README.md lists it."""
-    m = seprt.Model(os.path.join(MODELS, f"resnet20-inner-{variant}.bin"))
-    assert m.meta["provenance.binarize"] == "inner" and m.meta["provenance.source"] == "resnet20-refined-inner.pt"
-    assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
-    kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
-    assert not kinds["conv1"].startswith("bin") and sum(k.startswith("bin") for k in kinds.values()) == 18
+# the extra resnet20 pattern models models/README.md lists (not in accuracy.json):
+# (file stem, binarize mode, source checkpoint, pattern convs of 19, B and BQ validation top-1)
+EXTRA = [("resnet20-inner", "inner", "resnet20-refined-inner.pt", 18, {"B": 0.7850, "BQ": 0.7832}),  # stem real
+         ("resnet20-ste", "all", "resnet20-ste.pt", 19, {"B": 0.8536, "BQ": 0.8522})]  # patterns learned (STE)
 
 
-@pytest.mark.parametrize("variant,top1", [("B", 0.8536), ("BQ", 0.8522)])
-def test_zoo_resnet20_ste(variant, top1):
-    """The best resnet20 pattern model: every 3x3 conv a pattern, patterns learned
-    (STE fine-tuning from the Full weights), as models/README.md lists it."""
-    m = seprt.Model(os.path.join(MODELS, f"resnet20-ste-{variant}.bin"))
-    assert m.meta["provenance.binarize"] == "all" and m.meta["provenance.source"] == "resnet20-ste.pt"
-    assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
+@pytest.mark.parametrize("stem,mode,source,n_bin,top1", EXTRA)
+@pytest.mark.parametrize("variant", ["B", "BQ"])
+def test_zoo_extra_resnet20(stem, mode, source, n_bin, top1, variant):
+    m = seprt.Model(os.path.join(MODELS, f"{stem}-{variant}.bin"))
+    assert m.meta["provenance.binarize"] == mode and m.meta["provenance.source"] == source
+    assert abs(m.meta["provenance.val_top1"] - top1[variant]) < 5e-5
     kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
-    assert sum(k.startswith("bin") for k in kinds.values()) == 19 == len(kinds)
+    assert sum(k.startswith("bin") for k in kinds.values()) == n_bin and len(kinds) == 19
+    assert kinds["conv1"].startswith("bin") == (mode == "all")

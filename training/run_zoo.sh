@@ -59,8 +59,8 @@ for arch in "${ARCHS[@]}"; do
     echo "== $arch: binarize ($mode) + BN re-estimation -> $bibn"
     "$PY" -m training binarize --ckpt "$full" --mode "$mode" --bn-reestimate --out "$bibn" "${common[@]}"
   fi
-  # shellcheck disable=SC2086
   echo "== $arch: refine ($mode), $REFINE_EPOCHS epochs, distilled from Full -> $ref"
+  # shellcheck disable=SC2086
   "$PY" -m training refine --ckpt "$bibn" --epochs "$REFINE_EPOCHS" --out "$ref" --teacher "$full" \
     --progress-interval 60 "${common[@]}" ${REFINE_ARGS:-}
   check=(--calib "$calib" --check "$val" --check-limit 5000)

@@ -44,18 +44,19 @@ def test_zoo_tflite_files_are_the_recorded_ones(arch_id):
         assert os.path.getsize(path) == RESULTS["archs"][arch_id]["files"][name]["bytes"]
 
 
-# the extra resnet20 pattern models models/README.md lists (not in accuracy.json):
-# (file stem, binarize mode, source checkpoint, pattern convs of 19, B and BQ validation top-1)
-EXTRA = [("resnet20-inner", "inner", "resnet20-refined-inner.pt", 18, {"B": 0.7850, "BQ": 0.7832}),  # stem real
-         ("resnet20-ste", "all", "resnet20-ste.pt", 19, {"B": 0.8576, "BQ": 0.8570})]  # patterns learned (STE)
+# the extra ResNet pattern models models/README.md lists (not in accuracy.json):
+# (file stem, binarize mode, source checkpoint, pattern convs, convs, B and BQ validation top-1)
+EXTRA = [("resnet20-inner", "inner", "resnet20-refined-inner.pt", 18, 19, {"B": 0.7850, "BQ": 0.7832}),  # stem real
+         ("resnet20-ste", "all", "resnet20-ste.pt", 19, 19, {"B": 0.8576, "BQ": 0.8570}),  # patterns learned (STE)
+         ("resnet56-ste", "all", "resnet56-ste.pt", 55, 55, {"B": 0.8462, "BQ": 0.8454})]
 
 
-@pytest.mark.parametrize("stem,mode,source,n_bin,top1", EXTRA)
+@pytest.mark.parametrize("stem,mode,source,n_bin,n_conv,top1", EXTRA)
 @pytest.mark.parametrize("variant", ["B", "BQ"])
-def test_zoo_extra_resnet20(stem, mode, source, n_bin, top1, variant):
+def test_zoo_extra_resnet(stem, mode, source, n_bin, n_conv, top1, variant):
     m = seprt.Model(os.path.join(MODELS, f"{stem}-{variant}.bin"))
     assert m.meta["provenance.binarize"] == mode and m.meta["provenance.source"] == source
     assert abs(m.meta["provenance.val_top1"] - top1[variant]) < 5e-5
     kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
-    assert sum(k.startswith("bin") for k in kinds.values()) == n_bin and len(kinds) == 19
+    assert sum(k.startswith("bin") for k in kinds.values()) == n_bin and len(kinds) == n_conv
     assert kinds["conv1"].startswith("bin") == (mode == "all")

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from seprt import reference
-from seprt.arch import conv_out
+from seprt.ops import conv_out
 from seprt.graph import Graph, Node
 
 try:  # exporter and quantizer need the full package (pip install 'seprt[tflite]')
@@ -142,76 +142,112 @@ def _spatial_pad(b: _Builder, n: Node, x: int, shape: tuple, pad_value: float) -
 
 
 def _fused_relus(g: Graph) -> dict[int, int]:
-    """producer node index -> index of the relu node fused into it (a conv/add/fc
-    whose output is read by that relu only and is not a graph output)."""
+    """producer node index -> index of the relu node fused into it (a node with a
+    fused-activation TFLite op, whose output is read by that relu only and is
+    not a graph output)."""
     consumers = g.consumers()
     producer = {n.output: i for i, n in enumerate(g.nodes)}
     fused = {}
     for i, r in enumerate(g.nodes):
         v = r.inputs[0]
-        if (r.op == "relu" and v in producer and g.nodes[producer[v]].op in ("conv", "add", "fc")
+        if (r.op == "relu" and v in producer and g.nodes[producer[v]].op in FUSES_RELU
                 and len(consumers[v]) == 1 and v not in (g.output, g.embed)):
             fused[producer[v]] = i
     return fused
 
 
+# One function per seprt op: (builder, graph, node, input tensors, output tensor, fused activation).
+
+def _conv(b: _Builder, g: Graph, n: Node, xs: list[int], y: int, act: int) -> None:
+    shape = g.values[n.inputs[0]].shape                         # (H, W, C)
+    w = g.float_weight(n)                                       # (K, kh, kw, C/groups) OHWI
+    x, padding = _spatial_pad(b, n, xs[0], shape, 0.0)
+    if n.groups > 1 and n.groups == shape[-1] == w.shape[0]:    # depthwise: filter (1, kh, kw, C)
+        inputs = [x, b.const(f"{n.name}.weight", w.transpose(3, 1, 2, 0).copy()), b.const(f"{n.name}.bias", n.bias)]
+        b.op(tfl.BuiltinOperator.DEPTHWISE_CONV_2D, inputs, [y], tfl.BuiltinOptions.DepthwiseConv2DOptions,
+             _options(tfl.DepthwiseConv2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
+                      depthMultiplier=1, fusedActivationFunction=act))
+        return
+    inputs = [x, b.const(f"{n.name}.weight", w), b.const(f"{n.name}.bias", n.bias)]
+    b.op(tfl.BuiltinOperator.CONV_2D, inputs, [y], tfl.BuiltinOptions.Conv2DOptions,
+         _options(tfl.Conv2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
+                  fusedActivationFunction=act))
+
+
+def _fc(b, g, n, xs, y, act):
+    inputs = [xs[0], b.const(f"{n.name}.weight", g.float_weight(n)), b.const(f"{n.name}.bias", n.bias)]  # (K, C)
+    b.op(tfl.BuiltinOperator.FULLY_CONNECTED, inputs, [y], tfl.BuiltinOptions.FullyConnectedOptions,
+         _options(tfl.FullyConnectedOptionsT, fusedActivationFunction=act))
+
+
+def _add(b, g, n, xs, y, act):
+    b.op(tfl.BuiltinOperator.ADD, xs, [y], tfl.BuiltinOptions.AddOptions,
+         _options(tfl.AddOptionsT, fusedActivationFunction=act))
+
+
+def _relu(b, g, n, xs, y, act):
+    b.op(tfl.BuiltinOperator.RELU, xs, [y])
+
+
+def _pool(b, g, n, xs, y, act):
+    shape = g.values[n.inputs[0]].shape
+    is_max = n.op == "maxpool"
+    nonneg = any(m.op == "relu" and m.output == n.inputs[0] for m in g.nodes)
+    pad_value = float(np.finfo(np.float32).min) if is_max and not nonneg else 0.0
+    x, padding = _spatial_pad(b, n, xs[0], shape, pad_value)
+    explicit_avg = not is_max and x != xs[0]
+    pooled = b.tensor(f"{n.name}.sum_avg", b.tensors[y].shape) if explicit_avg else y
+    b.op(tfl.BuiltinOperator.MAX_POOL_2D if is_max else tfl.BuiltinOperator.AVERAGE_POOL_2D, [x], [pooled],
+         tfl.BuiltinOptions.Pool2DOptions,
+         _options(tfl.Pool2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
+                  filterHeight=n.kernel, filterWidth=n.kernel))
+    if explicit_avg:
+        # VALID pooling of the zero-padded input divided by k*k; seprt divides
+        # by the count of non-padding pixels under each window
+        ones = np.ones((1,) + shape[:2] + (1,), np.float32)
+        count = reference.im2col(ones, n.kernel, n.stride, n.pad).sum(axis=(3, 4))   # (1, Ho, Wo, 1)
+        fix = b.const(f"{n.name}.count_fix", (n.kernel * n.kernel / count).astype(np.float32))
+        b.op(tfl.BuiltinOperator.MUL, [pooled, fix], [y], tfl.BuiltinOptions.MulOptions, tfl.MulOptionsT())
+
+
+def _gap(b, g, n, xs, y, act):
+    axes = b.const(f"{n.name}.axes", np.array([1, 2], np.int32))
+    b.op(tfl.BuiltinOperator.MEAN, [xs[0], axes], [y], tfl.BuiltinOptions.ReducerOptions,
+         _options(tfl.ReducerOptionsT, keepDims=False))
+
+
+def _shortcut_a(b, g, n, xs, y, act):
+    h, w, c = g.values[n.inputs[0]].shape
+    k = g.values[n.output].shape[-1]
+    s = n.stride
+    zeros = np.zeros(4, np.int32)
+    sliced = b.tensor(f"{n.name}.subsampled", (1, -(-h // s), -(-w // s), c)) if k > c else y
+    inputs = [xs[0], b.const(f"{n.name}.begin", zeros), b.const(f"{n.name}.end", zeros),
+              b.const(f"{n.name}.strides", np.array([1, s, s, 1], np.int32))]
+    b.op(tfl.BuiltinOperator.STRIDED_SLICE, inputs, [sliced], tfl.BuiltinOptions.StridedSliceOptions,
+         _options(tfl.StridedSliceOptionsT, beginMask=0b1111, endMask=0b1111))   # masks: all of every axis
+    if k > c:
+        p = (k - c) // 2
+        paddings = b.const(f"{n.name}.paddings", np.array([[0, 0], [0, 0], [0, 0], [p, p]], np.int32))
+        b.op(tfl.BuiltinOperator.PAD, [sliced, paddings], [y], tfl.BuiltinOptions.PadOptions, tfl.PadOptionsT())
+
+
+def _concat(b, g, n, xs, y, act):
+    b.op(tfl.BuiltinOperator.CONCATENATION, xs, [y], tfl.BuiltinOptions.ConcatenationOptions,
+         _options(tfl.ConcatenationOptionsT, axis=3, fusedActivationFunction=act))
+
+
+# seprt op -> its TFLite lowering; ops whose TFLite op takes a fused relu
+EMIT = {"conv": _conv, "fc": _fc, "add": _add, "relu": _relu, "maxpool": _pool, "avgpool": _pool, "gap": _gap,
+        "shortcut_a": _shortcut_a, "concat": _concat}
+FUSES_RELU = ("conv", "fc", "add", "concat")
+
+
 def _emit(b: _Builder, g: Graph, n: Node, xs: list[int], y: int, act: int) -> None:
     """TFLite ops of seprt node n: inputs tensors xs, output tensor y, fused activation act."""
-    ops = tfl.BuiltinOperator
-    opts = tfl.BuiltinOptions
-    shape = g.values[n.inputs[0]].shape                         # (H, W, C) or (C,)
-    if n.op == "conv":
-        w = reference.float_weight(n, shape[-1])                # (K, kh, kw, C/groups) OHWI
-        x, padding = _spatial_pad(b, n, xs[0], shape, 0.0)
-        inputs = [x, b.const(f"{n.name}.weight", w), b.const(f"{n.name}.bias", n.bias)]
-        b.op(ops.CONV_2D, inputs, [y], opts.Conv2DOptions,
-             _options(tfl.Conv2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
-                      fusedActivationFunction=act))
-    elif n.op == "fc":
-        w = reference.float_weight(n, shape[-1])                # (K, C)
-        inputs = [xs[0], b.const(f"{n.name}.weight", w), b.const(f"{n.name}.bias", n.bias)]
-        b.op(ops.FULLY_CONNECTED, inputs, [y], opts.FullyConnectedOptions,
-             _options(tfl.FullyConnectedOptionsT, fusedActivationFunction=act))
-    elif n.op == "add":
-        b.op(ops.ADD, xs, [y], opts.AddOptions, _options(tfl.AddOptionsT, fusedActivationFunction=act))
-    elif n.op == "relu":
-        b.op(ops.RELU, xs, [y])
-    elif n.op in ("maxpool", "avgpool"):
-        is_max = n.op == "maxpool"
-        nonneg = any(m.op == "relu" and m.output == n.inputs[0] for m in g.nodes)
-        pad_value = float(np.finfo(np.float32).min) if is_max and not nonneg else 0.0
-        x, padding = _spatial_pad(b, n, xs[0], shape, pad_value)
-        explicit_avg = not is_max and x != xs[0]
-        pooled = b.tensor(f"{n.name}.sum_avg", b.tensors[y].shape) if explicit_avg else y
-        b.op(ops.MAX_POOL_2D if is_max else ops.AVERAGE_POOL_2D, [x], [pooled], opts.Pool2DOptions,
-             _options(tfl.Pool2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
-                      filterHeight=n.kernel, filterWidth=n.kernel))
-        if explicit_avg:
-            # VALID pooling of the zero-padded input divided by k*k; seprt divides
-            # by the count of non-padding pixels under each window
-            ones = np.ones((1,) + shape[:2] + (1,), np.float32)
-            count = reference.im2col(ones, n.kernel, n.stride, n.pad).sum(axis=(3, 4))   # (1, Ho, Wo, 1)
-            fix = b.const(f"{n.name}.count_fix", (n.kernel * n.kernel / count).astype(np.float32))
-            b.op(ops.MUL, [pooled, fix], [y], opts.MulOptions, tfl.MulOptionsT())
-    elif n.op == "gap":
-        axes = b.const(f"{n.name}.axes", np.array([1, 2], np.int32))
-        b.op(ops.MEAN, [xs[0], axes], [y], opts.ReducerOptions, _options(tfl.ReducerOptionsT, keepDims=False))
-    elif n.op == "shortcut_a":
-        h, w, c = shape
-        k = g.values[n.output].shape[-1]
-        s = n.stride
-        zeros = np.zeros(4, np.int32)
-        sliced = b.tensor(f"{n.name}.subsampled", (1, -(-h // s), -(-w // s), c)) if k > c else y
-        inputs = [xs[0], b.const(f"{n.name}.begin", zeros), b.const(f"{n.name}.end", zeros),
-                  b.const(f"{n.name}.strides", np.array([1, s, s, 1], np.int32))]
-        b.op(ops.STRIDED_SLICE, inputs, [sliced], opts.StridedSliceOptions,   # masks: all of every axis
-             _options(tfl.StridedSliceOptionsT, beginMask=0b1111, endMask=0b1111))
-        if k > c:
-            p = (k - c) // 2
-            paddings = b.const(f"{n.name}.paddings", np.array([[0, 0], [0, 0], [0, 0], [p, p]], np.int32))
-            b.op(ops.PAD, [sliced, paddings], [y], opts.PadOptions, tfl.PadOptionsT())
-    else:
-        raise ValueError(f"node {n.name!r}: op {n.op!r} has no TFLite mapping")
+    if n.op not in EMIT:
+        raise ValueError(f"node {n.name!r}: op {n.op!r} has no TFLite mapping (converters/tflite.py EMIT)")
+    EMIT[n.op](b, g, n, xs, y, act)
 
 
 def graph_to_tflite(g: Graph) -> bytes:

@@ -18,7 +18,11 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from .errors import FormatError
+from .ops import get_op
 
 # Conv roles: which convs a binarization mode turns into patterns.
 ROLE_PATTERN = "pattern"   # the k x k conv of a pattern residual block (PRB)
@@ -34,7 +38,7 @@ IMAGENET_LABELS = tuple(f"class_{i}" for i in range(1000))
 class Layer:
     """One layer of an architecture.
 
-    op is one of: conv, fc, relu, add, maxpool, avgpool, gap, shortcut_a.
+    op is an op of the table (seprt/ops); the fields it uses are its attributes:
     conv: out_channels, kernel, stride, pad, groups, role.
     fc: out_channels. maxpool/avgpool: kernel, stride, pad.
     shortcut_a: stride, out_channels (option-A ResNet shortcut: spatial
@@ -79,15 +83,13 @@ class Arch:
         return shapes
 
     def weight_counts(self) -> dict[str, int]:
-        """Conv and FC weights per layer (biases and BN not counted)."""
+        """Weights per weighted layer (conv, fc; biases and BN not counted)."""
         shapes = self.shapes()
         out = {}
         for l in self.layers:
-            cin = shapes[l.inputs[0]][-1]
-            if l.op == "conv":
-                out[l.name] = l.out_channels * l.kernel * l.kernel * cin // l.groups
-            elif l.op == "fc":
-                out[l.name] = l.out_channels * cin
+            op = get_op(l.op)
+            if op.weighted:
+                out[l.name] = math.prod(op.kernel_shape(l, shapes[l.inputs[0]][-1], l.out_channels))
         return out
 
     def params(self) -> int:
@@ -104,42 +106,23 @@ class Arch:
         return total
 
 
-def conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
-    """Output length of a conv/pool along one axis (floor mode)."""
-    return (size + 2 * pad - kernel) // stride + 1
+def layer_attrs(l: Layer) -> dict:
+    """The op attributes of a layer (those its op declares in seprt/ops)."""
+    return {a.name: getattr(l, a.name) for a in get_op(l.op).attrs}
 
 
 def layer_output_shape(l: Layer, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
-    """Shape inference for one layer; raises ValueError on a mismatch."""
-    x = ins[0]
-    if l.op in ("conv", "maxpool", "avgpool", "shortcut_a", "gap") and len(x) != 3:
-        raise ValueError(f"{l.name}: {l.op} needs an (H, W, C) input, got {x}")
-    if l.op == "conv":
-        h, w, c = x
-        if c % l.groups or l.out_channels % l.groups:
-            raise ValueError(f"{l.name}: groups={l.groups} does not divide channels {c}->{l.out_channels}")
-        return (conv_out(h, l.kernel, l.stride, l.pad), conv_out(w, l.kernel, l.stride, l.pad), l.out_channels)
-    if l.op in ("maxpool", "avgpool"):
-        h, w, c = x
-        return (conv_out(h, l.kernel, l.stride, l.pad), conv_out(w, l.kernel, l.stride, l.pad), c)
-    if l.op == "shortcut_a":
-        h, w, c = x
-        if l.out_channels < c or (l.out_channels - c) % 2:
-            raise ValueError(f"{l.name}: shortcut_a cannot pad {c} channels to {l.out_channels}")
-        return (-(-h // l.stride), -(-w // l.stride), l.out_channels)
-    if l.op == "gap":
-        return (x[2],)
-    if l.op == "fc":
-        if len(x) != 1:
-            raise ValueError(f"{l.name}: fc needs a flat (C,) input, got {x}")
-        return (l.out_channels,)
-    if l.op == "relu":
-        return x
-    if l.op == "add":
-        if ins[0] != ins[1]:
-            raise ValueError(f"{l.name}: add of different shapes {ins[0]} and {ins[1]}")
-        return x
-    raise ValueError(f"{l.name}: unknown op {l.op!r}")
+    """Shape inference for one layer (the op table's rule); raises ValueError on a mismatch."""
+    try:
+        op = get_op(l.op)
+    except FormatError:
+        raise ValueError(f"{l.name}: unknown op {l.op!r}") from None
+    if not op.inputs[0] <= len(ins) <= op.inputs[1]:
+        raise ValueError(f"{l.name}: {l.op} takes {op.inputs[0]}..{op.inputs[1]} inputs, got {len(ins)}")
+    try:
+        return tuple(op.shape(op.with_defaults(layer_attrs(l)), ins, l.out_channels))
+    except ValueError as e:
+        raise ValueError(f"{l.name}: {e}") from None
 
 
 # ---------------------------------------------------------------- builders

@@ -1,5 +1,6 @@
 """Render docs/architectures.md from seprt.arch (python -m seprt.archdoc > docs/architectures.md)."""
 from . import arch
+from .ops import get_op
 
 HEAD = """# Architectures
 
@@ -38,12 +39,12 @@ def render() -> str:
                    f"{pattern:,} of the weights are in PRB pattern convs.\n")
         out.append("| layer | op | kernel/stride/pad | groups | output | weights |\n|---|---|---|---|---|---|")
         for l in a.layers:
-            if l.op in ("relu", "add"):
-                continue
-            ksp = f"{l.kernel}/{l.stride}/{l.pad}" if l.op in ("conv", "maxpool", "avgpool") else \
-                (f"-/{l.stride}/-" if l.op == "shortcut_a" else "")
+            attrs = arch.layer_attrs(l)
+            if not attrs and not get_op(l.op).weighted and shapes[l.name] == shapes[l.inputs[0]]:
+                continue                          # elementwise (relu, add): the layer names show them
+            ksp = "/".join(str(attrs.get(k, "-")) for k in ("kernel", "stride", "pad")) if attrs else ""
             op = l.op + (" (pattern)" if l.role == arch.ROLE_PATTERN else "")
-            out.append(f"| {l.name} | {op} | {ksp} | {l.groups if l.op == 'conv' else ''} | "
+            out.append(f"| {l.name} | {op} | {ksp} | {attrs.get('groups', '')} | "
                        f"{'×'.join(map(str, shapes[l.name]))} | {counts.get(l.name, 0):,} |")
         out.append(f"| **total** | | | | | **{a.params():,}** |")
     return "\n".join(out) + "\n"

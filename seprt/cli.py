@@ -242,8 +242,9 @@ def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
                 per.setdefault(n.name, (n, []))[1].append(t)
         rows = []
         for name, (n, ts) in per.items():
-            path = f"ref-{n.wfmt}-{'int' if g.is_integer(n) else 'f32'}" if n.op in ("conv", "fc") else "ref"
-            macs = g.node_params(n) * (np.prod(g.values[n.output].shape[:2]) if n.op == "conv" else 1) * len(x)
+            path = f"ref-{n.wfmt}-{'int' if g.is_integer(n) else 'f32'}" if n.wfmt else "ref"
+            out = g.values[n.output].shape
+            macs = g.node_params(n) * (np.prod(out[:2]) if len(out) == 3 else 1) * len(x)
             rows.append({"name": name, "path": path, "macs": int(macs), "seconds": float(np.median(ts))})
     total = sum(r["seconds"] for r in rows)
     return [{"name": r["name"], "path": r["path"], "us": r["seconds"] * 1e6,

@@ -1,6 +1,6 @@
 """The fast engine: runs a Plan's instruction table in one numba call per batch.
 
-    engine = FastEngine(graph, threads=1)
+    engine = FastEngine(graph)
     logits, embed = engine.run(x)        # x (N, H, W, 3) float32
 
 Thread safety: read-only weights are shared; each Python thread gets its own
@@ -15,52 +15,70 @@ import time
 import numpy as np
 from .kernels.jit import jit
 
-from . import plan as P
 from .graph import Graph
-from .kernels.conv import conv_bin_popcount, conv_f32, conv_u8i8, planes_from_u8
-from .kernels.elementwise import add_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32
+from .kernels import conv as kc, elementwise as ke
+from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, ConvDwRow as DW, ConvF32Row as CF,
+                           PlanesRow as PL, conv_bin_popcount, conv_dw_u8i8, conv_f32, conv_u8i8, planes_from_u8)
+from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
+                                  add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32)
+from . import plan as P
 
 
 @jit
 def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
-                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, accd):
+                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf):
     """Run instructions prog (n, WIDTH) on each image x[i] (in_size,) f32;
     write logits[i] and embed[i]. Arenas: fbuf f32 activations, abuf u8
     quantized inputs, pbuf u64 bit planes, qbuf i32 plane sums; w*: weights;
-    aux i64 offsets; acc*: scratch."""
+    aux i64 offsets; acc*: scratch. Row columns are named by the kernels' IntEnums."""
     for i in range(x.shape[0]):
         fbuf[in_off:in_off + in_size] = x[i]
         for r in range(prog.shape[0]):
             a = prog[r]
             op = a[0]
-            if op == P.OP_QUANT:
-                quantize_u8(fbuf, a[1], a[2], a[3], a[4], wf32[a[5]], a[6], a[7], abuf[a[8]:], a[9], a[10],
-                            a[11], a[12], accf)
-            elif op == P.OP_PLANES:
-                planes_from_u8(abuf[a[1]:], a[2], a[3], a[4], a[5], a[6], a[7], pbuf[a[8]:], qbuf[a[9]:])
-            elif op == P.OP_CONV_DOT:
-                conv_u8i8(abuf[a[1]:], aux[a[2]:a[2] + a[3]], aux[a[4]:a[4] + a[5]], a[5], wi8[a[6]:], a[7], a[8],
-                          a[9], a[10], a[11], wi32[a[12]:], wf32[a[13]:], wf32[a[14]:], fbuf, a[15], a[16], a[17],
-                          a[18], acc32, abuf, a[P.QSPEC:], wf32[a[P.QSPEC + 6]], accf)
-            elif op == P.OP_CONV_BIN:
-                conv_bin_popcount(pbuf[a[1]:], qbuf[a[2]:], aux[a[3]:a[3] + a[4]], aux[a[5]:a[5] + a[6]], a[6],
-                                  a[7], a[8], a[9], wu64[a[10]:], a[11], a[12], wi32[a[13]:], wf32[a[14]:],
-                                  wf32[a[15]:], fbuf, a[16], a[17], a[18], a[19], acc64, abuf, a[P.QSPEC:],
-                                  wf32[a[P.QSPEC + 6]], accf)
-            elif op == P.OP_CONV_F32:
-                conv_f32(fbuf, a[1], a[2], a[3], a[4], wf32[a[5]:], a[6], a[7], a[8], a[9], a[10], a[11], a[12],
-                         wf32[a[13]:], wf32[a[14]:], a[15], a[16], a[17], a[18], accf, abuf, a[P.QSPEC:],
-                         wf32[a[P.QSPEC + 6]], accd.view(np.float32))
-            elif op == P.OP_ADD:
-                add_f32(fbuf, a[1], a[2], a[3], a[4], a[5])
-            elif op == P.OP_RELU:
-                relu_f32(fbuf, a[1], a[2], a[3])
-            elif op == P.OP_POOL:
-                pool_f32(fbuf, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11])
-            elif op == P.OP_GAP:
-                gap_f32(fbuf, a[1], a[2], a[3], a[4], accd)
-            elif op == P.OP_SHORTCUT:
-                shortcut_a_f32(fbuf, a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9])
+            if op == kc.OP_CONV_DOT:
+                conv_u8i8(abuf[a[CD.A]:], aux[a[CD.PIX]:a[CD.PIX] + a[CD.N_PIX]], aux[a[CD.KOFF]:a[CD.KOFF] + a[CD.NK]],
+                          a[CD.NK], wi8[a[CD.B]:], a[CD.G], a[CD.CGP], a[CD.KG], a[CD.M], a[CD.ZERO],
+                          wi32[a[CD.WSUM]:], wf32[a[E.MULT]:], wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K],
+                          a[E.RELU], acc32, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf)
+            elif op == kc.OP_CONV_DW:
+                conv_dw_u8i8(abuf[a[DW.A]:], aux[a[DW.PIX]:a[DW.PIX] + a[DW.N_PIX]], aux[a[DW.TOFF]:a[DW.TOFF] + a[DW.T]],
+                             wi8[a[DW.WT]:], a[DW.CP], a[DW.ZERO], wi32[a[DW.WSUM]:], wf32[a[E.MULT]:],
+                             wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], acc32, abuf,
+                             a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf)
+            elif op == kc.OP_CONV_BIN:
+                conv_bin_popcount(pbuf[a[CB.PLANES]:], qbuf[a[CB.QSUM]:], aux[a[CB.PIX]:a[CB.PIX] + a[CB.N_PIX]],
+                                  aux[a[CB.TOFF]:a[CB.TOFF] + a[CB.T]], a[CB.T], a[CB.G], a[CB.BITS], a[CB.NW],
+                                  wu64[a[CB.PAT]:], a[CB.KG], a[CB.ZERO], wi32[a[CB.WSUM]:], wf32[a[E.MULT]:],
+                                  wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], acc64, abuf,
+                                  a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf)
+            elif op == kc.OP_CONV_F32:
+                conv_f32(fbuf, a[CF.IN], a[CF.H], a[CF.W], a[CF.C], wf32[a[CF.WT]:], a[CF.G], a[CF.KERNEL],
+                         a[CF.STRIDE], a[CF.PAD], a[CF.HO], a[CF.WO], a[CF.KG], wf32[a[E.MULT]:], wf32[a[E.BIAS]:],
+                         a[E.OUT], a[E.RES], a[E.K], a[E.RELU], accf, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]],
+                         accf[accf.shape[0] // 2:])
+            elif op == ke.OP_QUANT:
+                quantize_u8(fbuf, a[QR.IN], a[QR.H], a[QR.W], a[QR.C], wf32[a[QR.SCALE]], a[QR.ZERO], a[QR.QMAX],
+                            abuf[a[QR.OUT]:], a[QR.WP], a[QR.PAD], a[QR.G], a[QR.CGP], accf)
+            elif op == kc.OP_PLANES:
+                planes_from_u8(abuf[a[PL.A]:], a[PL.N_PIX], a[PL.G], a[PL.CG], a[PL.CGP], a[PL.BITS], a[PL.NW],
+                               pbuf[a[PL.PLANES]:], qbuf[a[PL.QSUM]:])
+            elif op == ke.OP_ADD:
+                add_f32(fbuf, a[AddRow.A], a[AddRow.B], a[AddRow.OUT], a[AddRow.N], a[AddRow.RELU])
+            elif op == ke.OP_RELU:
+                relu_f32(fbuf, a[ReluRow.IN], a[ReluRow.OUT], a[ReluRow.N])
+            elif op == ke.OP_POOL:
+                pool_f32(fbuf, a[PoolRow.IN], a[PoolRow.H], a[PoolRow.W], a[PoolRow.C], a[PoolRow.KERNEL],
+                         a[PoolRow.STRIDE], a[PoolRow.PAD], a[PoolRow.HO], a[PoolRow.WO], a[PoolRow.OUT],
+                         a[PoolRow.IS_MAX])
+            elif op == ke.OP_GAP:
+                gap_f32(fbuf, a[GapRow.IN], a[GapRow.N_PIX], a[GapRow.C], a[GapRow.OUT], accf)
+            elif op == ke.OP_SHORTCUT:
+                shortcut_a_f32(fbuf, a[SC.IN], a[SC.H], a[SC.W], a[SC.C], a[SC.STRIDE], a[SC.HO], a[SC.WO],
+                               a[SC.COUT], a[SC.OUT])
+            elif op == ke.OP_CONCAT:
+                concat_f32(fbuf, a[ConcatRow.IN], a[ConcatRow.OUT], a[ConcatRow.N_PIX], a[ConcatRow.C_IN],
+                           a[ConcatRow.C_OUT], a[ConcatRow.C0])
         logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]
         embed[i] = fbuf[embed_off:embed_off + embed.shape[1]]
 
@@ -68,8 +86,8 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
 class FastEngine:
     """Compiled plan + per-thread workspaces for one graph."""
 
-    def __init__(self, graph: Graph, threads: int = 1):
-        self.graph, self.threads = graph, threads
+    def __init__(self, graph: Graph):
+        self.graph = graph
         self.plan = P.build(graph)
         self._local = threading.local()
         self.n_classes = graph.values[graph.output].shape[0]
@@ -83,22 +101,23 @@ class FastEngine:
             abuf = np.zeros(max(s["u8"], 1), np.uint8)
             for off, border in p.borders:
                 abuf[off:off + border.size] = border
+            n = max(p.scratch, 8 * 32)
             ws = (np.zeros(max(s["f32"], 1), np.float32), abuf, np.zeros(max(s["u64"], 1), np.uint64),
-                  np.zeros(max(s["i32"], 1), np.int32), np.zeros(8 * 32, np.int32), np.zeros(p.scratch, np.int64),
-                  np.zeros(max(p.scratch, 8 * 32), np.float32), np.zeros(max(p.scratch, 8 * 32), np.float64))
+                  np.zeros(max(s["i32"], 1), np.int32), np.zeros(n, np.int32), np.zeros(n, np.int64),
+                  np.zeros(2 * n, np.float32))
             self._local.ws = ws
         return ws
 
     def run(self, x: np.ndarray, prog: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """x (N, H, W, 3) float32 C-contiguous -> (logits (N, K), embed (N, D))."""
-        fbuf, abuf, pbuf, qbuf, acc32, acc64, accf, accd = self.workspace()
+        fbuf, abuf, pbuf, qbuf, acc32, acc64, accf = self.workspace()
         n = x.shape[0]
         logits = np.empty((n, self.n_classes), np.float32)
         embed = np.empty((n, self.n_embed), np.float32)
         w, p = self.plan.weights, self.plan
         run_program(self.plan.prog if prog is None else prog, x.reshape(n, -1), p.input_off, p.input_size,
                     logits, p.logits_off, embed, p.embed_off, fbuf, abuf, pbuf, qbuf,
-                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], acc32, acc64, accf, accd)
+                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], acc32, acc64, accf)
         return logits, embed
 
     def profile(self, x: np.ndarray, runs: int = 5) -> list[dict]:

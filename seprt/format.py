@@ -1,4 +1,4 @@
-"""Model file format v1: reader and writer (spec: docs/format.md).
+"""Model file format: reader (v1 and v2) and writer (v2). Spec: docs/format.md.
 
     save(graph, path) / load(path) -> Graph          (files, atomic write)
     to_bytes(graph) -> bytes / from_bytes(buf) -> Graph
@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FormatError
-from .graph import OPS, WFMTS, Graph, Node, Value
+from .graph import Graph, Node, Value
+from .ops import OP_CODES, WFMT_CODES, get_op, get_wfmt
 
 MAGIC = b"SEPRTMDL"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2            # what this writer writes
 VERSION_MINOR = 0
+READS = (1, 2)               # majors this reader reads
 HEADER_SIZE = 64
 ENTRY_SIZE = 64
 ALIGNMENT = 64
@@ -48,9 +50,11 @@ _HEADER = struct.Struct("<8sHHIQIIQI16sI")      # 64 bytes, see docs/format.md
 _ENTRY = struct.Struct("<IIII4IQQIIQ")          # 64 bytes
 _GRAPH_HEAD = struct.Struct("<6I")              # 24 bytes
 _VALUE = struct.Struct("<I3IfiII")              # 32 bytes
-_NODE = struct.Struct("<12I")                   # 48 bytes
+_NODE_V1 = struct.Struct("<12I")                # 48 bytes (v1)
+_NODE_V2 = struct.Struct("<6HI")                # 16 bytes, then variable parts (v2)
+A_INT, A_F32 = 1, 2                             # v2 attribute value types
 assert _HEADER.size == HEADER_SIZE and _ENTRY.size == ENTRY_SIZE
-assert _VALUE.size == 32 and _NODE.size == 48
+assert _VALUE.size == 32 and _NODE_V1.size == 48 and _NODE_V2.size == 16
 
 
 def _align(n: int) -> int:
@@ -90,34 +94,37 @@ def _enc_meta(meta: dict) -> bytes:
     return b"".join(out)
 
 
+def _enc_node(n: Node, refs: list[int]) -> bytes:
+    """A v2 node record: fixed 16 bytes, inputs, tensor sections, name, attributes."""
+    op = get_op(n.op)
+    name = n.name.encode("utf-8")
+    attrs = op.non_default(n.attrs)
+    out = [_NODE_V2.pack(op.code, get_wfmt(n.wfmt).code if n.wfmt else 0, len(n.inputs), len(refs), len(attrs),
+                         len(name), n.output),
+           struct.pack(f"<{len(n.inputs)}I", *n.inputs), struct.pack(f"<{len(refs)}I", *refs), name]
+    for key in sorted(attrs):
+        kb, v = key.encode("utf-8"), attrs[key]
+        typ = A_F32 if op.attr(key).kind is float else A_INT
+        out.append(bytes([len(kb)]) + kb + bytes([typ]) + struct.pack("<f" if typ == A_F32 else "<i", v))
+    return b"".join(out)
+
+
 def to_bytes(g: Graph) -> bytes:
-    """Serialize a graph (validated first) to the v1 byte layout."""
+    """Serialize a graph (validated first) to the v2 byte layout."""
     g.validate()
-    # 1) collect tensor sections in node order: weight, scale, bias
+    # 1) collect tensor sections in node order, each node's in its weight format's order
     tensors: list[np.ndarray] = []
-    refs: list[tuple[int, int, int]] = []
+    refs: list[list[int]] = []
     for n in g.nodes:
-        r = []
-        for a in (n.weight, n.scale, n.bias):
-            if a is None:
-                r.append(NONE)
-            else:
-                r.append(2 + len(tensors))
-                tensors.append(np.ascontiguousarray(a, a.dtype.newbyteorder("<")))
-        refs.append(tuple(r))
-    # 2) graph section: head, values, nodes, node names
+        refs.append(list(range(2 + len(tensors), 2 + len(tensors) + len(n.tensors))))
+        tensors += [np.ascontiguousarray(a, a.dtype.newbyteorder("<")) for a in n.tensors]
+    # 2) graph section: head, values, node records
     gb = [_GRAPH_HEAD.pack(len(g.values), len(g.nodes), g.input, g.output, g.embed, 0)]
     for v in g.values:
         dims = list(v.shape) + [0] * (3 - len(v.shape))
         gb.append(_VALUE.pack(len(v.shape), *dims, v.q_scale, v.q_zero, v.q_bits, 0))
-    for n, (w, s, b) in zip(g.nodes, refs):
-        in1 = n.inputs[1] if len(n.inputs) > 1 else NONE
-        wfmt = WFMTS.index(n.wfmt) + 1 if n.wfmt else 0
-        gb.append(_NODE.pack(OPS.index(n.op) + 1, n.inputs[0], in1, n.output, n.kernel, n.stride,
-                             n.pad, n.groups, wfmt, w, s, b))
-    for n in g.nodes:
-        nb = n.name.encode("utf-8")
-        gb.append(struct.pack("<H", len(nb)) + nb)
+    for n, r in zip(g.nodes, refs):
+        gb.append(_enc_node(n, r))
     blobs = [_enc_meta(g.meta), b"".join(gb)] + [t.tobytes() for t in tensors]
     # 3) section table: offsets at the next multiple of ALIGNMENT
     count = len(blobs)
@@ -245,11 +252,11 @@ def from_bytes(buf) -> Graph:
      hcrc) = _HEADER.unpack(bytes(mv[:HEADER_SIZE]))
     if magic != MAGIC:
         raise FormatError(f"not a seprt model file (magic {magic!r}, expected {MAGIC!r})")
-    if major != VERSION_MAJOR:
+    if major not in READS:
         raise FormatError(f"model file version {major}.{minor} is not supported by this seprt "
-                          f"(reads {VERSION_MAJOR}.x); upgrade seprt or re-export the model")
+                          f"(reads {' and '.join(f'{m}.x' for m in READS)}); upgrade seprt or re-export the model")
     if hsize != HEADER_SIZE or alignment != ALIGNMENT or table_off != HEADER_SIZE or flags != 0:
-        raise FormatError("header fields (header_size, alignment, table offset, flags) are not those of v1")
+        raise FormatError("header fields (header_size, alignment, table offset, flags) are not those of the spec")
     if file_size != size:
         what = "truncated" if size < file_size else "followed by trailing bytes"
         raise FormatError(f"file is {what}: {size} bytes, header says {file_size}; re-export or re-download the model")
@@ -297,23 +304,107 @@ def from_bytes(buf) -> Graph:
         raise FormatError(f"{size - prev_end} trailing bytes after the last section")
 
     meta = _dec_meta(_Cursor(mv, sections[0][0], sections[0][0] + sections[0][1], "metadata"))
-    return _dec_graph(mv, sections, meta)
+    return _dec_graph(mv, sections, meta, major)
 
 
-def _dec_graph(mv, sections, meta) -> Graph:
+class _Tensors:
+    """Zero-copy views of tensor sections; each may be referenced once."""
+
+    def __init__(self, mv, sections):
+        self.mv, self.sections, self.used = mv, sections, set()
+
+    def get(self, ref: int, node: str) -> np.ndarray:
+        if not 2 <= ref < len(self.sections):
+            raise FormatError(f"node {node!r} references section {ref}, which is not a tensor section")
+        if ref in self.used:
+            raise FormatError(f"section {ref} is referenced twice")
+        self.used.add(ref)
+        off, length, dtype, shape = self.sections[ref]
+        return np.frombuffer(self.mv, dtype, length // dtype.itemsize, off).reshape(shape)
+
+
+def _node_v1(c: _Cursor, raw, name: str, tensors: _Tensors) -> Node:
+    """A v1 48-byte entry: fixed kernel/stride/pad/groups fields and three tensor slots."""
+    op_code, in0, in1, out, k, s, p, grp, wcode, wr, sr, br = raw
+    if op_code not in OP_CODES or op_code > 8:
+        raise FormatError(f"node {name!r}: unknown op code {op_code}; this file needs a newer seprt")
+    if wcode and (wcode not in WFMT_CODES or wcode > 3):
+        raise FormatError(f"node {name!r}: unknown weight format code {wcode}")
+    op = OP_CODES[op_code]
+    fields = {"kernel": k, "stride": s, "pad": p, "groups": grp}
+    defaults = {"kernel": 1, "stride": 1, "pad": 0, "groups": 1}
+    for key, v in fields.items():
+        if not any(a.name == key for a in op.attrs) and v != defaults[key]:
+            raise FormatError(f"node {name!r}: {op.name} does not use {key}; it must be {defaults[key]}")
+    attrs = {a.name: fields[a.name] for a in op.attrs}
+    ins = (in0,) if in1 == NONE else (in0, in1)
+    wfmt = WFMT_CODES[wcode].name if wcode else ""
+    slots = (wr, sr, br)
+    if not wfmt:
+        if any(r != NONE for r in slots):
+            raise FormatError(f"node {name!r}: {op.name} takes no weights")
+        return Node(name, op.name, ins, out, attrs)
+    if wfmt == "f32":
+        if sr != NONE:
+            raise FormatError(f"node {name!r}: float weights take no scale section")
+        slots = (wr, br)
+    if any(r == NONE for r in slots):
+        raise FormatError(f"node {name!r}: missing a weight, scale or bias section")
+    return Node(name, op.name, ins, out, attrs, wfmt, tuple(tensors.get(r, name) for r in slots))
+
+
+def _node_v2(c: _Cursor, tensors: _Tensors) -> Node:
+    """A v2 node record (docs/format.md, "Node record")."""
+    op_code, wcode, n_in, n_t, n_a, n_name, out = c.unpack(_NODE_V2)
+    ins = struct.unpack(f"<{n_in}I", c.take(4 * n_in))
+    refs = struct.unpack(f"<{n_t}I", c.take(4 * n_t))
+    try:
+        name = c.take(n_name).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"graph section: node name at byte {c.pos - n_name} is not UTF-8") from None
+    if op_code not in OP_CODES:
+        raise FormatError(f"node {name!r}: unknown op code {op_code}; this file needs a newer seprt")
+    op = OP_CODES[op_code]
+    if wcode and wcode not in WFMT_CODES:
+        raise FormatError(f"node {name!r}: unknown weight format code {wcode}; this file needs a newer seprt")
+    attrs, prev = {}, ""
+    for _ in range(n_a):
+        try:
+            key = c.take(c.take(1)[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"node {name!r}: attribute name is not UTF-8") from None
+        typ = c.take(1)[0]
+        raw = c.take(4)
+        if key <= prev:
+            raise FormatError(f"node {name!r}: attributes must be sorted and unique ({key!r} after {prev!r})")
+        prev = key
+        known = {a.name: a for a in op.attrs}
+        if key not in known:
+            raise FormatError(f"node {name!r}: {op.name} has no attribute {key!r}; this file needs a newer seprt")
+        want = A_F32 if known[key].kind is float else A_INT
+        if typ != want:
+            raise FormatError(f"node {name!r}: attribute {key!r} has type {typ}, expected {want}")
+        v = struct.unpack("<f" if typ == A_F32 else "<i", raw)[0]
+        if v == known[key].default:
+            raise FormatError(f"node {name!r}: attribute {key!r} holds its default and must be omitted")
+        attrs[key] = v
+    wfmt = WFMT_CODES[wcode].name if wcode else ""
+    want_t = len(WFMT_CODES[wcode].tensors) if wcode else 0
+    if n_t != want_t:
+        raise FormatError(f"node {name!r}: weight format {wfmt or 'none'} has {want_t} tensors, the node {n_t}")
+    return Node(name, op.name, ins, out, attrs, wfmt, tuple(tensors.get(r, name) for r in refs))
+
+
+def _dec_graph(mv, sections, meta, major: int) -> Graph:
     goff, glen = sections[1][:2]
     c = _Cursor(mv, goff, goff + glen, "graph")
     nv, nn, gin, gout, gemb, reserved = c.unpack(_GRAPH_HEAD)
     if reserved:
         raise FormatError("graph section: reserved field must be 0")
-    if nv * _VALUE.size + nn * (_NODE.size + 2) > glen:
+    min_node = _NODE_V1.size + 2 if major == 1 else _NODE_V2.size + 4
+    if nv * _VALUE.size + nn * min_node > glen:
         raise FormatError(f"graph section ({glen} bytes) too small for {nv} values and {nn} nodes")
     raw_values = [c.unpack(_VALUE) for _ in range(nv)]
-    raw_nodes = [c.unpack(_NODE) for _ in range(nn)]
-    names = [c.string(2) for _ in range(nn)]
-    if c.pos != c.end:
-        raise FormatError(f"graph section has {c.end - c.pos} unread bytes at its end")
-
     values = []
     for rank, d0, d1, d2, qs, qz, qb, r in raw_values:
         if rank not in (1, 3) or r or any((d0, d1, d2)[rank:]):
@@ -321,33 +412,20 @@ def _dec_graph(mv, sections, meta) -> Graph:
         values.append(Value("", (d0, d1, d2)[:rank], float(qs), int(qz), int(qb)))
     if 0 <= gin < nv:
         values[gin].name = "input"
-
-    used: set[int] = set()
-
-    def tensor(ref: int, node: str):
-        if ref == NONE:
-            return None
-        if not 2 <= ref < len(sections):
-            raise FormatError(f"node {node!r} references section {ref}, which is not a tensor section")
-        if ref in used:
-            raise FormatError(f"section {ref} is referenced twice")
-        used.add(ref)
-        off, length, dtype, shape = sections[ref]
-        return np.frombuffer(mv, dtype, length // dtype.itemsize, off).reshape(shape)
-
-    nodes = []
-    for (op, in0, in1, out, k, s, p, grp, wfmt, wr, sr, br), name in zip(raw_nodes, names):
-        if not 1 <= op <= len(OPS):
-            raise FormatError(f"node {name!r}: unknown op code {op}; this file needs a newer seprt")
-        if wfmt > len(WFMTS):
-            raise FormatError(f"node {name!r}: unknown weight format code {wfmt}")
-        ins = (in0,) if in1 == NONE else (in0, in1)
-        nodes.append(Node(name, OPS[op - 1], ins, out, k, s, p, grp, WFMTS[wfmt - 1] if wfmt else "",
-                          tensor(wr, name), tensor(sr, name), tensor(br, name)))
-        if 0 <= out < nv:
-            values[out].name = name
-    if len(used) != len(sections) - 2:
-        raise FormatError(f"{len(sections) - 2 - len(used)} tensor sections are not referenced by any node")
+    tensors = _Tensors(mv, sections)
+    if major == 1:
+        raw_nodes = [c.unpack(_NODE_V1) for _ in range(nn)]
+        names = [c.string(2) for _ in range(nn)]
+        nodes = [_node_v1(c, raw, name, tensors) for raw, name in zip(raw_nodes, names)]
+    else:
+        nodes = [_node_v2(c, tensors) for _ in range(nn)]
+    if c.pos != c.end:
+        raise FormatError(f"graph section has {c.end - c.pos} unread bytes at its end")
+    for n in nodes:
+        if 0 <= n.output < nv:
+            values[n.output].name = n.name
+    if len(tensors.used) != len(sections) - 2:
+        raise FormatError(f"{len(sections) - 2 - len(tensors.used)} tensor sections are not referenced by any node")
     g = Graph(values, nodes, gin, gout, gemb, meta)
     g.validate()
     return g

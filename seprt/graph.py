@@ -2,15 +2,12 @@
 
 A graph is what a model file holds (docs/format.md) and what executors run:
 nodes are in topological order, each produces exactly one value, values are
-NHWC without the batch axis ((H, W, C) or (C,)).
+NHWC without the batch axis ((H, W, C) or (C,)). What each op and weight
+format means, takes and checks is declared once in the op table (seprt/ops);
+this module validates a graph against it.
 
-Weights per node, by weight format (`wfmt`):
-    f32: weight (K, kh, kw, C/g) or (K, C) float32; bias (K,) float32
-    i8:  weight (K, kh, kw, C/g) or (K, C) int8;  scale (K,) float32; bias (K,)
-    bin: weight (K, ceil(kh*kw*(C/g)/8)) uint8 packed ±1 patterns (seprt.quant);
-         scale = alpha (K,) float32; bias (K,)
 A value may carry activation quantization parameters (q_bits 2, 4 or 8 with
-q_scale, q_zero): i8 and bin nodes that read it quantize it first.
+q_scale, q_zero): integer-format nodes (i8, bin) that read it quantize it first.
 """
 from __future__ import annotations
 
@@ -21,11 +18,8 @@ import numpy as np
 
 from . import arch as arch_mod
 from .errors import FormatError
-from .quant import pattern_nbytes
+from .ops import OPS, WFMTS, get_op, get_wfmt
 
-OPS = ("conv", "fc", "add", "relu", "maxpool", "avgpool", "gap", "shortcut_a")
-WEIGHTED_OPS = ("conv", "fc")
-WFMTS = ("f32", "i8", "bin")
 VARIANTS = ("R", "B", "BQ")
 ACT_BITS = (2, 4, 8)
 
@@ -34,8 +28,11 @@ MAX_VALUES = 65535
 MAX_NODES = 65535
 MAX_DIM = 1 << 16          # any single H, W or C
 MAX_VALUE_ELEMS = 1 << 28  # elements of one activation value
-MAX_KERNEL = 15
-MAX_STRIDE = 8
+MAX_ABS_PARAM = 1e12       # |weight|, |scale|, |alpha|, |bias|, activation scale
+# Activation memory a model may need (5 bytes per element of every value: its
+# float32 copy and its quantized copy). Raise it to load larger models, as
+# Pillow's Image.MAX_IMAGE_PIXELS: seprt.graph.MAX_ACTIVATION_BYTES = 4 << 30.
+MAX_ACTIVATION_BYTES = 1 << 30
 
 
 @dataclass
@@ -54,26 +51,62 @@ class Value:
 
 @dataclass
 class Node:
-    """One op. inputs/output are value indices."""
+    """One op. inputs/output are value indices; attrs holds every attribute of
+    the op (defaults filled in); tensors are the weight format's tensors in
+    its declared order (seprt/ops/wfmt_*.py)."""
     name: str
     op: str
     inputs: tuple[int, ...]
     output: int
-    kernel: int = 1
-    stride: int = 1
-    pad: int = 0
-    groups: int = 1
-    wfmt: str = ""                       # conv/fc: f32 | i8 | bin
-    weight: np.ndarray | None = None
-    scale: np.ndarray | None = None      # i8: per-channel scale; bin: alpha
-    bias: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+    wfmt: str = ""
+    tensors: tuple = ()
 
-    def kernel_shape(self, cin: int) -> tuple[int, ...]:
-        """Unpacked weight shape (K, kh, kw, C/g) for conv, (K, C) for fc."""
-        k = self.bias.shape[0]
-        if self.op == "fc":
-            return (k, cin)
-        return (k, self.kernel, self.kernel, cin // self.groups)
+    def __post_init__(self):
+        if self.op in OPS:
+            self.attrs = OPS[self.op].with_defaults(self.attrs)
+
+    # attributes of the window ops, by name (their defaults for other ops)
+    kernel = property(lambda self: self.attrs.get("kernel", 1))
+    stride = property(lambda self: self.attrs.get("stride", 1))
+    pad = property(lambda self: self.attrs.get("pad", 0))
+    groups = property(lambda self: self.attrs.get("groups", 1))
+
+    def tensor(self, name: str):
+        """The weight tensor `name` of this node's format, or None."""
+        wf = WFMTS.get(self.wfmt)
+        if wf is None or name not in [t.name for t in wf.tensors]:
+            return None
+        return self.tensors[wf.index(name)]
+
+    @property
+    def weight(self):
+        """The first tensor (float or int8 weights, packed patterns)."""
+        return self.tensors[0] if self.tensors else None
+
+    @property
+    def scale(self):
+        """The integer path's per-channel multiplier (int8 scale or alpha), or None."""
+        wf = WFMTS.get(self.wfmt)
+        return self.tensor(wf.scale_name) if wf and wf.scale_name else None
+
+    @property
+    def bias(self):
+        return self.tensor("bias")
+
+
+def make_node(name: str, op: str, inputs, output: int, attrs: dict | None = None, weights: dict | None = None) -> Node:
+    """A Node from a weights dict {"wfmt", and the format's tensors by name}; the
+    first tensor may be given as "weight" and the per-channel multiplier as "scale"."""
+    weights = weights or {}
+    wfmt = weights.get("wfmt", "")
+    tensors = ()
+    if wfmt:
+        wf = get_wfmt(wfmt)
+        alias = lambda j, t: t.name if t.name in weights else "weight" if j == 0 else \
+            "scale" if t.name == wf.scale_name else t.name
+        tensors = tuple(weights.get(alias(j, t)) for j, t in enumerate(wf.tensors))
+    return Node(name, op, tuple(inputs), output, dict(attrs or {}), wfmt, tensors)
 
 
 @dataclass
@@ -86,11 +119,21 @@ class Graph:
     meta: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------ queries
+    def kernel_shape(self, n: Node) -> tuple[int, ...]:
+        """Unpacked weight shape of a weighted node: (K, kh, kw, C/g) or (K, C)."""
+        return get_op(n.op).kernel_shape(n, self.values[n.inputs[0]].shape[-1], self.values[n.output].shape[-1])
+
+    def float_weight(self, n: Node) -> np.ndarray:
+        """The effective float32 weight of a weighted node, unpacked: (K, kh, kw, C/g) or (K, C)."""
+        return get_wfmt(n.wfmt).float_weight(n, self.kernel_shape(n))
+
+    def int_weight(self, n: Node) -> np.ndarray:
+        """The integer weight of an integer-format node (int8 q, or the ±1 pattern)."""
+        return get_wfmt(n.wfmt).int_weight(n, self.kernel_shape(n))
+
     def node_params(self, n: Node) -> int:
         """Conv/FC weights of a node (biases not counted)."""
-        if n.op not in WEIGHTED_OPS:
-            return 0
-        return math.prod(n.kernel_shape(self.values[n.inputs[0]].shape[-1]))
+        return math.prod(self.kernel_shape(n)) if n.op in OPS and OPS[n.op].weighted else 0
 
     def params(self) -> int:
         return sum(self.node_params(n) for n in self.nodes)
@@ -103,8 +146,12 @@ class Graph:
         return total
 
     def is_integer(self, n: Node) -> bool:
-        """True when the node runs on integers: i8/bin weights, quantized input."""
-        return n.wfmt in ("i8", "bin") and self.values[n.inputs[0]].quantized
+        """True when the node runs on integers: integer weights, quantized input."""
+        return n.wfmt in WFMTS and WFMTS[n.wfmt].integer and self.values[n.inputs[0]].quantized
+
+    def activation_bytes(self) -> int:
+        """Activation memory an executor may need: 5 bytes per element of every value."""
+        return sum(5 * math.prod(v.shape) for v in self.values)
 
     # ------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -117,6 +164,11 @@ class Graph:
                 raise FormatError(f"graph references value {i}, but has only {nv}; re-export the model")
         for v in self.values:
             _check_value(v)
+        need = self.activation_bytes()
+        if need > MAX_ACTIVATION_BYTES:
+            raise FormatError(f"model needs {need / 2**30:.2f} GiB of activation memory, over the limit of "
+                              f"{MAX_ACTIVATION_BYTES / 2**30:.2f} GiB; if you trust this model, raise "
+                              "seprt.graph.MAX_ACTIVATION_BYTES")
         in_shape = self.values[self.input].shape
         if len(in_shape) != 3 or in_shape[2] != 3:
             raise FormatError(f"input value must be (H, W, 3), got {in_shape}")
@@ -126,8 +178,7 @@ class Graph:
             if n.name in names:
                 raise FormatError(f"duplicate node name {n.name!r}")
             names.add(n.name)
-            if n.op not in OPS:
-                raise FormatError(f"node {n.name!r}: unknown op {n.op!r}; this seprt knows {', '.join(OPS)}")
+            get_op(n.op)
             for i in n.inputs + (n.output,):
                 if not 0 <= i < nv:
                     raise FormatError(f"node {n.name!r} references value {i}, but the graph has {nv}")
@@ -155,10 +206,6 @@ class Graph:
         return out
 
 
-def _finite_positive(a: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(a)) and np.all(a > 0))
-
-
 def _check_value(v: Value) -> None:
     if len(v.shape) not in (1, 3) or any(not 1 <= d <= MAX_DIM for d in v.shape):
         raise FormatError(f"value {v.name!r}: shape {v.shape} must be (H, W, C) or (C,) with dims in 1..{MAX_DIM}")
@@ -169,82 +216,57 @@ def _check_value(v: Value) -> None:
     if v.q_bits:
         if v.q_bits not in ACT_BITS:
             raise FormatError(f"value {v.name!r}: activation bits {v.q_bits} not in {ACT_BITS}")
-        if not (math.isfinite(v.q_scale) and v.q_scale > 0):
-            raise FormatError(f"value {v.name!r}: activation scale {v.q_scale} must be finite and > 0")
+        if not (math.isfinite(v.q_scale) and 0 < v.q_scale <= MAX_ABS_PARAM):
+            raise FormatError(f"value {v.name!r}: activation scale {v.q_scale} must be in (0, {MAX_ABS_PARAM:g}]")
         if not 0 <= v.q_zero <= (1 << v.q_bits) - 1:
             raise FormatError(f"value {v.name!r}: zero point {v.q_zero} outside 0..{(1 << v.q_bits) - 1}")
 
 
-def _expect(n: Node, what: str, a, shape, dtype) -> None:
-    if a is None:
-        raise FormatError(f"node {n.name!r}: missing {what}")
-    if tuple(a.shape) != tuple(shape) or a.dtype != np.dtype(dtype):
-        raise FormatError(f"node {n.name!r}: {what} is {a.dtype}{tuple(a.shape)}, expected {np.dtype(dtype)}{tuple(shape)}")
-
-
 def _check_node(g: Graph, n: Node) -> None:
+    op = get_op(n.op)
     ins = [g.values[i].shape for i in n.inputs]
-    want_inputs = 2 if n.op == "add" else 1
-    if len(n.inputs) != want_inputs:
-        raise FormatError(f"node {n.name!r}: {n.op} takes {want_inputs} inputs, got {len(n.inputs)}")
-    if n.op in ("conv", "maxpool", "avgpool"):
-        if not (1 <= n.kernel <= MAX_KERNEL and 1 <= n.stride <= MAX_STRIDE and 0 <= n.pad < n.kernel):
-            raise FormatError(f"node {n.name!r}: kernel {n.kernel}, stride {n.stride}, pad {n.pad} out of range "
-                              f"(kernel 1..{MAX_KERNEL}, stride 1..{MAX_STRIDE}, pad < kernel)")
-    if n.op == "shortcut_a" and not 1 <= n.stride <= MAX_STRIDE:
-        raise FormatError(f"node {n.name!r}: stride {n.stride} out of range 1..{MAX_STRIDE}")
+    lo, hi = op.inputs
+    if not lo <= len(n.inputs) <= hi:
+        want = lo if lo == hi else f"{lo}..{hi}"
+        raise FormatError(f"node {n.name!r}: {n.op} takes {want} inputs, got {len(n.inputs)}")
+    known = {a.name for a in op.attrs}
+    for key in n.attrs:
+        if key not in known:
+            raise FormatError(f"node {n.name!r}: {n.op} has no attribute {key!r}; this file may need a newer seprt")
+    for a in op.attrs:
+        a.check(n.name, n.attrs[a.name])
+    if op.check:
+        op.check(g, n)
     out = g.values[n.output].shape
-    if n.op in WEIGHTED_OPS:
-        if n.wfmt not in WFMTS:
-            raise FormatError(f"node {n.name!r}: unknown weight format {n.wfmt!r}")
-        k = out[-1]
-        if n.op == "conv":
-            if len(ins[0]) != 3:
-                raise FormatError(f"node {n.name!r}: conv needs an (H, W, C) input, got {ins[0]}")
-            if n.groups < 1 or ins[0][2] % n.groups or k % n.groups:
-                raise FormatError(f"node {n.name!r}: groups={n.groups} does not divide channels {ins[0][2]}->{k}")
-        elif n.wfmt == "bin":
-            raise FormatError(f"node {n.name!r}: fc cannot have binary patterns")
-        _expect(n, "bias", n.bias, (k,), np.float32)
-        if not np.all(np.isfinite(n.bias)):
-            raise FormatError(f"node {n.name!r}: bias has NaN or Inf")
-        kshape = n.kernel_shape(ins[0][-1])
-        if n.wfmt == "f32":
-            if n.scale is not None:
-                raise FormatError(f"node {n.name!r}: float weights take no scale section")
-            _expect(n, "weight", n.weight, kshape, np.float32)
-            if not np.all(np.isfinite(n.weight)):
-                raise FormatError(f"node {n.name!r}: weight has NaN or Inf")
-        elif n.wfmt == "i8":
-            _expect(n, "weight", n.weight, kshape, np.int8)
-            _expect(n, "scale", n.scale, (k,), np.float32)
-            if not _finite_positive(n.scale):
-                raise FormatError(f"node {n.name!r}: weight scales must be finite and > 0")
-        else:
-            if n.kernel < 2:
-                raise FormatError(f"node {n.name!r}: binary patterns need a k x k kernel with k > 1")
-            nbytes = pattern_nbytes(n.kernel, n.kernel, kshape[3])
-            _expect(n, "pattern", n.weight, (k, nbytes), np.uint8)
-            _expect(n, "alpha", n.scale, (k,), np.float32)
-            if not (np.all(np.isfinite(n.scale)) and np.all(n.scale >= 0)):
-                raise FormatError(f"node {n.name!r}: alpha must be finite and >= 0")
-            used = kshape[1] * kshape[2] * kshape[3] % 8
-            if used and np.any(n.weight[:, -1] >> used):
-                raise FormatError(f"node {n.name!r}: padding bits of packed patterns must be 0")
-    elif n.weight is not None or n.scale is not None or n.bias is not None or n.wfmt:
-        raise FormatError(f"node {n.name!r}: {n.op} takes no weights")
-    uses = {"conv": "ksgp", "maxpool": "ksp", "avgpool": "ksp", "shortcut_a": "s"}.get(n.op, "")
-    for attr, default in (("kernel", 1), ("stride", 1), ("pad", 0), ("groups", 1)):
-        if attr[0] not in uses and getattr(n, attr) != default:
-            raise FormatError(f"node {n.name!r}: {n.op} does not use {attr}; it must be {default}")
-    layer = arch_mod.Layer(n.name, n.op, (), out_channels=out[-1], kernel=n.kernel, stride=n.stride,
-                           pad=n.pad, groups=n.groups)
     try:
-        want = arch_mod.layer_output_shape(layer, ins)
+        want = tuple(op.shape(n.attrs, ins, out[-1]))
     except ValueError as e:
         raise FormatError(f"node {n.name!r}: {e}") from None
-    if tuple(want) != tuple(out):
+    if want != tuple(out):
         raise FormatError(f"node {n.name!r}: output shape {out} does not match {n.op} of {ins} (expected {want})")
+    if not op.weighted:
+        if n.wfmt or n.tensors:
+            raise FormatError(f"node {n.name!r}: {n.op} takes no weights")
+        return
+    wf = get_wfmt(n.wfmt) if n.wfmt else None
+    if wf is None:
+        raise FormatError(f"node {n.name!r}: {n.op} needs a weight format ({', '.join(WFMTS)})")
+    if len(n.tensors) != len(wf.tensors):
+        raise FormatError(f"node {n.name!r}: weight format {wf.name} has {len(wf.tensors)} tensors, "
+                          f"got {len(n.tensors)}")
+    kshape = g.kernel_shape(n)
+    if n.kernel < wf.min_kernel:
+        raise FormatError(f"node {n.name!r}: {wf.name} weights need a k x k conv with k >= {wf.min_kernel}")
+    for t, a in zip(wf.tensors, n.tensors):
+        shape = tuple(t.shape(kshape))
+        if a is None:
+            raise FormatError(f"node {n.name!r}: missing {t.name}")
+        if tuple(a.shape) != shape or a.dtype != t.dtype:
+            raise FormatError(f"node {n.name!r}: {t.name} is {a.dtype}{tuple(a.shape)}, "
+                              f"expected {t.dtype}{shape}")
+        if a.dtype.kind == "f" and not (np.all(np.isfinite(a)) and np.all(np.abs(a) <= MAX_ABS_PARAM)):
+            raise FormatError(f"node {n.name!r}: {t.name} has NaN, Inf or a magnitude over {MAX_ABS_PARAM:g}")
+    wf.check(n, n.kernel, kshape)
 
 
 META_TYPES = {"arch": str, "variant": str, "labels": "str[]", "preprocess.size": "u32[]",
@@ -307,7 +329,7 @@ def from_arch(a: arch_mod.Arch, weights: dict[str, dict], meta: dict,
     Args:
         a: the architecture (seprt.arch.get(id)).
         weights: layer name -> {"wfmt": "f32"|"i8"|"bin", "weight": ..., "scale": ..., "bias": ...}
-            for every conv and fc layer (arrays as described in this module).
+            for every weighted layer (arrays as the weight formats in seprt/ops declare them).
         meta: metadata keys (docs/format.md); labels default to the arch's.
         act_quant: value name ("input" or a layer name) -> (scale, zero, bits).
     Returns:
@@ -321,12 +343,11 @@ def from_arch(a: arch_mod.Arch, weights: dict[str, dict], meta: dict,
     for l in a.layers:
         index[l.name] = len(values)
         values.append(Value(l.name, shapes[l.name], *act_quant.get(l.name, (0.0, 0, 0))))
-        w = weights.get(l.name, {}) if l.op in WEIGHTED_OPS else {}
-        if l.op in WEIGHTED_OPS and not w:
+        op = get_op(l.op)
+        w = weights.get(l.name, {}) if op.weighted else {}
+        if op.weighted and not w:
             raise ValueError(f"no weights given for layer {l.name!r}")
-        nodes.append(Node(l.name, l.op, tuple(index[i] for i in l.inputs), index[l.name],
-                          kernel=l.kernel, stride=l.stride, pad=l.pad, groups=l.groups,
-                          wfmt=w.get("wfmt", ""), weight=w.get("weight"), scale=w.get("scale"), bias=w.get("bias")))
+        nodes.append(make_node(l.name, l.op, [index[i] for i in l.inputs], index[l.name], arch_mod.layer_attrs(l), w))
     meta = {"labels": list(a.labels) or [f"class_{i}" for i in range(a.num_classes)], **meta}
     meta.setdefault("arch", a.id)
     g = Graph(values, nodes, 0, index[a.output], index[a.embed], meta)

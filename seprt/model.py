@@ -9,7 +9,9 @@ import numpy as np
 from . import format as fmt
 from . import image, reference
 from .engine import FastEngine
+from .errors import FormatError
 from .graph import Graph
+from .ops import get_wfmt
 
 ENGINES = ("fast", "reference")
 
@@ -23,6 +25,8 @@ class Model:
             numpy, the definition of every op).
         threads: compute threads (>= 1) for the fast engine: a batch is split
             across this many threads (one image runs on one thread).
+    Models whose activations need more than seprt.graph.MAX_ACTIVATION_BYTES
+    (1 GiB) are refused at load; raise that limit to load one you trust.
     Raises:
         FormatError: the file is not a valid seprt model.
 
@@ -79,13 +83,15 @@ class Model:
             raise ValueError("logits() input contains NaN or Inf")
         return x
 
-    def run(self, x: np.ndarray, outputs: tuple[int, ...]) -> dict[int, np.ndarray]:
-        """Run the graph on a checked batch; returns the requested values
-        (the fast engine gives logits and embed)."""
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A checked batch -> (logits (N, K), embed (N, D)); FormatError if the
+        model's arithmetic overflows (a tampered file can be valid yet overflow)."""
         x = self.check_input(x)
+        g = self.graph
         if self._fast is None:
-            return reference.run(self.graph, x, outputs)
-        if self.threads == 1 or len(x) == 1:
+            env = reference.run(g, x, (g.output, g.embed))
+            logits, embed = env[g.output], env[g.embed]
+        elif self.threads == 1 or len(x) == 1:
             logits, embed = self._fast.run(x)
         else:                                    # split the batch; numba releases the GIL
             parts = np.array_split(np.arange(len(x)), min(self.threads, len(x)))
@@ -95,11 +101,14 @@ class Model:
             results = [self._fast.run(np.ascontiguousarray(x[parts[0]]))] + [f.result() for f in futures]
             logits = np.concatenate([r[0] for r in results])
             embed = np.concatenate([r[1] for r in results])
-        return {self.graph.output: logits, self.graph.embed: embed}
+        if not np.all(np.isfinite(logits)):
+            raise FormatError(f"{self.source}: the model's arithmetic overflowed (non-finite logits) on this "
+                              "input; its weights are corrupt or out of range; re-export the model")
+        return logits, embed
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) float32 preprocessed batch -> (N, classes) float32 logits."""
-        return self.run(x, (self.graph.output,))[self.graph.output]
+        return self._run(x)[0]
 
     def preprocess(self, img) -> np.ndarray:
         """Image -> (1, H, W, 3) float32, exactly what logits() takes."""
@@ -107,7 +116,7 @@ class Model:
 
     def embed(self, img) -> np.ndarray:
         """Image -> (D,) float32 pooled features (the classifier's input)."""
-        return self.run(self.preprocess(img), (self.graph.embed,))[self.graph.embed][0]
+        return self._run(self.preprocess(img))[1][0]
 
     # ------------------------------------------------------------- images
     def predict(self, img, top_k: int = 5) -> list[tuple[str, float]]:
@@ -135,20 +144,27 @@ class Model:
 
     # ------------------------------------------------------------- info
     def info(self) -> dict:
-        """Layers, parameters, bytes per section kind, preprocessing, provenance."""
+        """Layers, parameters, bytes per section kind, preprocessing, provenance.
+
+        Per layer: name, op, shape, params (float weight count); weighted
+        layers add kernel, stride, groups, weights (format name), integer,
+        bytes (all its tensors) and weight_bytes (all but the per-output-channel
+        scale/alpha and bias)."""
         g = self.graph
         layers, sections = [], {"patterns": 0, "int8 weights": 0, "float weights": 0, "scales": 0, "biases": 0}
+        kind = {"bin": "patterns", "i8": "int8 weights", "f32": "float weights"}
         for n in g.nodes:
             row = {"name": n.name, "op": n.op, "shape": list(g.values[n.output].shape), "params": g.node_params(n)}
-            if n.op in ("conv", "fc"):
+            if n.wfmt:
+                wf = get_wfmt(n.wfmt)
+                per_channel = sum(n.tensor(t).nbytes for t in ("bias", wf.scale_name) if n.tensor(t) is not None)
+                total = sum(a.nbytes for a in n.tensors)
                 row.update(kernel=n.kernel, stride=n.stride, groups=n.groups, weights=n.wfmt,
-                           integer=g.is_integer(n),
-                           bytes=int(n.weight.nbytes + n.bias.nbytes + (n.scale.nbytes if n.scale is not None else 0)))
-                key = {"bin": "patterns", "i8": "int8 weights", "f32": "float weights"}[n.wfmt]
-                sections[key] += n.weight.nbytes
+                           integer=g.is_integer(n), bytes=int(total), weight_bytes=int(total - per_channel))
+                key = kind.get(n.wfmt, f"{n.wfmt} weights")
+                sections[key] = sections.get(key, 0) + total - per_channel
                 sections["biases"] += n.bias.nbytes
-                if n.scale is not None:
-                    sections["scales"] += n.scale.nbytes
+                sections["scales"] += per_channel - n.bias.nbytes
             layers.append(row)
         sections["graph, metadata, padding"] = self.nbytes - sum(sections.values())
         act_bits = sorted({v.q_bits for v in g.values if v.q_bits})

@@ -3,41 +3,43 @@
 The fast engine (seprt/engine.py) runs the whole table in one numba call per
 batch, so the per-layer cost is a branch, not a Python call. Planning:
 
-1. Fusion. A conv/fc whose only consumer is `add(conv, r)` writes the add's
-   output with r as residual (the producer of r is hoisted before the conv
-   when it can be); a relu that is the only consumer of a conv/fc/add output
-   becomes that kernel's relu flag.
-2. Buffers. Every float value that survives fusion gets a region of the f32
-   arena (NHWC, one image). Each quantized input of an integer node gets a
-   padded u8 buffer (border = zero point, written once), shared by all its
-   consumers with the same groups; popcount consumers also get bit planes.
-3. Weights are packed once into the layouts the kernels want (read-only,
-   shared by all threads).
+1. Fusion (`fusions`). A conv/fc whose only consumer is `add(conv, r)` writes
+   the add's output with r as residual (the producer of r is hoisted before
+   the conv when it can be); a relu that is the only consumer of a
+   conv/fc/add output becomes that kernel's relu flag.
+2. Kernel choice (`Planner.choose`) per integer conv/fc, named in `Plan.paths`:
+       int8 weights                     -> "dot-u{bits}i8-{isa}" (u8 x i8 dot tiles)
+       binary patterns                  -> "dot-u{bits}bin-{isa}" on ±1 int8, or "popcount-u{bits}"
+       depthwise (groups = C = K)       -> "dw-u{bits}{i8|bin}"
+       float weights or float inputs    -> "f32-{wfmt}"
+   where isa is "vnni" (AVX-512 VNNI) or "generic" (portable vectors).
+3. Lowering. Each op's `lower` (seprt/ops) emits its rows through the
+   Planner's helpers: buffers in the f32 arena (NHWC, one image) for every
+   float value that survives fusion; a padded u8 buffer per quantized input
+   (border = zero point, written once), shared by all consumers with the same
+   layout; bit planes for popcount consumers; weights packed once into the
+   layouts the kernels want (read-only, shared by all threads).
 
-Kernel choice per integer conv/fc (named in `Plan.paths`):
-    int8 weights                      -> "dot-u8i8" (VNNI tiles / generic vectors)
-    binary patterns                   -> "dot-u{bits}bin" on ±1 int8, or "popcount-u{bits}"
-                                         (bin_kernel_choice)
-    float weights or float inputs     -> "f32"
+Each row is WIDTH int64 columns, named per opcode by the IntEnums next to
+the kernel that reads them (seprt/kernels/conv.py, elementwise.py).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 import numpy as np
 
 from .graph import Graph
-from .kernels.conv import pack_bin, pack_f32, pack_u8i8, window_offsets
-from .quant import unpack_pattern
-from .reference import float_weight
+from .kernels import conv as kc
+from .kernels.conv import Epilogue, pack_bin, pack_dw, pack_f32, pack_u8i8, window_offsets
+from .kernels.elementwise import OP_QUANT, QuantRow
+from .kernels.intrinsics import has_vnni
+from .ops import get_op, get_wfmt
 
-# opcodes of the instruction table (engine.run_program)
-OP_QUANT, OP_PLANES, OP_CONV_DOT, OP_CONV_BIN, OP_CONV_F32 = 1, 2, 3, 4, 5
-OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT = 6, 7, 8, 9, 10
-WIDTH = 32
+WIDTH = 40
 DENSE_BELOW = 16      # groups with fewer outputs run as one dense block-diagonal dot conv
-QSPEC = 24        # columns 24..30 of conv rows: fused requantization (see kernels.conv._write)
 
 
 class _Arena:
@@ -83,233 +85,309 @@ class Plan:
     scratch: int = 0                  # elements of each scratch accumulator
 
 
-def bin_kernel_choice(bits: int) -> str:
-    """'dot' or 'popcount' for a binary conv with `bits`-bit inputs.
+def bin_kernel_choice() -> str:
+    """'dot' or 'popcount' for binary convs.
 
     Measured on sepnet-cifar (docs/performance.md): the ±1 int8 dot tile beats
     bit-plane popcount at 8 and 4 bits both with AVX-512 VNNI (one vpdpbusd is
     64 multiply-adds) and on a generic x86-64 target (SSE2 only), so 'dot' is
-    the default; SEPRT_BIN_KERNEL=popcount selects the popcount kernel (CPUs
-    where popcount is cheap and int8 dot products are not, e.g. to measure on
-    an ARM board).
+    the default; SEPRT_BIN_KERNEL=popcount selects the popcount kernel.
     """
     forced = os.environ.get("SEPRT_BIN_KERNEL", "")
     return forced if forced in ("dot", "popcount") else "dot"
 
 
-def _fusions(g: Graph):
-    """-> (writes, residual, relu, skipped, writer): per kept node the value it
-    writes, its residual value (-1: none) and relu flag; the fused-away nodes;
-    value -> index of the kept node that writes it."""
+def dot_isa() -> str:
+    """The instruction set the dot tiles compile to."""
+    return "vnni" if has_vnni() else "generic"
+
+
+def fusions(g: Graph):
+    """-> (writes, residual, relu, skipped): per kept node the value it writes,
+    its residual value (-1: none) and relu flag; the set of fused-away nodes."""
     cons = g.consumers()
     producer = {n.output: i for i, n in enumerate(g.nodes)}
     sole = lambda v: cons[v][0] if len(cons.get(v, [])) == 1 else -1
+    weighted = lambda n: get_op(n.op).weighted
+    fuses = lambda j, kind: get_op(g.nodes[j].op).fusion == kind
     writes, residual, relu, skipped = {}, {}, {}, set()
     for i, n in enumerate(g.nodes):
         if i in skipped:
             continue
         out, res = n.output, -1
         j = sole(out)
-        if n.op in ("conv", "fc") and j >= 0 and g.nodes[j].op == "add":
+        if weighted(n) and j >= 0 and fuses(j, "residual"):
             add = g.nodes[j]
             r = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
             pr = producer.get(r, -1)
             # r must exist before this node runs: produced earlier, or its producer can
             # be hoisted (its inputs exist, and it is not a conv fusing into the same add)
-            hoistable = (pr > i and pr not in skipped and not (g.nodes[pr].op in ("conv", "fc") and sole(r) == j)
+            hoistable = (pr > i and pr not in skipped and not (weighted(g.nodes[pr]) and sole(r) == j)
                          and all(producer.get(v, -1) < i for v in g.nodes[pr].inputs))
             if r != out and (pr < i or hoistable):
                 out, res = add.output, r
                 skipped.add(j)
         j = sole(out)
-        is_relu = n.op in ("conv", "fc", "add") and j >= 0 and g.nodes[j].op == "relu"
+        is_relu = (weighted(n) or get_op(n.op).fusion == "residual") and j >= 0 and fuses(j, "relu")
         if is_relu:
             out = g.nodes[j].output
             skipped.add(j)
         writes[i], residual[i], relu[i] = out, res, is_relu
-    writer = {v: i for i, v in writes.items()}
-    return writes, residual, relu, skipped, writer
+    return writes, residual, relu, skipped
 
 
-def build(g: Graph) -> Plan:
-    """Compile a validated graph into a Plan."""
-    writes, residual, relu, skipped, writer = _fusions(g)
-    cons = g.consumers()
-    f32, u8, u64, i32 = _Arena(np.float32), _Arena(np.uint8), _Arena(np.uint64), _Arena(np.int32)
-    wf32, wi8, wu64, wi32, aux = (_Arena(np.float32), _Arena(np.int8), _Arena(np.uint64),
-                                  _Arena(np.int32), _Arena(np.int64))
-    shape = lambda v: g.values[v].shape
-    hwc = lambda v: shape(v) if len(shape(v)) == 3 else (1, 1, shape(v)[0])
-    size = lambda v: int(np.prod(shape(v)))
-    rows, names, paths, macs, borders = [], [], [], [], []
-    scratch = 8 * 32
+class Planner:
+    """Builds a Plan. Op modules call its helpers from their `lower(pl, i)`."""
 
-    # per integer node: kernel ("dot" | "popcount") and the groups its input buffer is laid out for.
-    # Groups of fewer than 16 outputs run as one dense block-diagonal conv: a dot tile is 16
-    # channels wide, and one wide tile wastes no more than several narrow ones but has less overhead.
-    kind, qgroups = {}, {}
-    for i, n in enumerate(g.nodes):
-        if g.is_integer(n):
-            bits = g.values[n.inputs[0]].q_bits
-            kind[i] = "popcount" if n.wfmt == "bin" and bin_kernel_choice(bits) == "popcount" else "dot"
-            groups = n.groups if n.op == "conv" else 1
-            qgroups[i] = 1 if kind[i] == "dot" and g.values[n.output].shape[-1] // groups < DENSE_BELOW else groups
+    def __init__(self, g: Graph):
+        self.g = g
+        self.writes, self.residual, self.relu, self.skipped = fusions(g)
+        self.writer = {v: i for i, v in self.writes.items()}
+        self.cons = g.consumers()
+        # per-image activation arenas, and read-only weight arenas
+        self.f32, self.u8, self.u64, self.i32 = (_Arena(np.float32), _Arena(np.uint8), _Arena(np.uint64),
+                                                 _Arena(np.int32))
+        self.wf32, self.wi8, self.wu64, self.wi32, self.aux = (_Arena(np.float32), _Arena(np.int8),
+                                                               _Arena(np.uint64), _Arena(np.int32), _Arena(np.int64))
+        self.rows, self.names, self.paths, self.macs, self.borders = [], [], [], [], []
+        self.scratch = 8 * 32
+        self.fbuf = {g.input: self.f32.reserve(self.size(g.input))}   # value -> f32 arena offset
+        self.qbufs = {}                                                 # (value, groups) -> padded u8 buffer
+        self.emitted = set()
+        self.kind, self.qgroups = {}, {}
+        for i, n in enumerate(g.nodes):
+            if g.is_integer(n):
+                self.kind[i], self.qgroups[i] = self.choose(n)
 
-    def float_needed(v: int) -> bool:
+    # ------------------------------------------------------------ shapes
+    def shape(self, v: int) -> tuple:
+        return self.g.values[v].shape
+
+    def hwc(self, v: int) -> tuple[int, int, int]:
+        s = self.shape(v)
+        return s if len(s) == 3 else (1, 1, s[0])
+
+    def size(self, v: int) -> int:
+        return int(np.prod(self.shape(v)))
+
+    # ------------------------------------------------------------ choices
+    def choose(self, n) -> tuple[str, int]:
+        """(kernel, groups of the input buffer layout) of an integer conv/fc.
+
+        Depthwise convs read a dense (groups 1) buffer one channel per filter.
+        Groups of fewer than 16 outputs run as one dense block-diagonal dot conv:
+        a dot tile is 16 channels wide, and one wide tile wastes no more than
+        several narrow ones but has less overhead.
+        """
+        groups = n.groups
+        cin, k = self.shape(n.inputs[0])[-1], self.shape(n.output)[-1]
+        if groups > 1 and groups == cin == k:
+            return "dw", 1
+        if n.wfmt == "bin" and bin_kernel_choice() == "popcount":
+            return "popcount", groups
+        return "dot", (1 if k // groups < DENSE_BELOW else groups)
+
+    def float_needed(self, v: int) -> bool:
         """Does anything read value v as float (not as a quantized conv input)?"""
-        return v in (g.output, g.embed) or any(i not in qgroups or g.nodes[i].inputs[0] != v
-                                               for i in cons.get(v, []))
+        g = self.g
+        return v in (g.output, g.embed) or any(i not in self.qgroups or g.nodes[i].inputs[0] != v
+                                               for i in self.cons.get(v, []))
 
-    fbuf = {g.input: f32.reserve(size(g.input))}
-
-    def emit(row, name, path, mac=0):
+    # ------------------------------------------------------------ emit
+    def emit(self, opcode: int, row: type[IntEnum], name: str, path: str, mac: int = 0, **fields) -> np.ndarray:
+        """Append one instruction: `fields` names every column of `row` (lower
+        case), and of the shared Epilogue for conv rows."""
+        cols = list(row) + (list(Epilogue) if row in kc.CONV_ROWS else [])
+        if set(fields) != {m.name.lower() for m in cols}:
+            raise ValueError(f"{row.__name__}: fields {sorted(fields)} are not its columns "
+                             f"{sorted(m.name.lower() for m in cols)}")
         r = np.zeros(WIDTH, np.int64)
-        r[:len(row)] = row
-        rows.append(r)
-        names.append(name)
-        paths.append(path)
-        macs.append(int(mac))
+        r[0] = opcode
+        for m in cols:
+            r[m] = fields[m.name.lower()]
+        self.rows.append(r)
+        self.names.append(name)
+        self.paths.append(path)
+        self.macs.append(int(mac))
         return r
 
-    qbufs = {}    # (value, groups) -> padded u8 buffer of the quantized value
+    def label(self, i: int) -> str:
+        n, w = self.g.nodes[i], self.writes[i]
+        return n.name if w == n.output else f"{n.name} (+{self.g.values[w].name})"
 
-    def qbuffer(v: int, groups: int, fused: bool = False):
-        """The padded quantized input buffer of v for convs with `groups`;
-        emits its quantize step unless the producer writes it (fused)."""
-        nonlocal scratch
+    def float_out(self, i: int) -> int:
+        """Reserve the float output of node i (what it writes after fusion)."""
+        w = self.writes[i]
+        self.fbuf[w] = self.f32.reserve(self.size(w))
+        return self.fbuf[w]
+
+    # ------------------------------------------------------------ quantized buffers
+    def qbuffer(self, v: int, groups: int, fused: bool = False) -> dict:
+        """The padded quantized input buffer of v for convs reading it with
+        `groups`; emits its quantize step unless the producer writes it (fused)."""
         key = (v, groups)
-        val = g.values[v]
-        if key not in qbufs:
-            pad = max(g.nodes[i].pad for i in cons[v] if qgroups.get(i) == groups and g.nodes[i].inputs[0] == v)
-            h, w, c = hwc(v)
+        val = self.g.values[v]
+        if key not in self.qbufs:
+            pad = max(self.g.nodes[i].pad for i in self.cons[v]
+                      if self.qgroups.get(i) == groups and self.g.nodes[i].inputs[0] == v)
+            h, w, c = self.hwc(v)
             cg = c // groups
             cgp = -(-cg // 4) * 4
             hp, wp = h + 2 * pad, w + 2 * pad
             border = np.zeros((hp, wp, groups, cgp), np.uint8)
             border[:, :, :, :cg] = val.q_zero
-            off = u8.reserve(border.size)
-            borders.append((off, border.reshape(-1)))
-            qbufs[key] = {"off": off, "pad": pad, "hp": hp, "wp": wp, "cgp": cgp, "cg": cg, "planes": None}
+            off = self.u8.reserve(border.size)
+            self.borders.append((off, border.reshape(-1)))
+            self.qbufs[key] = {"off": off, "pad": pad, "hp": hp, "wp": wp, "cgp": cgp, "cg": cg, "planes": None}
             if not fused:
-                scratch = max(scratch, w * c)          # quantize_u8's row stage
-                emit([OP_QUANT, fbuf[v], h, w, c, wf32.add([val.q_scale]), val.q_zero, (1 << val.q_bits) - 1,
-                      off, wp, pad, groups, cgp], f"quantize {val.name}", f"quantize-u{val.q_bits}")
-        return qbufs[key]
+                self.scratch = max(self.scratch, w * c)          # quantize_u8's row stage
+                self.emit(OP_QUANT, QuantRow, f"quantize {val.name}", f"quantize-u{val.q_bits}",
+                          **{"in": self.fbuf[v]}, h=h, w=w, c=c, scale=self.wf32.add([val.q_scale]),
+                          zero=val.q_zero, qmax=(1 << val.q_bits) - 1, out=off, wp=wp, pad=pad, g=groups, cgp=cgp)
+        return self.qbufs[key]
 
-    def planes(v: int, groups: int):
-        q = qbufs[(v, groups)]
+    def planes(self, v: int, groups: int) -> dict:
+        q = self.qbufs[(v, groups)]
         if q["planes"] is None:
-            nw, bits, n_pix = -(-q["cg"] // 64), g.values[v].q_bits, q["hp"] * q["wp"]
+            nw, bits, n_pix = -(-q["cg"] // 64), self.g.values[v].q_bits, q["hp"] * q["wp"]
             q["nw"] = nw
-            q["planes"] = u64.reserve(n_pix * groups * bits * nw)
-            q["qsum"] = i32.reserve(n_pix * groups)
-            emit([OP_PLANES, q["off"], n_pix, groups, q["cg"], q["cgp"], bits, nw, q["planes"], q["qsum"]],
-                 f"bit planes {g.values[v].name}", f"planes-u{bits}")
+            q["planes"] = self.u64.reserve(n_pix * groups * bits * nw)
+            q["qsum"] = self.i32.reserve(n_pix * groups)
+            self.emit(kc.OP_PLANES, kc.PlanesRow, f"bit planes {self.g.values[v].name}", f"planes-u{bits}",
+                      a=q["off"], n_pix=n_pix, g=groups, cg=q["cg"], cgp=q["cgp"], bits=bits, nw=nw,
+                      planes=q["planes"], qsum=q["qsum"])
         return q
 
-    def fused_quant(w: int) -> list:
+    def fused_quant(self, w: int) -> dict:
         """Requantization fused into the producer of w: the one padded buffer all
         of w's integer consumers read, when its channels need no padding."""
-        keys = {(w, qgroups[i]) for i in cons.get(w, []) if i in qgroups and g.nodes[i].inputs[0] == w}
-        if len(keys) != 1 or len(shape(w)) != 3:
-            return [-1]
+        keys = {(w, self.qgroups[i]) for i in self.cons.get(w, [])
+                if i in self.qgroups and self.g.nodes[i].inputs[0] == w}
+        none = {"q_off": -1, "q_wo": 0, "q_pad": 0, "q_wp": 0, "q_zero": 0, "q_max": 0, "q_scale": 0}
+        if len(keys) != 1 or len(self.shape(w)) != 3:
+            return none
         (_, groups), = keys
-        if shape(w)[2] // groups % 4:
-            return [-1]
-        q = qbuffer(w, groups, fused=True)
-        val = g.values[w]
-        return [q["off"], shape(w)[1], q["pad"], q["wp"], val.q_zero, (1 << val.q_bits) - 1, wf32.add([val.q_scale])]
+        if self.shape(w)[2] // groups % 4:
+            return none
+        q = self.qbuffer(w, groups, fused=True)
+        val = self.g.values[w]
+        return {"q_off": q["off"], "q_wo": self.shape(w)[1], "q_pad": q["pad"], "q_wp": q["wp"],
+                "q_zero": val.q_zero, "q_max": (1 << val.q_bits) - 1, "q_scale": self.wf32.add([val.q_scale])}
 
-    emitted = set()
+    # ------------------------------------------------------------ weighted ops
+    def weighted(self, i: int) -> None:
+        """Lower a conv or fc node: epilogue (fusion, requantization), then one kernel."""
+        g, n = self.g, self.g.nodes[i]
+        w_val = self.writes[i]
+        qspec = self.fused_quant(w_val)
+        if self.float_needed(w_val) or qspec["q_off"] < 0:
+            self.float_out(i)
+        res = self.residual[i]
+        k = self.hwc(n.output)[2]
+        epi = dict(bias=self.wf32.add(n.bias), out=self.fbuf.get(w_val, -1),
+                   res=self.fbuf[res] if res >= 0 else -1, k=k, relu=int(self.relu[i]), **qspec)
+        mac = g.node_params(n) * self.hwc(n.output)[0] * self.hwc(n.output)[1]
+        if i not in self.qgroups:
+            return self._conv_f32(i, epi, mac)
+        x = g.values[n.inputs[0]]
+        epi["mult"] = self.wf32.add((np.float32(x.q_scale) * n.scale).astype(np.float32))
+        cg = self.hwc(n.inputs[0])[2] // n.groups
+        w_int = get_wfmt(n.wfmt).int_weight(n, g.kernel_shape(n)).reshape(k, n.kernel, n.kernel, cg)
+        getattr(self, "_conv_" + self.kind[i])(i, w_int, epi, mac)
 
-    def run_node(i: int):
-        nonlocal scratch
-        n = g.nodes[i]
-        emitted.add(i)
-        res = residual.get(i, -1)
-        if res >= 0 and res not in fbuf:         # hoist the residual's producer
-            run_node(writer[res])
-        w_val = writes[i]
-        label = n.name if w_val == n.output else f"{n.name} (+{g.values[w_val].name})"
-        if n.op in ("conv", "fc"):
-            qspec = fused_quant(w_val)
-            if float_needed(w_val) or qspec[0] < 0:
-                fbuf[w_val] = f32.reserve(size(w_val))
-            out = fbuf.get(w_val, -1)
-            x = n.inputs[0]
-            h, w, c = hwc(x)
-            ho, wo, k = hwc(n.output)
-            kernel = n.kernel if n.op == "conv" else 1
-            stride, pad, groups = (n.stride, n.pad, n.groups) if n.op == "conv" else (1, 0, 1)
-            cg = c // groups
-            mac = g.node_params(n) * ho * wo
-            common = [wf32.add(n.bias), out, fbuf[res] if res >= 0 else -1, k, int(relu[i])]
-            if i in qgroups:
-                v = g.values[x]
-                mult = (np.float32(v.q_scale) * n.scale).astype(np.float32)
-                w_int = n.weight if n.wfmt == "i8" else unpack_pattern(n.weight, (kernel, kernel, cg))
-                w_int = w_int.reshape(k, kernel, kernel, cg)
-                qg = qgroups[i]
-                if qg != groups:                      # dense block-diagonal form
-                    dense = np.zeros((k, kernel, kernel, c), w_int.dtype)
-                    kg = k // groups
-                    for j in range(groups):
-                        dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
-                    w_int = dense
-                q = qbuffer(x, qg)
-                shift = q["pad"] - pad
-                kgq = k // qg
-                if kind[i] == "popcount":
-                    planes(x, qg)
-                    words, wsum = pack_bin(w_int, qg)
-                    pix, _ = window_offsets(ho, wo, stride, shift, q["wp"], 1, 1, 4)
-                    toff = (np.arange(kernel)[:, None] * q["wp"] + np.arange(kernel)[None, :]).reshape(-1)
-                    scratch = max(scratch, kgq)
-                    row = emit([OP_CONV_BIN, q["planes"], q["qsum"], aux.add(pix), len(pix), aux.add(toff),
-                                kernel * kernel, qg, v.q_bits, q["nw"], wu64.add(words), kgq, v.q_zero,
-                                wi32.add(wsum), wf32.add(mult)] + common, label, f"popcount-u{v.q_bits}", mac)
-                else:
-                    M = 2 if kgq > 16 else 1
-                    b, wsum = pack_u8i8(w_int, qg, q["cgp"], M)
-                    pix, koff = window_offsets(ho, wo, stride, shift, q["wp"], qg * q["cgp"], kernel, q["cgp"])
-                    row = emit([OP_CONV_DOT, q["off"], aux.add(pix), len(pix), aux.add(koff), len(koff), wi8.add(b),
-                                qg, q["cgp"], kgq, M, v.q_zero, wi32.add(wsum), wf32.add(mult)] + common, label,
-                               f"dot-u{v.q_bits}{'i8' if n.wfmt == 'i8' else 'bin'}", mac)
-            else:
-                wt = float_weight(n, c).reshape(k, kernel, kernel, cg)
-                scratch = max(scratch, k // groups)
-                row = emit([OP_CONV_F32, fbuf[x], h, w, c, wf32.add(pack_f32(wt, groups)), groups, kernel, stride,
-                            pad, ho, wo, k // groups, wf32.add(np.ones(k, np.float32))] + common, label,
-                           f"f32-{n.wfmt}", mac)
-            row[QSPEC:QSPEC + len(qspec)] = qspec
-            return
-        out = fbuf[w_val] = f32.reserve(size(w_val))
-        if n.op == "add":
-            emit([OP_ADD, fbuf[n.inputs[0]], fbuf[n.inputs[1]], out, size(n.output), int(relu[i])], label, "f32")
-        elif n.op == "relu":
-            emit([OP_RELU, fbuf[n.inputs[0]], out, size(n.output)], label, "f32")
-        elif n.op in ("maxpool", "avgpool"):
-            h, w, c = hwc(n.inputs[0])
-            ho, wo, _ = hwc(n.output)
-            emit([OP_POOL, fbuf[n.inputs[0]], h, w, c, n.kernel, n.stride, n.pad, ho, wo, out,
-                  int(n.op == "maxpool")], label, "f32")
-        elif n.op == "gap":
-            h, w, c = hwc(n.inputs[0])
-            scratch = max(scratch, c)
-            emit([OP_GAP, fbuf[n.inputs[0]], h * w, c, out], label, "f32")
-        elif n.op == "shortcut_a":
-            h, w, c = hwc(n.inputs[0])
-            ho, wo, k = hwc(n.output)
-            emit([OP_SHORTCUT, fbuf[n.inputs[0]], h, w, c, n.stride, ho, wo, k, out], label, "f32")
-        else:
-            raise ValueError(f"no kernel for op {n.op}")
+    def _geometry(self, n):
+        ho, wo, _ = self.hwc(n.output)
+        return n.kernel, n.stride, n.pad, ho, wo      # fc: 1, 1, 0 (an fc is a 1x1 conv on a 1x1 image)
 
-    for i in range(len(g.nodes)):
-        if i not in skipped and i not in emitted:
-            run_node(i)
-    return Plan(prog=np.stack(rows), names=names, paths=paths, macs=macs,
-                weights={"wf32": wf32.array(), "wi8": wi8.array(), "wu64": wu64.array(),
-                         "wi32": wi32.array(), "aux": aux.array()},
-                sizes={"f32": f32.size, "u8": u8.size, "u64": u64.size, "i32": i32.size},
-                borders=borders, input_off=fbuf[g.input], input_size=size(g.input),
-                logits_off=fbuf[g.output], embed_off=fbuf[g.embed], scratch=scratch)
+    def _conv_dot(self, i, w_int, epi, mac):
+        n = self.g.nodes[i]
+        kernel, stride, pad, ho, wo = self._geometry(n)
+        k, c = w_int.shape[0], self.hwc(n.inputs[0])[2]
+        groups, qg = n.groups, self.qgroups[i]
+        if qg != groups:                      # dense block-diagonal form
+            cg, kg = c // groups, k // groups
+            dense = np.zeros((k, kernel, kernel, c), w_int.dtype)
+            for j in range(groups):
+                dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
+            w_int = dense
+        q = self.qbuffer(n.inputs[0], qg)
+        kgq = k // qg
+        M = 2 if kgq > 16 else 1
+        b, wsum = pack_u8i8(w_int, qg, q["cgp"], M)
+        pix, koff = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], qg * q["cgp"], kernel, q["cgp"])
+        v = self.g.values[n.inputs[0]]
+        self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, self.label(i), f"dot-u{v.q_bits}{n.wfmt}-{dot_isa()}", mac,
+                  a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), koff=self.aux.add(koff), nk=len(koff),
+                  b=self.wi8.add(b), g=qg, cgp=q["cgp"], kg=kgq, m=M, zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
+
+    def _conv_dw(self, i, w_int, epi, mac):
+        n = self.g.nodes[i]
+        kernel, stride, pad, ho, wo = self._geometry(n)
+        q = self.qbuffer(n.inputs[0], 1)
+        wt, wsum = pack_dw(w_int, q["cgp"])
+        pix, _ = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], q["cgp"], 1, 4)
+        toff = ((np.arange(kernel)[:, None] * q["wp"] + np.arange(kernel)[None, :]) * q["cgp"]).reshape(-1)
+        v = self.g.values[n.inputs[0]]
+        self.scratch = max(self.scratch, q["cgp"])
+        self.emit(kc.OP_CONV_DW, kc.ConvDwRow, self.label(i), f"dw-u{v.q_bits}{n.wfmt}", mac,
+                  a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), toff=self.aux.add(toff), t=len(toff),
+                  wt=self.wi8.add(wt), cp=q["cgp"], zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
+
+    def _conv_popcount(self, i, w_int, epi, mac):
+        n = self.g.nodes[i]
+        kernel, stride, pad, ho, wo = self._geometry(n)
+        qg = self.qgroups[i]
+        q = self.qbuffer(n.inputs[0], qg)
+        self.planes(n.inputs[0], qg)
+        words, wsum = pack_bin(w_int, qg)
+        pix, _ = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], 1, 1, 4)
+        toff = (np.arange(kernel)[:, None] * q["wp"] + np.arange(kernel)[None, :]).reshape(-1)
+        kgq = w_int.shape[0] // qg
+        self.scratch = max(self.scratch, kgq)
+        v = self.g.values[n.inputs[0]]
+        self.emit(kc.OP_CONV_BIN, kc.ConvBinRow, self.label(i), f"popcount-u{v.q_bits}", mac,
+                  planes=q["planes"], qsum=q["qsum"], pix=self.aux.add(pix), n_pix=len(pix),
+                  toff=self.aux.add(toff), t=kernel * kernel, g=qg, bits=v.q_bits, nw=q["nw"],
+                  pat=self.wu64.add(words), kg=kgq, zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
+
+    def _conv_f32(self, i, epi, mac):
+        n = self.g.nodes[i]
+        kernel, stride, pad, ho, wo = self._geometry(n)
+        x = n.inputs[0]
+        h, w, c = self.hwc(x)
+        k = epi["k"]
+        groups = n.groups
+        cg = c // groups
+        wt = get_wfmt(n.wfmt).float_weight(n, self.g.kernel_shape(n))
+        self.scratch = max(self.scratch, k)
+        self.emit(kc.OP_CONV_F32, kc.ConvF32Row, self.label(i), f"f32-{n.wfmt}", mac,
+                  **{"in": self.fbuf[x]}, h=h, w=w, c=c,
+                  wt=self.wf32.add(pack_f32(wt.reshape(k, kernel, kernel, cg), groups)), g=groups, kernel=kernel,
+                  stride=stride, pad=pad, ho=ho, wo=wo, kg=k // groups,
+                  mult=self.wf32.add(np.ones(k, np.float32)), **epi)
+
+    # ------------------------------------------------------------ driver
+    def node(self, i: int) -> None:
+        """Lower node i, after the producer of its fused residual (hoisted)."""
+        self.emitted.add(i)
+        res = self.residual.get(i, -1)
+        if res >= 0 and res not in self.fbuf:
+            self.node(self.writer[res])
+        get_op(self.g.nodes[i].op).lower(self, i)
+
+    def build(self) -> Plan:
+        g = self.g
+        for i in range(len(g.nodes)):
+            if i not in self.skipped and i not in self.emitted:
+                self.node(i)
+        return Plan(prog=np.stack(self.rows), names=self.names, paths=self.paths, macs=self.macs,
+                    weights={"wf32": self.wf32.array(), "wi8": self.wi8.array(), "wu64": self.wu64.array(),
+                             "wi32": self.wi32.array(), "aux": self.aux.array()},
+                    sizes={"f32": self.f32.size, "u8": self.u8.size, "u64": self.u64.size, "i32": self.i32.size},
+                    borders=self.borders, input_off=self.fbuf[g.input], input_size=self.size(g.input),
+                    logits_off=self.fbuf[g.output], embed_off=self.fbuf[g.embed], scratch=self.scratch)
+
+
+def build(g: Graph) -> Plan:
+    """Compile a validated graph into a Plan."""
+    return Planner(g).build()

@@ -17,6 +17,7 @@ import numpy as np
 from . import reference
 from .arch import ROLE_PATTERN, Arch, Layer
 from .graph import Graph, from_arch
+from .ops import get_op
 from .quant import act_qparams, binarize, pack_pattern, quantize_weights_i8
 
 CIFAR_PREPROCESS = {"preprocess.resize": "stretch",
@@ -39,7 +40,7 @@ def binarized_by(l: Layer, mode: str) -> bool:
     "inner" = "all" except the stem conv that reads the image."""
     if mode not in BINARIZE_MODES:
         raise ValueError(f"unknown binarize mode {mode!r}; known: {', '.join(BINARIZE_MODES)}")
-    if l.op != "conv" or l.kernel == 1:
+    if not get_op(l.op).weighted or l.kernel == 1:
         return False
     return mode == "all" or (mode == "prb" and l.role == ROLE_PATTERN) or (mode == "inner" and l.inputs[0] != "input")
 
@@ -93,7 +94,7 @@ def build_graph(a: Arch, layers: dict[str, dict], variant: str, meta: dict,
     gb = from_arch(a, _weights(layers, "B"), {**meta, "variant": "B"})
     feeds = {}
     for n in gb.nodes:
-        if n.op in ("conv", "fc"):
+        if n.wfmt:
             feeds.setdefault(n.inputs[0], []).append(n.wfmt)
     lo = {v: np.inf for v in feeds}
     hi = {v: -np.inf for v in feeds}
@@ -116,14 +117,11 @@ def random_layers(a: Arch, seed: int = 0) -> dict[str, dict]:
     shapes = a.shapes()
     layers = {}
     for l in a.layers:
-        cin = shapes[l.inputs[0]][-1]
-        if l.op == "conv":
-            fan_in = l.kernel * l.kernel * cin // l.groups
-            shape = (l.out_channels, l.kernel, l.kernel, cin // l.groups)
-        elif l.op == "fc":
-            fan_in, shape = cin, (l.out_channels, cin)
-        else:
+        op = get_op(l.op)
+        if not op.weighted:
             continue
+        shape = op.kernel_shape(l, shapes[l.inputs[0]][-1], l.out_channels)
+        fan_in = int(np.prod(shape[1:]))
         w = rng.standard_normal(shape).astype(np.float32) * np.float32(np.sqrt(2.0 / fan_in))
         if l.name.endswith("svd2") or ".conv2" in l.name:
             w *= np.float32(0.5)   # residual branches start small, like BN gamma init < 1

@@ -60,3 +60,49 @@ def refresh_crcs(buf: bytearray) -> bytearray:
 def graph_section(buf: bytes) -> tuple[int, int]:
     e = section_entries(buf)[1]
     return e[8], e[9]
+
+
+def run_op(op: str, xs: list, k: int | None = None, weights: dict | None = None, qin=(0.0, 0, 0), **attrs):
+    """The op table's numpy reference of one op on batched NHWC arrays xs
+    (tinygrad's helper_test_op, for seprt): k = output channels (default: the
+    first input's), weights = a weighted op's {"wfmt", tensors...}, qin = the
+    first input's (scale, zero, bits)."""
+    from seprt.graph import Graph, Value, make_node
+    from seprt.ops import get_op
+    d = get_op(op)
+    ins = [tuple(x.shape[1:]) for x in xs]
+    n = make_node("n", op, range(len(xs)), len(xs), attrs, weights)
+    out = d.shape(n.attrs, ins, k or ins[0][-1])
+    values = [Value(f"x{i}", s, *(qin if i == 0 else (0.0, 0, 0))) for i, s in enumerate(ins)] + [Value("n", out)]
+    return d.reference(Graph(values, [n], 0, len(xs), len(xs), {}), n, list(xs))
+
+
+def tiny3_graph():
+    """The tiny v2 example: 4x4x3 input -> 3x3 conv (2, pad 1) -> relu -> gap -> fc (2);
+    the conv's non-default attributes (kernel 3, pad 1) exercise attribute records."""
+    layers = (
+        Layer("conv", "conv", ("input",), out_channels=2, kernel=3, pad=1),
+        Layer("conv.relu", "relu", ("conv",)),
+        Layer("pool", "gap", ("conv.relu",)),
+        Layer("fc", "fc", ("pool",), out_channels=2),
+    )
+    a = Arch("tiny3", (4, 4, 3), 2, layers, ("no", "yes"))
+    w = {"conv": {"weight": (np.arange(54, dtype=np.float32).reshape(2, 3, 3, 3) - 27) / 32,
+                  "bias": np.array([0.25, -0.5], np.float32)},
+         "fc": {"weight": np.array([[1, -1], [0.5, 2]], np.float32), "bias": np.array([0, 1], np.float32)}}
+    meta = {**variants.CIFAR_PREPROCESS, "preprocess.size": [4, 4], "provenance.source": "tests"}
+    return variants.build_graph(a, w, "R", meta)
+
+
+def v2_node_offsets(buf: bytes) -> list[int]:
+    """Byte offset (in the file) of each v2 node record."""
+    goff, _ = graph_section(buf)
+    nv, nn = struct.unpack_from("<II", buf, goff)
+    pos, out = goff + 24 + 32 * nv, []
+    for _ in range(nn):
+        out.append(pos)
+        _, _, n_in, n_t, n_a, n_name, _ = struct.unpack_from("<6HI", buf, pos)
+        pos += 16 + 4 * (n_in + n_t) + n_name
+        for _ in range(n_a):
+            pos += 1 + buf[pos] + 1 + 4
+    return out

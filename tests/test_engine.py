@@ -11,12 +11,12 @@ import pytest
 import seprt
 from seprt import reference
 from seprt.engine import FastEngine
-from seprt.kernels.conv import (conv_bin_popcount, conv_int_ref, conv_u8i8, pack_bin, pack_u8i8,
-                                planes_from_u8, window_offsets)
+from seprt.kernels.conv import (conv_bin_popcount, conv_dw_u8i8, conv_int_ref, conv_u8i8, pack_bin, pack_dw,
+                                pack_u8i8, planes_from_u8, window_offsets)
 from seprt.kernels.elementwise import quantize_u8
 from seprt.quant import binarize, quantize_act
 
-from helpers import small_graph
+from helpers import run_op, small_graph
 
 rng = np.random.default_rng(0)
 
@@ -32,24 +32,51 @@ def padded_u8(q, z, pad, groups):
     return a.reshape(-1), cgp
 
 
-NO_REQUANT = (np.zeros(1, np.uint8), np.array([-1, 0, 0, 0, 0, 0], np.int64), np.float32(1), np.zeros(256, np.float32))
+def epilogue_ref(acc, mult, bias, res, relu, requant):
+    """The conv epilogue in numpy: v = f32(acc) * mult + bias (+ res) (relu);
+    q = clip(rint(v / qs) + qz, 0, qmax) (seprt.quant.quantize_act)."""
+    v = acc.astype(np.float32) * mult + bias
+    if res is not None:
+        v = v + res
+    if relu:
+        v = np.maximum(v, np.float32(0))
+    q = None if requant is None else quantize_act(v, requant[0], requant[1], 8).astype(np.uint8)
+    return v.astype(np.float32), q
 
 
-def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8):
-    """Run an integer conv kernel with mult = 1, bias = 0: returns f32(acc) (Ho,Wo,K)."""
+def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=None, res=None, relu=False,
+             requant=None):
+    """Run an integer conv kernel with its fused epilogue: returns (float out (Ho,Wo,K), quantized out or None).
+    Default epilogue: mult 1, bias 0, no residual, no relu, no requantization (so out = f32(acc))."""
     h, w, c = q.shape
     k_out, k = w_int.shape[0], w_int.shape[1]
     kg = k_out // groups
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-    A, cgp = padded_u8(q, z, pad, groups)
-    out = np.zeros(ho * wo * k_out, np.float32)
-    ones, zeros = np.ones(k_out, np.float32), np.zeros(k_out, np.float32)
+    n_out = ho * wo * k_out
+    A, cgp = padded_u8(q, z, pad, 1 if kernel == "dw" else groups)
+    mult = np.ones(k_out, np.float32) if mult is None else mult
+    bias = np.zeros(k_out, np.float32) if bias is None else bias
+    fbuf = np.zeros(2 * n_out, np.float32)               # [out | residual]
+    res_off = -1
+    if res is not None:
+        fbuf[n_out:] = res.reshape(-1)
+        res_off = n_out
+    qbuf = np.zeros(n_out, np.uint8)
+    qspec = np.array([-1, 0, 0, 0, 0, 0], np.int64) if requant is None else \
+        np.array([0, wo, 0, wo, requant[1], 255], np.int64)
+    qs = np.float32(1 if requant is None else requant[0])
+    epi = (mult, bias, fbuf, 0, res_off, k_out, relu)
+    tail = (qbuf, qspec, qs, np.zeros(max(256, k_out), np.float32))
     if kernel == "dot":
         M = 2 if kg > 16 else 1
         B, wsum = pack_u8i8(w_int, groups, cgp, M)
         pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
-        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, ones, zeros, out, 0, -1, k_out, False,
-                  np.zeros(8 * 32, np.int32), *NO_REQUANT)
+        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, np.zeros(8 * 32, np.int32), *tail)
+    elif kernel == "dw":
+        wt, wsum = pack_dw(w_int, cgp)
+        pix, _ = window_offsets(ho, wo, stride, 0, w + 2 * pad, cgp, 1, 4)
+        toff = ((np.arange(k)[:, None] * (w + 2 * pad) + np.arange(k)[None, :]) * cgp).reshape(-1)
+        conv_dw_u8i8(A, pix, toff, wt, cgp, z, wsum, *epi, np.zeros(cgp, np.int32), *tail)
     else:
         hp, wp = h + 2 * pad, w + 2 * pad
         nw = -(-(c // groups) // 64)
@@ -59,9 +86,9 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8):
         words, wsum = pack_bin(w_int, groups)
         pix, _ = window_offsets(ho, wo, stride, 0, wp, 1, 1, 4)
         toff = (np.arange(k)[:, None] * wp + np.arange(k)[None, :]).reshape(-1)
-        conv_bin_popcount(planes, qsum, pix, toff, k * k, groups, bits, nw, words, kg, z, wsum, ones, zeros,
-                          out, 0, -1, k_out, False, np.zeros(kg, np.int64), *NO_REQUANT)
-    return out.reshape(ho, wo, k_out)
+        conv_bin_popcount(planes, qsum, pix, toff, k * k, groups, bits, nw, words, kg, z, wsum, *epi,
+                          np.zeros(kg, np.int64), *tail)
+    return fbuf[:n_out].reshape(ho, wo, k_out), (None if requant is None else qbuf.reshape(ho, wo, k_out))
 
 
 CASES = [  # k, stride, pad, groups, H, W, Cin, Cout
@@ -76,7 +103,44 @@ def test_dot_u8i8_bit_exact(k, stride, pad, groups, h, w, cin, cout, z):
     q = rng.integers(0, 256, (h, w, cin)).astype(np.uint8)
     w_int = rng.integers(-127, 128, (cout, k, k, cin // groups)).astype(np.int8)
     want = conv_int_ref(q, z, w_int, stride, pad, groups)
-    assert np.array_equal(int_conv("dot", q, z, w_int, stride, pad, groups), want.astype(np.float32))
+    assert np.array_equal(int_conv("dot", q, z, w_int, stride, pad, groups)[0], want.astype(np.float32))
+
+
+@pytest.mark.parametrize("k,stride,pad,h,w,c", [(3, 1, 1, 7, 5, 6), (3, 2, 1, 11, 13, 17), (5, 2, 2, 9, 7, 3),
+                                                 (3, 1, 0, 5, 5, 64), (3, 2, 1, 6, 6, 1)])
+@pytest.mark.parametrize("z", [0, 7])
+def test_depthwise_u8i8_bit_exact(k, stride, pad, h, w, c, z):
+    """Depthwise (groups = C = K): one filter per channel, int8 weights incl. -128."""
+    q = rng.integers(0, 256, (h, w, c)).astype(np.uint8)
+    w_int = rng.integers(-128, 128, (c, k, k, 1)).astype(np.int8)
+    w_int[0, 0, 0, 0] = -128
+    want = conv_int_ref(q, z, w_int, stride, pad, c)
+    assert np.array_equal(int_conv("dw", q, z, w_int, stride, pad, c)[0], want.astype(np.float32))
+
+
+@pytest.mark.parametrize("kernel", ["dot", "dw", "popcount"])
+@pytest.mark.parametrize("res,relu,requant", [(False, True, None), (True, False, None), (True, True, (0.043, 0)),
+                                              (False, False, (0.11, 131))])
+def test_fused_epilogue_bit_exact(kernel, res, relu, requant):
+    """Each kernel's fused epilogue (scale, bias, residual, relu, requantization
+    into the next layer's buffer) against numpy, on real scales and biases."""
+    h, w, c, k, stride, pad, z = 6, 5, 12, 3, 1, 1, 4
+    groups, cout = (c, c) if kernel == "dw" else (2, 20)
+    q = rng.integers(0, 256, (h, w, c)).astype(np.uint8)
+    if kernel == "dot":
+        w_int = rng.integers(-128, 128, (cout, k, k, c // groups)).astype(np.int8)
+    else:
+        w_int = binarize(rng.standard_normal((cout, k, k, c // groups)).astype(np.float32))[0]
+    mult = (rng.random(cout) * 0.01 + 1e-4).astype(np.float32)
+    bias = rng.standard_normal(cout).astype(np.float32)
+    r = rng.standard_normal((h, w, cout)).astype(np.float32) if res else None
+    acc = conv_int_ref(q, z, w_int, stride, pad, groups)
+    want, want_q = epilogue_ref(acc, mult, bias, r, relu, requant)
+    got, got_q = int_conv(kernel, q, z, w_int, stride, pad, groups, mult=mult, bias=bias, res=r, relu=relu,
+                          requant=requant)
+    assert np.array_equal(got, want)
+    if requant is not None:
+        assert np.array_equal(got_q, want_q)
 
 
 @pytest.mark.parametrize("k,stride,pad,groups,h,w,cin,cout", [c for c in CASES if c[0] > 1])
@@ -85,8 +149,8 @@ def test_popcount_bit_exact(k, stride, pad, groups, h, w, cin, cout, bits, z):
     q = rng.integers(0, 1 << bits, (h, w, cin)).astype(np.uint8)
     pattern, _ = binarize(rng.standard_normal((cout, k, k, cin // groups)).astype(np.float32))
     want = conv_int_ref(q, z, pattern, stride, pad, groups)
-    assert np.array_equal(int_conv("popcount", q, z, pattern, stride, pad, groups, bits), want.astype(np.float32))
-    assert np.array_equal(int_conv("dot", q, z, pattern, stride, pad, groups), want.astype(np.float32))
+    assert np.array_equal(int_conv("popcount", q, z, pattern, stride, pad, groups, bits)[0], want.astype(np.float32))
+    assert np.array_equal(int_conv("dot", q, z, pattern, stride, pad, groups)[0], want.astype(np.float32))
 
 
 @pytest.mark.parametrize("bits,z,scale", [(8, 0, 0.05), (8, 131, 0.0173), (4, 0, 0.3), (2, 1, 0.7)])
@@ -182,7 +246,7 @@ def test_pool_kernel_matches_reference(k, stride, pad, is_max):
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     buf = np.concatenate([x.reshape(-1), np.zeros(ho * wo * c, np.float32)])
     pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max)
-    want = (reference.maxpool if is_max else reference.avgpool)(x, k, stride, pad)
+    want = run_op("maxpool" if is_max else "avgpool", [x], kernel=k, stride=stride, pad=pad)
     np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
 
 

@@ -11,28 +11,45 @@ import seprt
 from seprt import format as fmt
 from seprt.errors import FormatError
 
-from helpers import graph_section, refresh_crcs, section_entries, small_graph, tiny_graph
+from helpers import graph_section, refresh_crcs, section_entries, small_graph, tiny3_graph, tiny_graph, v2_node_offsets
 
-TINY = os.path.join(os.path.dirname(__file__), "data", "tiny.bin")
+TINY = os.path.join(os.path.dirname(__file__), "data", "tiny.bin")        # a version-1 file (pinned)
+TINY_V2 = os.path.join(os.path.dirname(__file__), "data", "tiny-v2.bin")  # what this writer writes (pinned)
 
 
 def test_exact_bytes():
-    """The writer's output for the tiny model is pinned byte for byte."""
-    data = fmt.to_bytes(tiny_graph())
-    with open(TINY, "rb") as f:
-        assert data == f.read(), "format drifted: if intended, bump the version and regenerate tests/data/tiny.bin"
+    """The writer's output for the tiny v2 model is pinned byte for byte."""
+    data = fmt.to_bytes(tiny3_graph())
+    with open(TINY_V2, "rb") as f:
+        assert data == f.read(), "format drifted: if intended, bump the version and regenerate tests/data/tiny-v2.bin"
     # the fields the spec's tables promise, read by hand
     assert data[:8] == b"SEPRTMDL"
     major, minor, hsize, size, count, align, table = struct.unpack_from("<HHIQIIQ", data, 8)
-    assert (major, minor, hsize, size, count, align, table) == (1, 0, 64, len(data), 6, 64, 64)
+    assert (major, minor, hsize, size, count, align, table) == (2, 0, 64, len(data), 6, 64, 64)
     offsets = [e[8] for e in section_entries(data)]
     assert offsets[0] == 448 and all(o % 64 == 0 for o in offsets)
-    # section 2 is the conv weight: f32 (2,1,1,3), 24 bytes
-    e = section_entries(data)[2]
-    assert e[:8] == [3, 1, 4, 0, 2, 1, 1, 3] and e[9] == 24
-    w = np.frombuffer(data, "<f4", 6, offsets[2])
-    assert w.tolist() == [-0.5, -0.25, 0.0, 0.25, 0.5, 0.75]
-    assert hashlib.sha256(data).hexdigest()[:16] == hashlib.sha256(open(TINY, "rb").read()).hexdigest()[:16]
+    e = section_entries(data)[2]                       # the conv weight: f32 (2,3,3,3), 216 bytes
+    assert e[:8] == [3, 1, 4, 0, 2, 3, 3, 3] and e[9] == 216
+    # node 0: conv (op 1), f32 (1), 1 input, 2 tensors, 2 attributes, name "conv", output value 1,
+    # input 0, sections 2 and 3, then "kernel" = 3 and "pad" = 1 (sorted, both i32)
+    n0 = v2_node_offsets(data)[0]
+    assert struct.unpack_from("<6HI", data, n0) == (1, 1, 1, 2, 2, 4, 1)
+    assert struct.unpack_from("<3I", data, n0 + 16) == (0, 2, 3) and data[n0 + 28:n0 + 32] == b"conv"
+    assert data[n0 + 32:n0 + 53] == b"\x06kernel\x01" + struct.pack("<i", 3) + b"\x03pad\x01" + struct.pack("<i", 1)
+    # node 1: relu (op 4), no weights, no attributes
+    assert struct.unpack_from("<6HI", data, v2_node_offsets(data)[1]) == (4, 0, 1, 0, 0, 9, 2)
+
+
+def test_version_1_file_still_loads():
+    """A pinned v1 file loads into the same graph as the v2 writer's (and the
+    v1 reader keeps its v1 rules)."""
+    with open(TINY, "rb") as f:
+        v1 = f.read()
+    assert struct.unpack_from("<H", v1, 8)[0] == 1
+    g = fmt.from_bytes(v1)
+    assert fmt.to_bytes(g) == fmt.to_bytes(tiny_graph())
+    x = np.random.default_rng(0).standard_normal((2, 2, 2, 3)).astype(np.float32)
+    assert np.array_equal(seprt.Model.from_bytes(v1).logits(x), seprt.Model.from_bytes(fmt.to_bytes(g)).logits(x))
 
 
 @pytest.mark.parametrize("variant", ["R", "B", "BQ"])
@@ -69,7 +86,15 @@ def rejects(buf, match):
 
 @pytest.fixture(scope="module")
 def tiny_bytes():
+    """A v2 file."""
     return fmt.to_bytes(tiny_graph())
+
+
+@pytest.fixture(scope="module")
+def tiny_v1():
+    """The pinned v1 file: node entries at fixed offsets (node_off)."""
+    with open(TINY, "rb") as f:
+        return f.read()
 
 
 def test_wrong_magic(tiny_bytes):
@@ -78,8 +103,8 @@ def test_wrong_magic(tiny_bytes):
 
 def test_unknown_version(tiny_bytes):
     b = bytearray(tiny_bytes)
-    struct.pack_into("<H", b, 8, 2)
-    rejects(refresh_crcs(b), "version 2.0 is not supported")
+    struct.pack_into("<H", b, 8, 3)
+    rejects(refresh_crcs(b), "version 3.0 is not supported")
 
 
 def test_newer_minor_version_is_read(tiny_bytes):
@@ -152,7 +177,7 @@ def patch_graph(buf, offset_in_graph, fmt_, value):
 
 
 def node_off(i, field):
-    """Byte offset of a node field inside the tiny model's graph section (5 values)."""
+    """Byte offset of a v1 node field inside the tiny v1 model's graph section (5 values)."""
     return 24 + 5 * 32 + i * 48 + field * 4
 
 
@@ -160,44 +185,46 @@ def value_off(i, field):
     return 24 + i * 32 + field * 4
 
 
-def test_unknown_op(tiny_bytes):
-    rejects(patch_graph(tiny_bytes, node_off(1, 0), "<I", 99), "unknown op code 99")
+def test_unknown_op(tiny_v1):
+    rejects(patch_graph(tiny_v1, node_off(1, 0), "<I", 99), "unknown op code 99")
 
 
-def test_dangling_and_cyclic_references(tiny_bytes):
-    rejects(patch_graph(tiny_bytes, node_off(1, 1), "<I", 77), "references value 77")
-    rejects(patch_graph(tiny_bytes, node_off(1, 1), "<I", 3), "before it is produced")   # reads a later value
-    rejects(patch_graph(tiny_bytes, node_off(0, 1), "<I", 1), "before it is produced")   # reads itself
-    rejects(patch_graph(tiny_bytes, node_off(2, 3), "<I", 1), "already produced")
+def test_dangling_and_cyclic_references(tiny_v1):
+    rejects(patch_graph(tiny_v1, node_off(1, 1), "<I", 77), "references value 77")
+    rejects(patch_graph(tiny_v1, node_off(1, 1), "<I", 3), "before it is produced")   # reads a later value
+    rejects(patch_graph(tiny_v1, node_off(0, 1), "<I", 1), "before it is produced")   # reads itself
+    rejects(patch_graph(tiny_v1, node_off(2, 3), "<I", 1), "already produced")
 
 
-def test_groups_not_dividing_channels(tiny_bytes):
-    rejects(patch_graph(tiny_bytes, node_off(0, 7), "<I", 2), "groups=2 does not divide")
-    rejects(patch_graph(tiny_bytes, node_off(0, 7), "<I", 0), "groups=0")
+def test_groups_not_dividing_channels(tiny_v1):
+    rejects(patch_graph(tiny_v1, node_off(0, 7), "<I", 2), "groups=2 does not divide")
+    rejects(patch_graph(tiny_v1, node_off(0, 7), "<I", 0), "groups=0")
 
 
-def test_bad_value_dims(tiny_bytes):
-    rejects(patch_graph(tiny_bytes, value_off(1, 1), "<I", 0), "dims")
-    rejects(patch_graph(tiny_bytes, value_off(1, 0), "<I", 4), "rank 4")
-    rejects(patch_graph(tiny_bytes, value_off(1, 1), "<I", 3), "does not match")
+def test_bad_value_dims(tiny_v1):
+    rejects(patch_graph(tiny_v1, value_off(1, 1), "<I", 0), "dims")
+    rejects(patch_graph(tiny_v1, value_off(1, 0), "<I", 4), "rank 4")
+    rejects(patch_graph(tiny_v1, value_off(1, 1), "<I", 3), "does not match")
 
 
 def test_nan_and_inf_scales():
     g = small_graph("BQ")
     n = next(n for n in g.nodes if n.wfmt == "i8")
-    for bad in (np.nan, np.inf, 0.0):
-        n.scale = n.scale.copy()
-        n.scale[0] = bad
-        with pytest.raises(FormatError, match="scales must be finite"):
+    for bad, match in ((np.nan, "NaN, Inf"), (np.inf, "NaN, Inf"), (0.0, "scales must be finite"),
+                       (1e38, "magnitude over")):
+        s = n.scale.copy()
+        s[0] = bad
+        n.tensors = (n.weight, s, n.bias)
+        with pytest.raises(FormatError, match=match):
             fmt.to_bytes(g)          # the writer refuses too
     g = small_graph("BQ")
     buf = bytearray(fmt.to_bytes(g))
     # poison the first i8 scale section in the file itself
     ents = section_entries(bytes(buf))
     idx = next(i for i, n in enumerate(g.nodes) if n.wfmt == "i8")
-    sec = 2 + sum(sum(a is not None for a in (m.weight, m.scale, m.bias)) for m in g.nodes[:idx]) + 1
+    sec = 2 + sum(len(m.tensors) for m in g.nodes[:idx]) + 1
     struct.pack_into("<f", buf, ents[sec][8], float("nan"))
-    rejects(refresh_crcs(buf), "scales must be finite")
+    rejects(refresh_crcs(buf), "NaN")
     v = next(i for i, v in enumerate(g.values) if v.quantized)
     goff, _ = graph_section(bytes(buf))
     buf = bytearray(fmt.to_bytes(g))
@@ -216,11 +243,11 @@ def test_duplicate_names_and_label_count():
         fmt.to_bytes(g)
 
 
-def test_invalid_graphs_rejected_by_reader(tiny_bytes):
+def test_invalid_graphs_rejected_by_reader(tiny_v1):
     """Same rules in the reader: write with duplicate names by patching bytes."""
-    goff, glen = graph_section(tiny_bytes)
+    goff, glen = graph_section(tiny_v1)
     names_off = goff + 24 + 5 * 32 + 4 * 48
-    b = bytearray(tiny_bytes)
+    b = bytearray(tiny_v1)
     # names: "conv", "conv.relu", ... make the second "conv" + padding-free: rename 'conv.relu' -> 'conv' is a
     # length change; instead rename 'pool' to 'conv' (same length)
     i = b.index(b"pool", names_off)
@@ -228,25 +255,103 @@ def test_invalid_graphs_rejected_by_reader(tiny_bytes):
     rejects(refresh_crcs(b), "duplicate node name")
 
 
-def test_unreferenced_tensor_section(tiny_bytes):
-    rejects(patch_graph(tiny_bytes, node_off(3, 11), "<I", 0xFFFFFFFF), "missing bias|not referenced")
-    rejects(patch_graph(tiny_bytes, node_off(3, 11), "<I", 2), "referenced twice")
-    rejects(patch_graph(tiny_bytes, node_off(3, 11), "<I", 1), "not a tensor section")
+def test_unreferenced_tensor_section(tiny_v1):
+    rejects(patch_graph(tiny_v1, node_off(3, 11), "<I", 0xFFFFFFFF), "missing a weight, scale or bias|not referenced")
+    rejects(patch_graph(tiny_v1, node_off(3, 11), "<I", 2), "referenced twice")
+    rejects(patch_graph(tiny_v1, node_off(3, 11), "<I", 1), "not a tensor section")
 
 
 def test_weight_shape_and_padding_bits():
     g = small_graph("B")
     n = next(n for n in g.nodes if n.wfmt == "bin")
-    n.weight = n.weight.copy()
+    p = n.weight.copy()
     used = n.kernel * n.kernel * (g.values[n.inputs[0]].shape[-1] // n.groups) % 8
     if used:
-        n.weight[0, -1] |= 0x80
+        p[0, -1] |= 0x80
+        n.tensors = (p,) + n.tensors[1:]
         with pytest.raises(FormatError, match="padding bits"):
             fmt.to_bytes(g)
     g = small_graph("R")
-    g.nodes[0].weight = g.nodes[0].weight[:, :, :, :2].copy()
+    n = g.nodes[0]
+    n.tensors = (n.weight[:, :, :, :2].copy(), n.bias)
     with pytest.raises(FormatError, match="weight is float32"):
         fmt.to_bytes(g)
+
+
+# ---------------------------------------------------------------- v2 node records
+
+def patch_v2(buf, node, at, fmt_, value):
+    """Overwrite bytes `at` bytes into v2 node record `node`, CRCs recomputed."""
+    b = bytearray(buf)
+    struct.pack_into(fmt_, b, v2_node_offsets(buf)[node] + at, value)
+    return refresh_crcs(b)
+
+
+TINY3 = fmt.to_bytes(tiny3_graph())
+
+
+def test_v2_bad_node_records():
+    rejects(patch_v2(TINY3, 1, 0, "<H", 99), "unknown op code 99; this file needs a newer seprt")
+    rejects(patch_v2(TINY3, 0, 2, "<H", 9), "unknown weight format code 9")
+    rejects(patch_v2(TINY3, 0, 2, "<H", 2), "has 3 tensors, the node 2")            # i8 with f32's tensors
+    rejects(patch_v2(TINY3, 1, 16, "<I", 77), "references value 77")
+    rejects(patch_v2(TINY3, 1, 16, "<I", 3), "before it is produced")
+    rejects(patch_v2(TINY3, 0, 20, "<I", 1), "not a tensor section")
+    rejects(patch_v2(TINY3, 0, 20, "<I", 3), "referenced twice")
+    rejects(patch_v2(TINY3, 0, 4, "<H", 2), "truncated|before it is produced|exceeds|inputs")
+    rejects(patch_v2(TINY3, 1, 4, "<H", 0), "takes 1 inputs|unread|unknown op code|truncated")
+
+
+def test_v2_attributes():
+    a0 = v2_node_offsets(TINY3)[0] + 32              # "kernel" record, then "pad"
+    rejects(patch_v2(TINY3, 0, 32 + 1, "6s", b"kernex"), "no attribute 'kernex'; this file needs a newer seprt")
+    rejects(patch_v2(TINY3, 0, 32 + 7, "B", 2), "attribute 'kernel' has type 2")
+    rejects(patch_v2(TINY3, 0, 32 + 8, "<i", 1), "holds its default and must be omitted")
+    rejects(patch_v2(TINY3, 0, 32 + 8, "<i", 99), "kernel=99 out of range")
+    rejects(patch_v2(TINY3, 0, 32 + 8, "<i", -3), "kernel=-3 out of range")
+    rejects(patch_v2(TINY3, 0, 32 + 13, "3s", b"kap"), "sorted and unique")
+    b = bytearray(TINY3)
+    b[a0 + 12:a0 + 21] = b"\x03pad\x01" + struct.pack("<i", 3)   # pad 3 >= kernel 3
+    rejects(refresh_crcs(b), "pad 3 must be < kernel 3")
+
+
+def test_activation_memory_bomb_is_refused(monkeypatch):
+    """A small file whose activations would need GiBs is refused at load, with the figure."""
+    from seprt import graph as graph_mod
+    g = tiny_graph()
+    g.values[0].shape = (8192, 8192, 3)
+    g.values[1].shape = (8192, 8192, 2)
+    g.values[2].shape = (8192, 8192, 2)
+    g.meta["preprocess.size"] = [8192, 8192]
+    with pytest.raises(FormatError, match=r"needs \d+\.\d\d GiB of activation memory, over the limit of 1\.00 GiB"):
+        fmt.to_bytes(g)
+    monkeypatch.setattr(graph_mod, "MAX_ACTIVATION_BYTES", 4 << 30)
+    data = fmt.to_bytes(g)                           # the caller raised the limit
+    assert len(data) < 2048
+    monkeypatch.setattr(graph_mod, "MAX_ACTIVATION_BYTES", 1 << 30)
+    rejects(data, "activation memory")
+
+
+def test_tampered_magnitudes_end_in_format_error_or_finite_probabilities():
+    """Scales and alphas pushed to the largest legal value, CRCs recomputed:
+    the model loads, and predict either gives finite probabilities or raises
+    FormatError; values over the limit are refused at load."""
+    g = small_graph("BQ", "sepnet-cifar")
+    for n in g.nodes:
+        if n.scale is not None:
+            n.tensors = tuple(np.full_like(a, 1e12) if a is n.scale else a for a in n.tensors)
+    m = seprt.Model.from_bytes(fmt.to_bytes(g))
+    x = np.random.default_rng(1).standard_normal((1, 32, 32, 3)).astype(np.float32)
+    for run in (lambda: [p for _, p in m.predict(np.zeros((32, 32, 3), np.uint8))], lambda: m.logits(x)):
+        try:
+            assert np.all(np.isfinite(run()))
+        except FormatError as e:
+            assert "overflowed" in str(e)
+    buf = bytearray(fmt.to_bytes(g))
+    n = next(i for i, n in enumerate(g.nodes) if n.wfmt == "bin")
+    sec = 2 + sum(len(m.tensors) for m in g.nodes[:n]) + 1      # its alpha
+    struct.pack_into("<f", buf, section_entries(bytes(buf))[sec][8], 1e38)
+    rejects(refresh_crcs(buf), "magnitude over")
 
 
 def test_not_bytes():
@@ -257,7 +362,8 @@ def test_not_bytes():
 # ---------------------------------------------------------------- fuzzing
 
 VALID = fmt.to_bytes(small_graph("BQ", "resnet20"))
-VALID_TINY = fmt.to_bytes(tiny_graph())
+VALID_TINY = fmt.to_bytes(tiny3_graph())
+VALID_V1 = open(TINY, "rb").read()
 
 
 def only_format_errors(buf):
@@ -268,7 +374,7 @@ def only_format_errors(buf):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), base=st.sampled_from([VALID, VALID_TINY]), fix_crc=st.booleans())
+@given(data=st.data(), base=st.sampled_from([VALID, VALID_TINY, VALID_V1]), fix_crc=st.booleans())
 def test_fuzz_mutations_only_raise_format_error(data, base, fix_crc):
     b = bytearray(base)
     kind = data.draw(st.sampled_from(["truncate", "flip", "splice", "overwrite"]))
@@ -303,11 +409,12 @@ def test_strict_fields_the_spec_fixes():
     g.values[1].q_scale = 0.5                       # float value with a scale
     cases.append((g, "float value"))
     g = tiny_graph()
-    g.nodes[0].scale = np.ones(2, np.float32)       # f32 weights with a scale section
-    cases.append((g, "no scale section"))
+    n = g.nodes[0]
+    n.tensors = (n.weight, np.ones(2, np.float32), n.bias)   # f32 weights with a scale section
+    cases.append((g, "has 2 tensors, got 3"))
     g = tiny_graph()
-    g.nodes[1].kernel = 3                           # relu does not use kernel
-    cases.append((g, "does not use kernel"))
+    g.nodes[1].attrs["kernel"] = 3                  # relu has no kernel
+    cases.append((g, "has no attribute 'kernel'"))
     g = tiny_graph()
     g.meta["preprocess.size"] = "2x2"
     cases.append((g, "must be of type u32"))

@@ -1,4 +1,4 @@
-"""Every op of the reference executor against PyTorch (one line per case)."""
+"""Every op's numpy reference (seprt/ops) against PyTorch (one line per case)."""
 import numpy as np
 import pytest
 import torch
@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from seprt import reference as ref
 from seprt.quant import binarize, pack_pattern, quantize_act, quantize_weights_i8, unpack_pattern
+
+from helpers import run_op
 
 rng = np.random.default_rng(0)
 
@@ -43,31 +45,50 @@ def test_conv2d(k, stride, pad, groups, h, w, cin, cout):
 
 def test_fc():
     wt = rng.standard_normal((7, 13)).astype(np.float32)
-    compare(lambda x: ref.fc(x, wt), lambda x: F.linear(x, torch.from_numpy(wt)),
+    b = rng.standard_normal(7).astype(np.float32)
+    compare(lambda x: run_op("fc", [x], k=7, weights={"wfmt": "f32", "weight": wt, "bias": b}),
+            lambda x: F.linear(x, torch.from_numpy(wt), torch.from_numpy(b)),
             rng.standard_normal((3, 13)).astype(np.float32))
+
+
+@pytest.mark.parametrize("k,stride,pad,c", [(3, 1, 1, 6), (3, 2, 1, 5), (5, 2, 2, 7), (3, 1, 0, 1)])
+def test_depthwise_conv(k, stride, pad, c):
+    wt = rng.standard_normal((c, k, k, 1)).astype(np.float32)
+    b = rng.standard_normal(c).astype(np.float32)
+    compare(lambda x: run_op("conv", [x], weights={"wfmt": "f32", "weight": wt, "bias": b}, kernel=k,
+                             stride=stride, pad=pad, groups=c),
+            lambda x: F.conv2d(x, torch.from_numpy(wt.transpose(0, 3, 1, 2).copy()), torch.from_numpy(b),
+                               stride, pad, 1, c), x4(2, 9, 7, c), atol=1e-4)
+
+
+@pytest.mark.parametrize("cs", [(3, 5), (1, 2, 7), (4, 4, 4, 4)])
+def test_concat(cs):
+    xs = [x4(2, 5, 3, c) for c in cs]
+    compare(lambda *a: run_op("concat", list(a)), lambda *a: torch.cat(a, dim=1), *xs)
 
 
 @pytest.mark.parametrize("k,stride,pad", [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1)])
 def test_maxpool(k, stride, pad):
-    compare(lambda x: ref.maxpool(x, k, stride, pad), lambda x: F.max_pool2d(x, k, stride, pad), x4(2, 11, 9, 3))
+    compare(lambda x: run_op("maxpool", [x], kernel=k, stride=stride, pad=pad),
+            lambda x: F.max_pool2d(x, k, stride, pad), x4(2, 11, 9, 3))
 
 
 @pytest.mark.parametrize("k,stride,pad", [(3, 2, 0), (3, 2, 1), (2, 2, 0)])
 def test_avgpool(k, stride, pad):
-    compare(lambda x: ref.avgpool(x, k, stride, pad),
+    compare(lambda x: run_op("avgpool", [x], kernel=k, stride=stride, pad=pad),
             lambda x: F.avg_pool2d(x, k, stride, pad, count_include_pad=False), x4(2, 11, 9, 3))
 
 
 def test_gap_add_relu_softmax():
-    compare(ref.gap, lambda x: x.mean(dim=(2, 3)), x4())
-    compare(ref.add, torch.add, x4(), x4())
-    compare(ref.relu, F.relu, x4())
+    compare(lambda x: run_op("gap", [x]), lambda x: x.mean(dim=(2, 3)), x4())
+    compare(lambda a, b: run_op("add", [a, b]), torch.add, x4(), x4())
+    compare(lambda x: run_op("relu", [x]), F.relu, x4())
     compare(ref.softmax, lambda z: F.softmax(z, dim=-1), rng.standard_normal((4, 10)).astype(np.float32) * 20)
 
 
 def test_shortcut_a():
     # the usual PyTorch CIFAR ResNet option-A lambda
-    compare(lambda x: ref.shortcut_a(x, 2, 12),
+    compare(lambda x: run_op("shortcut_a", [x], k=12, stride=2),
             lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 3, 3)), x4(2, 7, 8, 6))
 
 
@@ -108,15 +129,24 @@ def test_quantize_act_rounds_half_to_even_and_clips():
 
 def test_integer_path_equals_float_math_on_dequantized_values():
     """The integer conv is exact: same result as float conv of (q - z) * s and w_int * scale."""
-    from seprt.graph import Graph, Node, Value
     x = np.abs(x4(1, 6, 6, 8))
     s, z = 0.02, 3
     wt = rng.standard_normal((4, 3, 3, 4)).astype(np.float32)
     p, alpha = binarize(wt)
-    node = Node("c", "conv", (0,), 1, kernel=3, stride=1, pad=1, groups=2, wfmt="bin",
-                weight=pack_pattern(p), scale=alpha, bias=np.zeros(4, np.float32))
-    g = Graph([Value("input", (6, 6, 8), s, z, 8), Value("c", (6, 6, 4))], [node], 0, 1, 1, {})
-    y = ref.run_weighted(g, node, x)
+    y = run_op("conv", [x], k=4, qin=(s, z, 8), kernel=3, pad=1, groups=2,
+               weights={"wfmt": "bin", "pattern": pack_pattern(p), "alpha": alpha, "bias": np.zeros(4, np.float32)})
     xq = (quantize_act(x, s, z, 8) - z).astype(np.float32) * np.float32(s)
     want = ref.conv2d(xq, p.astype(np.float32) * alpha[:, None, None, None], 1, 1, 2)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gap_is_float32_sums_in_pixel_order():
+    """gap's definition is exact: f32 sums over pixels in order, then / f32(n).
+    These values round differently in float64 or in another order."""
+    x = np.zeros((1, 1, 5, 2), np.float32)
+    x[0, 0, :, 0] = [1.0, 2.0 ** -24, 2.0 ** -24, 2.0 ** -24, 2.0 ** -24]   # f32: 1 + tiny = 1 each time
+    x[0, 0, :, 1] = [2.0 ** -24, 2.0 ** -24, 2.0 ** -24, 2.0 ** -24, 1.0]   # tiny sums first: exact
+    got = run_op("gap", [x])
+    assert got[0, 0] == np.float32(1.0) / np.float32(5)
+    assert got[0, 1] == (np.float32(4 * 2.0 ** -24) + np.float32(1.0)) / np.float32(5)
+    assert got[0, 0] != np.float32(np.float64(x[0, 0, :, 0]).sum() / 5)     # float64 would differ

@@ -19,10 +19,116 @@ so every window is whole and acc = sum_all q*w - z * wsum[oc] exactly
 """
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
 from .jit import jit
 
 from .intrinsics import make_dot_tile, popcount64, roundeven32
+
+# ------------------------------------------------------ instruction rows
+# Each kernel is run by one opcode of the plan's instruction table (a row of
+# WIDTH int64 columns, column 0 the opcode); the IntEnums below name the
+# columns its row uses. Offsets are element offsets into the engine's arenas:
+# abuf u8 (quantized inputs), fbuf f32 (activations), aux i64, wf32/wi8/wu64/wi32
+# (read-only weights). Every conv row ends in the same Epilogue columns.
+
+OP_PLANES, OP_CONV_DOT, OP_CONV_BIN, OP_CONV_F32, OP_CONV_DW = 2, 3, 4, 5, 12
+
+
+class Epilogue(IntEnum):
+    """Columns shared by every conv row: y = f32(acc - z*wsum) * mult + bias (+ res) (relu)."""
+    MULT = 20        # wf32: (K,) multiplier (input scale * weight scale / alpha; ones for f32)
+    BIAS = 21        # wf32: (K,) bias
+    OUT = 22         # fbuf: (Ho*Wo, K) float output, -1: none (only the quantized copy is used)
+    RES = 23         # fbuf: (Ho*Wo, K) residual added before relu, -1: none
+    K = 24           # output channels
+    RELU = 25        # 0 / 1
+    Q_OFF = 26       # abuf: fused requantization into the consumer's padded buffer, -1: none
+    Q_WO = 27        #   output width (pixels per row)
+    Q_PAD = 28       #   the consumer buffer's border
+    Q_WP = 29        #   the consumer buffer's padded width
+    Q_ZERO = 30      #   its zero point
+    Q_MAX = 31       #   2^bits - 1
+    Q_SCALE = 32     # wf32: its scale (one float)
+
+
+class PlanesRow(IntEnum):
+    """planes_from_u8: a padded u8 buffer -> bit planes and per-pixel sums."""
+    A = 1            # abuf: (n_pix, G, Cgp) u8
+    N_PIX = 2
+    G = 3
+    CG = 4
+    CGP = 5
+    BITS = 6
+    NW = 7           # 64-bit words per plane
+    PLANES = 8       # pbuf: (n_pix, G, bits, nw) u64
+    QSUM = 9         # qbuf: (n_pix, G) i32
+
+
+class ConvDotRow(IntEnum):
+    """conv_u8i8: u8 activations x i8 weights on dot tiles."""
+    A = 1            # abuf: padded input (Hp, Wp, G, Cgp) u8
+    PIX = 2          # aux: (Ho*Wo,) window offsets
+    N_PIX = 3
+    KOFF = 4         # aux: (nk,) offsets of the 4-channel steps inside a window
+    NK = 5
+    B = 6            # wi8: packed weights (G, Kg/16M, nk, M, 16, 4)
+    G = 7
+    CGP = 8
+    KG = 9
+    M = 10           # 16-channel blocks per tile (1 or 2)
+    ZERO = 11        # input zero point
+    WSUM = 12        # wi32: (K,) sum of each filter's integer weights
+
+
+class ConvBinRow(IntEnum):
+    """conv_bin_popcount: bit planes x packed ±1 patterns."""
+    PLANES = 1       # pbuf: (n_pix, G, bits, nw) u64
+    QSUM = 2         # qbuf: (n_pix, G) i32
+    PIX = 3          # aux: (Ho*Wo,) padded-pixel index of each window's first tap
+    N_PIX = 4
+    TOFF = 5         # aux: (T,) pixel offsets of the taps
+    T = 6
+    G = 7
+    BITS = 8
+    NW = 9
+    PAT = 10         # wu64: (G, T, nw, Kg) pattern words
+    KG = 11
+    ZERO = 12
+    WSUM = 13        # wi32: (K,)
+
+
+class ConvF32Row(IntEnum):
+    """conv_f32: float activations x float weights."""
+    IN = 1           # fbuf: (H, W, C) input
+    H = 2
+    W = 3
+    C = 4
+    WT = 5           # wf32: (G, k*k, Cg, Kg) weights
+    G = 6
+    KERNEL = 7
+    STRIDE = 8
+    PAD = 9
+    HO = 10
+    WO = 11
+    KG = 12
+
+
+class ConvDwRow(IntEnum):
+    """conv_dw_u8i8: depthwise (groups = channels = outputs), one filter per channel."""
+    A = 1            # abuf: padded input (Hp, Wp, Cp) u8
+    PIX = 2          # aux: (Ho*Wo,) window offsets
+    N_PIX = 3
+    TOFF = 4         # aux: (T,) offsets of the taps inside a window
+    T = 5            # taps (k*k)
+    WT = 6           # wi8: (T, Cp) weights, tap-major
+    CP = 7           # channels padded to a multiple of 4
+    ZERO = 8
+    WSUM = 9         # wi32: (K,)
+
+
+CONV_ROWS = (ConvDotRow, ConvBinRow, ConvF32Row, ConvDwRow)
 
 _tile_4x32 = make_dot_tile(4, 2)   # 4 pixels x 32 channels: 8 zmm accumulators
 _tile_1x32 = make_dot_tile(1, 2)
@@ -240,6 +346,41 @@ def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
     words = words.reshape(groups, kg, kh * kw, nw).transpose(0, 2, 3, 1)
     wsum = pattern.reshape(k_out, -1).astype(np.int32).sum(axis=1).astype(np.int32)
     return np.ascontiguousarray(words).reshape(-1), wsum
+
+
+# ---------------------------------------------------------------- depthwise
+
+@jit
+def conv_dw_u8i8(A, pix, toff, Wt, Cp, z, wsum, mult, bias, fbuf, out_off, res_off, K, relu, acc,
+                 qbuf, qspec, qscale, stage):
+    """A (Hp,Wp,Cp) u8, Wt (T, Cp) i8 -> fbuf (Ho*Wo, K) f32: depthwise, K = C.
+
+    acc[c] = sum_t A[pix[p] + toff[t] + c] * Wt[t, c], then acc - z*wsum[c]
+    (the border holds z, so every window is whole). The inner loop runs over
+    contiguous channels: the cost is the layer's real MACs (k*k per output).
+    acc: i32 scratch (Cp); stage: f32 scratch (Cp).
+    """
+    T = toff.shape[0]
+    a = acc[:Cp]
+    for p in range(pix.shape[0]):
+        for c in range(Cp):
+            a[c] = 0
+        for t in range(T):
+            x = A[pix[p] + toff[t]:pix[p] + toff[t] + Cp]
+            w = Wt[t * Cp:(t + 1) * Cp]
+            for c in range(Cp):
+                a[c] += np.int32(x[c]) * np.int32(w[c])
+        at = p * K
+        _write(a, K, 0, z, wsum, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
+               res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, p, K, stage)
+
+
+def pack_dw(w_int: np.ndarray, cp: int) -> tuple[np.ndarray, np.ndarray]:
+    """Depthwise integer weights (K, kh, kw, 1) -> (Wt (kh*kw, Cp) i8 flat, wsum (K,) i32)."""
+    k_out, kh, kw, _ = w_int.shape
+    wt = np.zeros((kh * kw, cp), np.int8)
+    wt[:, :k_out] = w_int.reshape(k_out, kh * kw).T
+    return wt.reshape(-1), w_int.reshape(k_out, -1).astype(np.int32).sum(axis=1).astype(np.int32)
 
 
 # ---------------------------------------------------------------- float

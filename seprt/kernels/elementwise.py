@@ -1,14 +1,92 @@
 """Quantization, pooling and elementwise kernels on flat arenas (NHWC, one image).
 
-Each matches the op of the same name in seprt/reference.py (quantize_act,
-add, relu, maxpool, avgpool, gap, shortcut_a).
+Each matches the numpy reference of the op of the same name in seprt/ops/
+(quantize_act of seprt.quant for quantize_u8).
 """
 from __future__ import annotations
+
+from enum import IntEnum
 
 import numpy as np
 from .jit import jit
 
 from .intrinsics import roundeven32
+
+# Instruction rows (see kernels/conv.py for the conventions): fbuf f32 and abuf u8 offsets.
+OP_QUANT, OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT, OP_CONCAT = 1, 6, 7, 8, 9, 10, 11
+
+
+class QuantRow(IntEnum):
+    """quantize_u8: a float value -> the interior of its padded u8 buffer."""
+    IN = 1           # fbuf: (H, W, C)
+    H = 2
+    W = 3
+    C = 4
+    SCALE = 5        # wf32: the value's scale
+    ZERO = 6
+    QMAX = 7
+    OUT = 8          # abuf: (Hp, Wp, G, Cgp)
+    WP = 9
+    PAD = 10
+    G = 11
+    CGP = 12
+
+
+class AddRow(IntEnum):
+    A = 1            # fbuf: (n,)
+    B = 2            # fbuf: (n,)
+    OUT = 3          # fbuf: (n,)
+    N = 4
+    RELU = 5
+
+
+class ReluRow(IntEnum):
+    IN = 1           # fbuf: (n,)
+    OUT = 2          # fbuf: (n,)
+    N = 3
+
+
+class PoolRow(IntEnum):
+    IN = 1           # fbuf: (H, W, C)
+    H = 2
+    W = 3
+    C = 4
+    KERNEL = 5
+    STRIDE = 6
+    PAD = 7
+    HO = 8
+    WO = 9
+    OUT = 10         # fbuf: (Ho, Wo, C)
+    IS_MAX = 11
+
+
+class GapRow(IntEnum):
+    IN = 1           # fbuf: (n_pix, C)
+    N_PIX = 2
+    C = 3
+    OUT = 4          # fbuf: (C,)
+
+
+class ShortcutRow(IntEnum):
+    IN = 1           # fbuf: (H, W, C)
+    H = 2
+    W = 3
+    C = 4
+    STRIDE = 5
+    HO = 6
+    WO = 7
+    COUT = 8
+    OUT = 9          # fbuf: (Ho, Wo, Cout)
+
+
+class ConcatRow(IntEnum):
+    """One input of a channel concat, copied into its channel slice of the output."""
+    IN = 1           # fbuf: (n_pix, C_in)
+    OUT = 2          # fbuf: (n_pix, C_out)
+    N_PIX = 3
+    C_IN = 4
+    C_OUT = 5
+    C0 = 6           # first output channel of this input
 
 
 @jit
@@ -90,16 +168,28 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
 
 @jit
 def gap_f32(fbuf, in_off, n_pix, C, out_off, acc):
-    """(n_pix, C) -> (C,) mean, accumulated in float64 (acc scratch)."""
+    """(n_pix, C) -> (C,) mean: float32 sums over pixels in order, then / f32(n_pix)
+    (exactly the reference's arithmetic). acc: f32 scratch (C)."""
     a = acc[:C]
-    a[:] = 0.0
+    a[:] = np.float32(0)
     for p in range(n_pix):
         x = fbuf[in_off + p * C:in_off + (p + 1) * C]
         for c in range(C):
             a[c] += x[c]
     out = fbuf[out_off:out_off + C]
+    n = np.float32(n_pix)
     for c in range(C):
-        out[c] = np.float32(a[c] / n_pix)
+        out[c] = a[c] / n
+
+
+@jit
+def concat_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0):
+    """x (n_pix, C_in) -> channels c0..c0+C_in of y (n_pix, C_out)."""
+    for p in range(n_pix):
+        x = fbuf[in_off + p * C_in:in_off + (p + 1) * C_in]
+        y = fbuf[out_off + p * C_out + c0:out_off + p * C_out + c0 + C_in]
+        for c in range(C_in):
+            y[c] = x[c]
 
 
 @jit

@@ -272,11 +272,18 @@ def cmd_demo(args) -> int:
     print(f"seprt {__version__} demo: {m.meta['arch']} {m.meta['variant']} ({m.nbytes:,} bytes) from package data")
     if "not trained" in src:
         print(f"NOTE: this demo model has {src}: the runtime works, the predictions are meaningless.")
-    elif "provenance.val_top1" in m.meta:
-        print(f"validation top-1 {m.meta['provenance.val_top1']:.4f}, measured when converting {src}")
+    print("10 validation images drawn at random (seed 2026, files 4500-4999 of each class of the CIFAR-10 "
+          "train archive; the file name is the true class):")
+    right = 0
     for p in demo_images():
         r = m.predict(p, top_k=3)
-        print(f"{os.path.basename(p):<16} " + ", ".join(f"{l} {pr:.3f}" for l, pr in r))
+        truth = os.path.basename(p).rsplit("-", 1)[0]
+        right += r[0][0] == truth
+        print(f"{os.path.basename(p):<22} {'ok ' if r[0][0] == truth else 'NO '}" +
+              ", ".join(f"{l} {pr:.3f}" for l, pr in r))
+    val = m.meta.get("provenance.val_top1")
+    print(f"{right}/10 correct" + (f" (validation top-1 of this model: {val:.2%} on 5,000 images; 10 images "
+                                   f"vary by chance)" if val is not None else ""))
     return 0
 
 

@@ -1,5 +1,6 @@
 """The seprt command line: output, JSON, exit codes, one-line errors."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -58,11 +59,11 @@ def labelled(tmp_path_factory):
     """A labelled folder (nested one level deeper) and the same as a .tar.gz."""
     root = tmp_path_factory.mktemp("data")
     for p in seprt.demo_images():
-        cls = p.rsplit("/", 1)[1].split(".")[0]
+        stem = p.rsplit("/", 1)[1].split(".")[0]          # <class>-<file number>
         for i in range(2):
-            d = root / "val" / "test" / cls
+            d = root / "val" / "test" / stem.rsplit("-", 1)[0]
             d.mkdir(parents=True, exist_ok=True)
-            shutil.copy(p, d / f"{i:04d}.jpg")
+            shutil.copy(p, d / f"{stem}-{i}.jpg")
     tgz = root / "val.tar.gz"
     with tarfile.open(tgz, "w:gz") as tf:
         tf.add(root / "val" / "test", arcname="test")
@@ -103,6 +104,7 @@ def test_demo(capsys):
     code, out, _ = run(capsys, "demo")
     assert code == 0
     assert all(p.rsplit("/", 1)[1] in out for p in seprt.demo_images())
+    assert re.search(r"^\d+/10 correct \(validation top-1 of this model: 88\.\d\d%", out, re.M)
 
 
 @pytest.mark.parametrize("argv,match", [

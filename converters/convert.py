@@ -13,7 +13,6 @@ the check passes, so a failure leaves nothing behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 import seprt
 from seprt import arch as arch_mod
 from seprt import format as fmt
-from seprt import image, variants
+from seprt import files, image, variants
 from seprt.folders import is_image_source, iter_labelled
 from training import checkpoint, nets
 
@@ -82,16 +81,7 @@ def atomic_write(data: bytes, out: str, inputs: list[str]) -> None:
     for p in inputs:
         if p and os.path.exists(out) and os.path.samefile(out, p):
             raise ConvertError(f"output {out} is one of the inputs; choose another path")
-    d = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=os.path.basename(out) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    files.atomic_write(out, data)
 
 
 def load_checkpoint(path: str) -> tuple[nets.Net, dict]:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import FormatError
+from .files import atomic_write
 from .graph import Graph, Node, Value
 from .ops import OP_CODES, WFMT_CODES, get_op, get_wfmt
 
@@ -157,16 +157,7 @@ def to_bytes(g: Graph) -> bytes:
 def save(g: Graph, path: str | os.PathLike) -> int:
     """Write a model file atomically (temp file + rename). Returns its size."""
     data = to_bytes(g)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)          # mkstemp makes 0600; a model file is not a secret
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, data)
     return len(data)
 
 

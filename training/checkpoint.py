@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import torch
 
 from seprt import arch as arch_mod
+from seprt import files
 
 from . import nets
 
@@ -73,20 +73,8 @@ def _plain(x):
 
 def atomic_save(obj, path: str) -> None:
     """torch.save to a temp file in the same folder, then rename over `path`."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=d)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)        # mkstemp makes 0600; use normal file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save(ckpt: dict, path: str) -> None:

@@ -240,7 +240,7 @@ def _concat(b, g, n, xs, y, act):
 # seprt op -> its TFLite lowering; ops whose TFLite op takes a fused relu
 EMIT = {"conv": _conv, "fc": _fc, "add": _add, "relu": _relu, "maxpool": _pool, "avgpool": _pool, "gap": _gap,
         "shortcut_a": _shortcut_a, "concat": _concat}
-FUSES_RELU = ("conv", "fc", "add", "concat")
+FUSES_RELU = ("conv", "fc", "add")     # not CONCATENATION: with a fused relu it did not match (measured)
 
 
 def _emit(b: _Builder, g: Graph, n: Node, xs: list[int], y: int, act: int) -> None:

@@ -182,6 +182,65 @@ def test_models_match_reference(arch_id, variant):
     np.testing.assert_allclose(embed, want[g.embed], rtol=1e-4, atol=1e-5)
 
 
+def branchy_arch():
+    """Inception-style net with depthwise convs and channel concat (MobileNet, GoogLeNet)."""
+    from seprt.arch import Arch, Layer
+    c = lambda name, x, k, kernel=1, groups=1, stride=1: Layer(name, "conv", (x,), out_channels=k, kernel=kernel,
+                                                              pad=kernel // 2, groups=groups, stride=stride)
+    layers = (
+        c("stem", "input", 16, 3), Layer("stem.relu", "relu", ("stem",)),
+        c("dw", "stem.relu", 16, 3, groups=16), Layer("dw.relu", "relu", ("dw",)),
+        c("b1", "dw.relu", 12), c("b2", "dw.relu", 20, 3), Layer("b3", "maxpool", ("dw.relu",), kernel=3, pad=1),
+        Layer("cat", "concat", ("b1", "b2", "b3")), Layer("cat.relu", "relu", ("cat",)),
+        c("dw2", "cat.relu", 48, 3, groups=48, stride=2), Layer("dw2.relu", "relu", ("dw2",)),
+        c("pw", "dw2.relu", 24), Layer("pool", "gap", ("pw",)), Layer("fc", "fc", ("pool",), out_channels=10))
+    from seprt.arch import CIFAR10_LABELS
+    return Arch("branchy", (17, 19, 3), 10, layers, CIFAR10_LABELS)
+
+
+@pytest.mark.parametrize("variant", ["R", "B", "BQ"])
+def test_concat_and_depthwise_models_match_reference(variant):
+    from seprt import variants
+    a = branchy_arch()
+    layers = variants.random_layers(a, seed=5)
+    if variant != "R":
+        layers = variants.binarize_layers(a, layers, "all")
+    calib = np.random.default_rng(6).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, layers, variant, variants.default_preprocess(a), calib if variant == "BQ" else None)
+    e = FastEngine(g)
+    x = np.random.default_rng(8).standard_normal((3,) + a.input_shape).astype(np.float32)
+    logits, embed = e.run(x)
+    want = reference.run(g, x, (g.output, g.embed))
+    if variant == "BQ":
+        assert any(p.startswith("dw-u8") for p in e.plan.paths)      # the depthwise kernel ran, not a dense tile
+        np.testing.assert_array_equal(logits, want[g.output])
+        np.testing.assert_array_equal(embed, want[g.embed])
+    np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+
+
+def test_depthwise_cost_follows_its_macs():
+    """A depthwise conv's MACs are k*k per output, and its instruction is one dw kernel."""
+    from seprt import variants
+    a = branchy_arch()
+    calib = np.random.default_rng(6).standard_normal((4,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, variants.random_layers(a, seed=5), "BQ", variants.default_preprocess(a), calib)
+    p = FastEngine(g).plan
+    row = next(i for i, n in enumerate(p.names) if n.startswith("dw2"))
+    assert p.paths[row] == "dw-u8i8" and p.macs[row] == 48 * 9 * 9 * 10
+
+
+def test_int8_weight_minus_128_bit_exact():
+    """The spec's MUST: readers compute int8 -128 exactly (writers never write it)."""
+    g = small_graph("BQ", "resnet20", seed=4)
+    for n in g.nodes:
+        if n.wfmt == "i8":
+            w = n.weight.copy()
+            w.reshape(-1)[::7] = -128
+            n.tensors = (w,) + n.tensors[1:]
+    x = X[:2]
+    np.testing.assert_array_equal(FastEngine(g).run(x)[0], reference.run(g, x)[g.output])
+
+
 @pytest.mark.parametrize("bits", [4, 2])
 @pytest.mark.parametrize("kernel", ["dot", "popcount"])
 def test_low_bit_models_match_reference(bits, kernel, monkeypatch):

@@ -103,7 +103,8 @@ def test_r_b_bq_and_tflite_from_one_checkpoint(r20_ckpt, calib, tmp_path, capsys
     for quant in ("fp32", "int8"):
         p = tmp_path / f"r20-{quant}.tflite"
         code, text, err = run(capsys, "tflite", r20_ckpt, "-o", p, "--quant", quant, "--calib", calib)
-        assert code == 0, err and "TFLite fp32 vs PyTorch" in text
+        assert code == 0, err
+        assert "TFLite fp32 vs PyTorch" in text, text
         assert p.stat().st_size > 0
     code, text, err = run(capsys, "seprt", r20_ckpt, "-o", tmp_path / "x.bin", "--variant", "BQ",
                           "--calib", calib, "--act-bits", "4")

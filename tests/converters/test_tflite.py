@@ -78,6 +78,10 @@ TINY = {
     "relu_unfused": [conv("c", "input", 8, 3, 1, 1), Layer("r", "relu", ("c",)), Layer("sum", "add", ("c", "r"))],
     "fc_relu_fc": [conv("c", "input", 8, 3), Layer("gp", "gap", ("c",)), Layer("h", "fc", ("gp",), out_channels=6),
                    Layer("hr", "relu", ("h",)), Layer("fc", "fc", ("hr",), out_channels=5)],
+    "depthwise": [conv("c", "input", 8, 3), conv("dw", "c", 8, 3, 1, 1, groups=8), Layer("r", "relu", ("dw",)),
+                  conv("dw2", "r", 8, 3, 2, 1, groups=8)],
+    "concat_relu": [conv("a", "input", 8, 3, 1, 1), conv("b", "input", 5, 1), conv("c", "a", 3, 3, 1, 1),
+                    Layer("cat", "concat", ("a", "b", "c")), Layer("r", "relu", ("cat",))],
 }
 
 
@@ -219,7 +223,16 @@ def test_int8_model(arch_id, binarize, min_agree):
     assert agree >= min_agree, f"int8 top-1 agrees with fp32 on {agree:.1%}"
 
 
-@pytest.mark.parametrize("case", ["relu_maxpool_p1", "avgpool_p1", "shortcut_a", "grouped_conv", "conv_k5_s2_p1"])
+def test_depthwise_and_concat_ops():
+    assert [name for name, _ in ops_of(graph_to_tflite(tiny_graph("depthwise", 9)))][:3] == \
+        ["CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]
+    ops = ops_of(graph_to_tflite(tiny_graph("concat_relu", 9)))
+    cat = [i for i, (name, _) in enumerate(ops) if name == "CONCATENATION"]
+    assert len(cat) == 1 and ops[cat[0]][1].axis == 3 and ops[cat[0] + 1][0] == "RELU"
+
+
+@pytest.mark.parametrize("case", ["relu_maxpool_p1", "avgpool_p1", "shortcut_a", "grouped_conv", "conv_k5_s2_p1",
+                                  "depthwise", "concat_relu"])
 def test_int8_tiny_graph_runs(case):
     g = tiny_graph(case, 10)                     # 10x10: the explicit PAD (and avgpool MUL) paths
     x = random_inputs(g, 40)

@@ -133,6 +133,7 @@ def random_models() -> dict:
         "concat-dw-B": variants.random_graph(cat, "B", "all", seed=21),
         "concat-dw-BQ8": variants.random_graph(cat, "BQ", "all", seed=22),
         "concat-dw-BQ4": variants.random_graph(cat, "BQ", "all", seed=23, act_bits=4),
+        "concat-dw-BQ8-i8": variants.random_graph(cat, "BQ", "prb", seed=24),    # no pattern convs: i8 depthwise
     }
 
 

@@ -12,8 +12,9 @@ logits and the top-5; the Java tests must reproduce them. testdata/ holds:
     images/<sample>.rgb     the same images decoded by Pillow, raw (H, W, 3) uint8 RGB
     preprocess/<case>.*     resize/normalize cases: .rgb input pixels, .f32 expected tensor
 
-The random models (resnet20 R, sepnet-cifar B / BQ, sepnet-t8 BQ, and "tiny" models that cover
-every op and path) are not committed: `--models DIR` regenerates them deterministically, and
+The random models (resnet20 R, sepnet-cifar B / BQ, sepnet-t8 BQ, "tiny" models that cover
+every op and path, "concat-dw" models with concat and depthwise convs, and "demo-v2", the v1 demo
+model re-written as v2; all v2 files) are not committed: `--models DIR` regenerates them deterministically, and
 golden.txt records each one's SHA-256 so a test run notices if they ever come out different.
 
 golden.txt records (space-separated; names have no spaces):
@@ -68,6 +69,35 @@ def tiny_arch() -> Arch:
     return Arch("tiny", (12, 10, 3), 7, layers, description="android_demo parity test net")
 
 
+def concat_arch() -> Arch:
+    """A 12x10 net with channel concatenation (3 inputs, and 2 with one of them re-read) and
+    depthwise convs (groups = C = K: stride 1 and 2, 3x3 and 5x5, one reading a concat output);
+    binarized, a depthwise conv has 9- or 25-bit pattern rows."""
+    L = Layer
+    layers = (
+        L("conv1", "conv", ("input",), 8, 3, 1, 1),
+        L("conv1.relu", "relu", ("conv1",)),
+        L("dw1", "conv", ("conv1.relu",), out_channels=8, kernel=3, pad=1, groups=8),
+        L("dw1.relu", "relu", ("dw1",)),
+        L("pw1", "conv", ("dw1.relu",), 6, 1),
+        L("side", "conv", ("conv1.relu",), 4, 3, 1, 1, groups=4),
+        L("cat1", "concat", ("pw1", "side", "conv1.relu")),              # 6 + 4 + 8 = 18 channels
+        L("dw2", "conv", ("cat1",), out_channels=18, kernel=5, stride=2, pad=2, groups=18),
+        L("dw2.relu", "relu", ("dw2",)),
+        L("pw2", "conv", ("dw2.relu",), 10, 1),
+        L("pw2.relu", "relu", ("pw2",)),
+        L("cat2", "concat", ("pw2.relu", "dw2.relu")),                   # 10 + 18 = 28 channels
+        L("pool", "gap", ("cat2",)),
+        L("fc", "fc", ("pool",), out_channels=5),
+    )
+    return Arch("concat-dw", (12, 10, 3), 5, layers, description="android_demo concat/depthwise parity net")
+
+
+def resaved(path: str):
+    """The model of a file, as the current writer writes it (a v2 copy of a v1 file)."""
+    return format.from_bytes(format.to_bytes(format.load(path)))
+
+
 def float_inputs(g, names):
     """The same graph with the named values made float (q_bits 0): their readers take the float path."""
     idx = {v.name: i for i, v in enumerate(g.values)}
@@ -81,8 +111,11 @@ def float_inputs(g, names):
 def random_models() -> dict:
     """name -> Graph of every generated test model."""
     t = tiny_arch()
+    cat = concat_arch()
     tiny_bq8 = variants.random_graph(t, "BQ", "all", seed=11)
     return {
+        # the shipped v1 demo model re-written as v2: the same graph, the same logits
+        "demo-v2": resaved(demo_model_path()),
         "resnet20-R": variants.random_graph(arch.get("resnet20"), "R", seed=1),
         "sepnet-cifar-B": variants.random_graph(arch.get("sepnet-cifar"), "B", seed=2),
         "sepnet-cifar-BQ4": variants.random_graph(arch.get("sepnet-cifar"), "BQ", seed=3, act_bits=4),
@@ -95,6 +128,12 @@ def random_models() -> dict:
         "tiny-BQ2": variants.random_graph(t, "BQ", "all", seed=13, act_bits=2),
         # i8 and bin weights whose input is not quantized: float path with W = q*scale, ±alpha
         "tiny-mixed": float_inputs(variants.random_graph(t, "BQ", "all", seed=11), ["b2.relu", "pool1"]),
+        # concat and depthwise convs: float (R), patterns + float (B), integer paths (BQ 8 and 4 bits)
+        "concat-dw-R": variants.random_graph(cat, "R", seed=20),
+        "concat-dw-B": variants.random_graph(cat, "B", "all", seed=21),
+        "concat-dw-BQ8": variants.random_graph(cat, "BQ", "all", seed=22),
+        "concat-dw-BQ4": variants.random_graph(cat, "BQ", "all", seed=23, act_bits=4),
+        "concat-dw-BQ8-i8": variants.random_graph(cat, "BQ", "prb", seed=24),    # no pattern convs: i8 depthwise
     }
 
 
@@ -191,7 +230,7 @@ def main() -> int:
         if m.input_shape == (32, 32, 3):
             cases = [(s, x) for s, (_, x) in inputs.items()]
         else:   # tiny (12x10) and sepnet-t8 (224x224): the model preprocesses the decoded pixels
-            picks = list(inputs) if name.startswith("tiny") else ["cat", "ship"]
+            picks = list(inputs) if name.startswith(("tiny", "concat")) else ["cat", "ship"]
             cases = [(s + ".rgb", m.preprocess(inputs[s][0])) for s in picks]
         for input_name, x in cases:
             logits = m.logits(x)[0]

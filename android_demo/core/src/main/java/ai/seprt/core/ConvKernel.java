@@ -37,19 +37,6 @@ abstract class ConvKernel {
 
     /** The float32 weight (K, k, k, Cg): f32 as stored, q * scale[o] (i8), ±alpha[o] (bin). */
     private static float[] effectiveWeight(Node n, ConvGeometry geo) {
-        if (n.wfmt == Node.WeightFormat.F32) {
-            return n.weight.floats();
-        }
-        float[] scale = n.scale.floats();
-        byte[] raw = n.weight.bytes();
-        int taps = geo.taps();
-        float[] w = new float[geo.k * taps];
-        for (int o = 0; o < geo.k; o++) {
-            for (int j = 0; j < taps; j++) {
-                float q = n.wfmt == Node.WeightFormat.I8 ? raw[o * taps + j] : BinaryConv.sign(raw, o, taps, j);
-                w[o * taps + j] = q * scale[o];
-            }
-        }
-        return w;
+        return n.wfmt.floatWeight(n, geo.k, geo.taps());
     }
 }

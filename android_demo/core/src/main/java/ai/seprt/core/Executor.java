@@ -44,28 +44,14 @@ final class Executor {
         return env[wanted];
     }
 
+    /** One node through its op table entry ({@link OpDef#run}). */
     private float[] runNode(int i, Node n, float[][] env) {
-        float[] x = env[n.inputs[0]];
-        int[] s = g.value(n.inputs[0]).shape;
-        int[] out = g.value(n.output).shape;
-        switch (n.op) {
-            case CONV:
-            case FC:
-                return kernels[i].forward(x);
-            case ADD:
-                return Ops.add(x, env[n.inputs[1]]);
-            case RELU:
-                return Ops.relu(x);
-            case MAXPOOL:
-                return Ops.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1]);
-            case AVGPOOL:
-                return Ops.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1]);
-            case GAP:
-                return Ops.gap(x, s[0] * s[1], s[2]);
-            case SHORTCUT_A:
-                return Ops.shortcutA(x, s[0], s[1], s[2], n.stride, out[2]);
-            default:
-                throw new IllegalStateException("unknown op " + n.op);
+        float[][] xs = new float[n.inputs.length][];
+        int[][] shapes = new int[n.inputs.length][];
+        for (int k = 0; k < xs.length; k++) {
+            xs[k] = env[n.inputs[k]];
+            shapes[k] = g.value(n.inputs[k]).shape;
         }
+        return n.op.run(n, xs, shapes, g.value(n.output).shape, kernels[i]);
     }
 }

@@ -26,6 +26,6 @@ final class Graph {
 
     /** True when the node runs on integers: i8/bin weights and a quantized input value. */
     boolean isInteger(Node n) {
-        return (n.wfmt == Node.WeightFormat.I8 || n.wfmt == Node.WeightFormat.BIN) && value(n.inputs[0]).quantized();
+        return n.wfmt.integer && value(n.inputs[0]).quantized();
     }
 }

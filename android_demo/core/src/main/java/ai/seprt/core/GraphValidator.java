@@ -6,9 +6,10 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * The graph rules of docs/format.md (structure, shapes, weights, metadata), the counterpart of
- * {@code Graph.validate} in seprt/graph.py. Raises {@link SeprtFormatException} on the first
- * broken rule.
+ * The graph rules of docs/format.md (structure, shapes, weights, limits, metadata), the
+ * counterpart of {@code Graph.validate} in seprt/graph.py. What each op and weight format takes
+ * and checks comes from the tables {@link OpDef} and {@link WfmtDef}. Raises
+ * {@link SeprtFormatException} on the first broken rule.
  */
 final class GraphValidator {
     static final int MAX_VALUES = 65535;
@@ -17,6 +18,13 @@ final class GraphValidator {
     static final long MAX_VALUE_ELEMS = 1L << 28;
     static final int MAX_KERNEL = 15;
     static final int MAX_STRIDE = 8;
+    /** |weight|, |scale|, |alpha|, |bias|, activation scale. */
+    static final float MAX_ABS_PARAM = 1e12f;
+    /**
+     * Activation memory a model may need: 5 bytes per element of every value (its float32 and
+     * its quantized copy); {@code seprt.graph.MAX_ACTIVATION_BYTES} in Python.
+     */
+    static final long MAX_ACTIVATION_BYTES = 1L << 30;
 
     private GraphValidator() {
     }
@@ -29,8 +37,14 @@ final class GraphValidator {
                         + "; re-export the model");
             }
         }
+        long need = 0;
         for (Value v : g.values) {
             checkValue(v);
+            need += 5L * v.size();
+        }
+        if (need > MAX_ACTIVATION_BYTES) {
+            throw new SeprtFormatException(String.format(java.util.Locale.ROOT, "model needs %.2f GiB of activation "
+                    + "memory, over the limit of %.2f GiB", need / 1073741824.0, MAX_ACTIVATION_BYTES / 1073741824.0));
         }
         int[] in = g.value(g.input).shape;
         if (in.length != 3 || in[2] != 3) {
@@ -98,9 +112,9 @@ final class GraphValidator {
         if (v.qBits != 2 && v.qBits != 4 && v.qBits != 8) {
             throw new SeprtFormatException("value '" + v.name + "': activation bits " + v.qBits + " not in (2, 4, 8)");
         }
-        if (!(finite(v.qScale) && v.qScale > 0)) {
+        if (!(v.qScale > 0 && v.qScale <= MAX_ABS_PARAM)) {
             throw new SeprtFormatException("value '" + v.name + "': activation scale " + v.qScale
-                    + " must be finite and > 0");
+                    + " must be in (0, 1e12]");
         }
         if (v.qZero < 0 || v.qZero > (1 << v.qBits) - 1) {
             throw new SeprtFormatException("value '" + v.name + "': zero point " + v.qZero + " outside 0.."
@@ -111,179 +125,99 @@ final class GraphValidator {
     // ------------------------------------------------------------ nodes
 
     private static void checkNode(Graph g, Node n) throws SeprtFormatException {
-        int wantInputs = n.op == Node.Op.ADD ? 2 : 1;
-        if (n.inputs.length != wantInputs) {
-            throw new SeprtFormatException("node '" + n.name + "': " + n.opName() + " takes " + wantInputs
-                    + " inputs, got " + n.inputs.length);
+        String where = "node '" + n.name + "': ";
+        OpDef op = n.op;
+        if (n.inputs.length < op.minInputs || n.inputs.length > op.maxInputs) {
+            String want = op.minInputs == op.maxInputs ? String.valueOf(op.minInputs) : op.minInputs + ".." + op.maxInputs;
+            throw new SeprtFormatException(where + op.opName + " takes " + want + " inputs, got " + n.inputs.length);
         }
-        if (n.op == Node.Op.CONV || n.op == Node.Op.MAXPOOL || n.op == Node.Op.AVGPOOL) {
-            if (n.kernel < 1 || n.kernel > MAX_KERNEL || n.stride < 1 || n.stride > MAX_STRIDE
-                    || n.pad < 0 || n.pad >= n.kernel) {
-                throw new SeprtFormatException("node '" + n.name + "': kernel " + n.kernel + ", stride " + n.stride
-                        + ", pad " + n.pad + " out of range (kernel 1.." + MAX_KERNEL + ", stride 1.." + MAX_STRIDE
-                        + ", pad < kernel)");
+        for (String key : n.attrs.keySet()) {
+            if (op.attr(key) == null) {
+                throw new SeprtFormatException(where + op.opName + " has no attribute '" + key
+                        + "'; this file may need a newer seprt");
             }
         }
-        if (n.op == Node.Op.SHORTCUT_A && (n.stride < 1 || n.stride > MAX_STRIDE)) {
-            throw new SeprtFormatException("node '" + n.name + "': stride " + n.stride + " out of range 1.."
-                    + MAX_STRIDE);
+        for (Attr a : op.attrs) {
+            int v = n.attrs.get(a.name);
+            if (v < a.lo || v > a.hi) {
+                throw new SeprtFormatException(where + "attribute " + a.name + "=" + v + " out of range " + a.lo
+                        + ".." + a.hi);
+            }
         }
-        int[] x = g.value(n.inputs[0]).shape;
+        try {
+            op.check(n);
+        } catch (SeprtFormatException e) {
+            throw new SeprtFormatException(where + e.getMessage());
+        }
+        int[][] ins = new int[n.inputs.length][];
+        for (int i = 0; i < ins.length; i++) {
+            ins[i] = g.value(n.inputs[i]).shape;
+        }
         int[] out = g.value(n.output).shape;
-        if (n.weighted()) {
-            checkWeights(n, x, out);
-        } else if (n.weight != null || n.scale != null || n.bias != null) {
-            throw new SeprtFormatException("node '" + n.name + "': " + n.opName() + " takes no weights");
+        int[] want;
+        try {
+            want = op.shape(n, ins, out[out.length - 1]);
+        } catch (SeprtFormatException e) {
+            throw new SeprtFormatException(where + e.getMessage());
         }
-        int[] want = outputShape(g, n, x, out[out.length - 1]);
         if (!Arrays.equals(want, out)) {
-            StringBuilder ins = new StringBuilder();
-            for (int i : n.inputs) {
-                ins.append(ins.length() > 0 ? " and " : "").append(Value.shapeString(g.value(i).shape));
+            StringBuilder sb = new StringBuilder();
+            for (int[] s : ins) {
+                sb.append(sb.length() > 0 ? " and " : "").append(Value.shapeString(s));
             }
-            throw new SeprtFormatException("node '" + n.name + "': output shape " + Value.shapeString(out)
-                    + " does not match " + n.opName() + " of " + ins + " (expected " + Value.shapeString(want) + ")");
+            throw new SeprtFormatException(where + "output shape " + Value.shapeString(out) + " does not match "
+                    + op.opName + " of " + sb + " (expected " + Value.shapeString(want) + ")");
         }
+        if (!op.weighted) {
+            if (n.wfmt != WfmtDef.NONE || n.tensors.length != 0) {
+                throw new SeprtFormatException(where + op.opName + " takes no weights");
+            }
+            return;
+        }
+        checkWeights(n, ins[0], out);
     }
 
     private static void checkWeights(Node n, int[] x, int[] out) throws SeprtFormatException {
-        if (n.wfmt == Node.WeightFormat.NONE) {
-            throw new SeprtFormatException("node '" + n.name + "': " + n.opName() + " needs a weight format");
+        String where = "node '" + n.name + "': ";
+        WfmtDef wf = n.wfmt;
+        if (wf == WfmtDef.NONE) {
+            throw new SeprtFormatException(where + n.opName() + " needs a weight format (f32, i8, bin)");
+        }
+        if (n.tensors.length != wf.tensors.length) {
+            throw new SeprtFormatException(where + "weight format " + wf.fmtName + " has " + wf.tensors.length
+                    + " tensors, got " + n.tensors.length);
         }
         int k = out[out.length - 1];
         int cin = x[x.length - 1];
-        if (n.op == Node.Op.CONV) {
-            if (x.length != 3) {
-                throw new SeprtFormatException("node '" + n.name + "': conv needs an (H, W, C) input, got "
-                        + Value.shapeString(x));
-            }
-            if (n.groups < 1 || cin % n.groups != 0 || k % n.groups != 0) {
-                throw new SeprtFormatException("node '" + n.name + "': groups=" + n.groups
-                        + " does not divide channels " + cin + "->" + k);
-            }
-        } else if (n.wfmt == Node.WeightFormat.BIN) {
-            throw new SeprtFormatException("node '" + n.name + "': fc cannot have binary patterns");
+        int[] kshape = n.op == OpDef.FC ? new int[] {k, cin} : new int[] {k, n.kernel, n.kernel, cin / n.groups};
+        if (n.kernel < wf.minKernel) {
+            throw new SeprtFormatException(where + wf.fmtName + " weights need a k x k conv with k >= " + wf.minKernel);
         }
-        expect(n, "bias", n.bias, Tensor.F32, k);
-        requireFinite(n, "bias", n.bias.floats());
-        int[] kshape = n.op == Node.Op.FC ? new int[] {k, cin}
-                : new int[] {k, n.kernel, n.kernel, cin / n.groups};
-        switch (n.wfmt) {
-            case F32:
-                expect(n, "weight", n.weight, Tensor.F32, kshape);
-                requireFinite(n, "weight", n.weight.floats());
-                if (n.scale != null) {
-                    throw new SeprtFormatException("node '" + n.name + "': f32 weights take no scale section");
-                }
-                break;
-            case I8: {
-                expect(n, "weight", n.weight, Tensor.I8, kshape);
-                expect(n, "scale", n.scale, Tensor.F32, k);
-                for (float s : n.scale.floats()) {
-                    if (!(finite(s) && s > 0)) {
-                        throw new SeprtFormatException("node '" + n.name + "': weight scales must be finite and > 0");
-                    }
-                }
-                break;
+        for (int i = 0; i < wf.tensors.length; i++) {
+            WfmtDef.Spec spec = wf.tensors[i];
+            int[] shape = spec.shape(kshape);
+            if (shape == null) {
+                throw new SeprtFormatException(where + wf.fmtName + " weights need a k x k conv");
             }
-            default: {   // BIN
-                if (n.kernel < 2) {
-                    throw new SeprtFormatException("node '" + n.name + "': binary patterns need a k x k kernel "
-                            + "with k > 1");
-                }
-                int nbits = n.kernel * n.kernel * (cin / n.groups);
-                int rowBytes = (nbits + 7) / 8;
-                expect(n, "pattern", n.weight, Tensor.U8, k, rowBytes);
-                expect(n, "alpha", n.scale, Tensor.F32, k);
-                for (float a : n.scale.floats()) {
-                    if (!(finite(a) && a >= 0)) {
-                        throw new SeprtFormatException("node '" + n.name + "': alpha must be finite and >= 0");
-                    }
-                }
-                int used = nbits % 8;
-                if (used != 0) {
-                    byte[] p = n.weight.bytes();
-                    for (int o = 0; o < k; o++) {
-                        if (((p[o * rowBytes + rowBytes - 1] & 0xFF) >> used) != 0) {
-                            throw new SeprtFormatException("node '" + n.name + "': padding bits of packed "
-                                    + "patterns must be 0");
-                        }
+            Tensor t = n.tensors[i];
+            if (t.dtype != spec.dtype || !Arrays.equals(t.shape, shape)) {
+                throw new SeprtFormatException(where + spec.name + " is " + Tensor.dtypeName(t.dtype)
+                        + Value.shapeString(t.shape) + ", expected " + Tensor.dtypeName(spec.dtype) + Value.shapeString(shape));
+            }
+            if (t.dtype == Tensor.F32) {
+                for (float v : t.floats()) {
+                    if (!(Math.abs(v) <= MAX_ABS_PARAM)) {     // also false for NaN
+                        throw new SeprtFormatException(where + spec.name + " has NaN, Inf or a magnitude over 1e12");
                     }
                 }
             }
         }
-    }
-
-    private static void expect(Node n, String what, Tensor t, int dtype, int... shape) throws SeprtFormatException {
-        if (t == null) {
-            throw new SeprtFormatException("node '" + n.name + "': missing " + what);
-        }
-        if (t.dtype != dtype || !Arrays.equals(t.shape, shape)) {
-            throw new SeprtFormatException("node '" + n.name + "': " + what + " is " + Tensor.dtypeName(t.dtype)
-                    + Value.shapeString(t.shape) + ", expected " + Tensor.dtypeName(dtype) + Value.shapeString(shape));
-        }
-    }
-
-    private static void requireFinite(Node n, String what, float[] a) throws SeprtFormatException {
-        for (float v : a) {
-            if (!finite(v)) {
-                throw new SeprtFormatException("node '" + n.name + "': " + what + " has NaN or Inf");
-            }
-        }
-    }
-
-    /** The shape rule of each op (docs/format.md); k is the output value's channel count. */
-    private static int[] outputShape(Graph g, Node n, int[] x, int k) throws SeprtFormatException {
-        String where = "node '" + n.name + "': ";
-        boolean spatial = n.op == Node.Op.CONV || n.op == Node.Op.MAXPOOL || n.op == Node.Op.AVGPOOL
-                || n.op == Node.Op.SHORTCUT_A || n.op == Node.Op.GAP;
-        if (spatial && x.length != 3) {
-            throw new SeprtFormatException(where + n.opName() + " needs an (H, W, C) input, got " + Value.shapeString(x));
-        }
-        switch (n.op) {
-            case CONV:
-                return new int[] {convOut(x[0], n), convOut(x[1], n), k};
-            case MAXPOOL:
-            case AVGPOOL:
-                return new int[] {convOut(x[0], n), convOut(x[1], n), x[2]};
-            case SHORTCUT_A:
-                if (k < x[2] || (k - x[2]) % 2 != 0) {
-                    throw new SeprtFormatException(where + "shortcut_a cannot pad " + x[2] + " channels to " + k);
-                }
-                return new int[] {ceilDiv(x[0], n.stride), ceilDiv(x[1], n.stride), k};
-            case GAP:
-                return new int[] {x[2]};
-            case FC:
-                if (x.length != 1) {
-                    throw new SeprtFormatException(where + "fc needs a flat (C,) input, got " + Value.shapeString(x));
-                }
-                return new int[] {k};
-            case ADD: {
-                int[] y = g.value(n.inputs[1]).shape;
-                if (!Arrays.equals(x, y)) {
-                    throw new SeprtFormatException(where + "add of different shapes " + Value.shapeString(x)
-                            + " and " + Value.shapeString(y));
-                }
-                return x;
-            }
-            default:   // RELU
-                return x;
-        }
-    }
-
-    /** Output length along one axis: floor((in + 2 pad - kernel) / stride) + 1. */
-    static int convOut(int size, Node n) {
-        int span = size + 2 * n.pad - n.kernel;
-        return (span >= 0 ? span / n.stride : -((-span + n.stride - 1) / n.stride)) + 1;
+        wf.check(n, kshape);
     }
 
     /** Neither NaN nor infinite (Float.isFinite needs Android API 24). */
     static boolean finite(float v) {
         return Math.abs(v) <= Float.MAX_VALUE;
-    }
-
-    private static int ceilDiv(int a, int b) {
-        return (a + b - 1) / b;
     }
 
     // ------------------------------------------------------------ metadata
@@ -335,8 +269,11 @@ final class GraphValidator {
         if (!(finite(cf) && cf > 0 && cf <= 1)) {
             throw new SeprtFormatException("preprocess.crop_fraction " + cf + " must be in (0, 1]");
         }
+        Long actBits = m.u32("act_bits");
+        if (actBits != null && actBits != 8 && actBits != 4 && actBits != 2) {
+            throw new SeprtFormatException("act_bits " + actBits + " not in (2, 4, 8)");
+        }
         // optional keys: checked for their documented type only
-        m.u32("act_bits");
         for (String key : new String[] {"provenance.source", "provenance.converter", "provenance.stage",
                 "provenance.binarize"}) {
             m.string(key, null);

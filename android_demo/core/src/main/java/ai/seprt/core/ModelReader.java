@@ -16,16 +16,19 @@ import java.util.Set;
 import java.util.zip.CRC32;
 
 /**
- * Model file format v1 reader (docs/format.md), the counterpart of seprt/format.py.
+ * Model file reader, format versions 1 and 2 (docs/format.md), the counterpart of seprt/format.py.
  *
  * <p>Checks the header, section table, canonical layout, zero padding and both CRC-32 layers
  * before reading any section, then decodes META and GRAPH with bounds-checked cursors (every
  * count is checked against the bytes left before anything is allocated) and hands the graph to
- * {@link GraphValidator}. Anything that is not a valid file raises {@link SeprtFormatException}.
+ * {@link GraphValidator}. v1 (fixed 48-byte node entries) and v2 (variable node records with
+ * typed attributes) decode into the same {@link Graph}; op and weight-format codes and
+ * attributes are looked up in {@link OpDef} and {@link WfmtDef}. Anything that is not a valid file raises {@link SeprtFormatException}.
  */
 final class ModelReader {
     static final byte[] MAGIC = "SEPRTMDL".getBytes(StandardCharsets.US_ASCII);
-    static final int VERSION_MAJOR = 1;
+    /** The majors this reader reads (v2 is the current one; v1 files MUST still be read). */
+    static final int[] READS = {1, 2};
     static final int HEADER_SIZE = 64;
     static final int ENTRY_SIZE = 64;
     static final int ALIGNMENT = 64;
@@ -46,7 +49,11 @@ final class ModelReader {
     static final int T_U32S = 6;
 
     private static final int VALUE_SIZE = 32;
-    private static final int NODE_SIZE = 48;
+    private static final int NODE_V1_SIZE = 48;
+    private static final int NODE_V2_SIZE = 16;
+    /** v1 knew op codes 1..8 and weight format codes 0..3. */
+    private static final int V1_MAX_OP = 8;
+    private static final int V1_MAX_WFMT = 3;
 
     private ModelReader() {
     }
@@ -76,7 +83,7 @@ final class ModelReader {
         List<Section> sections = readSections(buf);
         Section m = sections.get(0);
         Metadata meta = readMeta(new Cursor(buf, m.offset, m.offset + m.size, "metadata"));
-        Graph g = readGraph(buf, sections, meta);
+        Graph g = readGraph(buf, sections, meta, u16(buf, 8));
         GraphValidator.validate(g);
         return g;
     }
@@ -97,15 +104,15 @@ final class ModelReader {
         }
         int major = u16(buf, 8);
         int minor = u16(buf, 10);
-        if (major != VERSION_MAJOR) {
+        if (major != READS[0] && major != READS[1]) {
             throw new SeprtFormatException("model file version " + major + "." + minor
-                    + " is not supported by this reader (reads " + VERSION_MAJOR + ".x); "
+                    + " is not supported by this reader (reads " + READS[0] + ".x and " + READS[1] + ".x); "
                     + "upgrade seprt-core or re-export the model");
         }
         if (u32(buf, 12) != HEADER_SIZE || u32(buf, 28) != ALIGNMENT || buf.getLong(32) != HEADER_SIZE
                 || u32(buf, 40) != 0) {
             throw new SeprtFormatException(
-                    "header fields (header_size, alignment, table offset, flags) are not those of v1");
+                    "header fields (header_size, alignment, table offset, flags) are not those of the spec");
         }
         long fileSize = buf.getLong(16);     // u64; a value >= 2^63 reads negative and mismatches
         if (fileSize != size) {
@@ -256,7 +263,7 @@ final class ModelReader {
 
     // ------------------------------------------------------------ GRAPH
 
-    private static Graph readGraph(ByteBuffer buf, List<Section> sections, Metadata meta)
+    private static Graph readGraph(ByteBuffer buf, List<Section> sections, Metadata meta, int major)
             throws SeprtFormatException {
         Section gs = sections.get(1);
         Cursor c = new Cursor(buf, gs.offset, gs.offset + gs.size, "graph");
@@ -272,7 +279,8 @@ final class ModelReader {
             throw new SeprtFormatException("graph has " + nv + " values and " + nn + " nodes; limits are 1.."
                     + GraphValidator.MAX_VALUES);
         }
-        if (nv * VALUE_SIZE + nn * (NODE_SIZE + 2) > gs.size) {
+        long minNode = major == 1 ? NODE_V1_SIZE + 2 : NODE_V2_SIZE + 4;
+        if (nv * VALUE_SIZE + nn * minNode > gs.size) {
             throw new SeprtFormatException("graph section (" + gs.size + " bytes) too small for " + nv
                     + " values and " + nn + " nodes");
         }
@@ -298,50 +306,170 @@ final class ModelReader {
             }
             values.add(new Value(shape, qScale, qZero, (int) Math.min(qBits, Integer.MAX_VALUE)));
         }
-        long[][] raw = new long[(int) nn][12];
-        for (long[] r : raw) {
-            for (int k = 0; k < 12; k++) {
-                r[k] = c.u32();
-            }
-        }
-        String[] names = new String[(int) nn];
-        for (int i = 0; i < nn; i++) {
-            names[i] = c.string(2);
-        }
-        c.expectEnd();
         if (in < nv) {
             values.get((int) in).name = "input";
         }
-
-        Set<Integer> used = new HashSet<>();
+        Tensors tensors = new Tensors(buf, sections);
         List<Node> nodes = new ArrayList<>((int) nn);
-        Node.Op[] ops = Node.Op.values();
-        Node.WeightFormat[] wfmts = Node.WeightFormat.values();
-        for (int i = 0; i < nn; i++) {
-            long[] r = raw[i];
-            String name = names[i];
-            if (r[0] < 1 || r[0] > ops.length) {
-                throw new SeprtFormatException("node '" + name + "': unknown op code " + r[0]
-                        + "; this file needs a newer seprt-core");
+        if (major == 1) {
+            long[][] raw = new long[(int) nn][12];
+            for (long[] r : raw) {
+                for (int k = 0; k < 12; k++) {
+                    r[k] = c.u32();
+                }
             }
-            if (r[8] >= wfmts.length) {
-                throw new SeprtFormatException("node '" + name + "': unknown weight format code " + r[8]);
+            String[] names = new String[(int) nn];
+            for (int i = 0; i < nn; i++) {
+                names[i] = c.string(2);
             }
-            int[] inputs = r[2] == NONE ? new int[] {index(r[1])} : new int[] {index(r[1]), index(r[2])};
-            Node n = new Node(name, ops[(int) r[0] - 1], inputs, index(r[3]), index(r[4]), index(r[5]),
-                    index(r[6]), index(r[7]), wfmts[(int) r[8]],
-                    tensor(buf, sections, used, r[9], name), tensor(buf, sections, used, r[10], name),
-                    tensor(buf, sections, used, r[11], name));
-            nodes.add(n);
-            if (n.output >= 0 && n.output < nv) {
-                values.get(n.output).name = name;
+            for (int i = 0; i < nn; i++) {
+                nodes.add(nodeV1(raw[i], names[i], tensors));
+            }
+        } else {
+            for (int i = 0; i < nn; i++) {
+                nodes.add(nodeV2(c, tensors));
             }
         }
-        int unused = sections.size() - 2 - used.size();
+        c.expectEnd();
+        for (Node n : nodes) {
+            if (n.output >= 0 && n.output < nv) {
+                values.get(n.output).name = n.name;
+            }
+        }
+        int unused = sections.size() - 2 - tensors.used.size();
         if (unused != 0) {
             throw new SeprtFormatException(unused + " tensor sections are not referenced by any node");
         }
         return new Graph(values, nodes, index(in), index(out), index(embed), meta);
+    }
+
+    /** A v1 48-byte node entry: fixed kernel/stride/pad/groups fields and three tensor slots. */
+    private static Node nodeV1(long[] r, String name, Tensors tensors) throws SeprtFormatException {
+        OpDef op = r[0] <= V1_MAX_OP ? OpDef.byCode(r[0]) : null;
+        if (op == null) {
+            throw new SeprtFormatException("node '" + name + "': unknown op code " + r[0]
+                    + "; this file needs a newer seprt");
+        }
+        WfmtDef wfmt = r[8] <= V1_MAX_WFMT ? WfmtDef.byCode(r[8]) : null;
+        if (wfmt == null) {
+            throw new SeprtFormatException("node '" + name + "': unknown weight format code " + r[8]);
+        }
+        String[] fields = {"kernel", "stride", "pad", "groups"};
+        long[] defaults = {1, 1, 0, 1};
+        Map<String, Integer> attrs = new HashMap<>();
+        for (int k = 0; k < fields.length; k++) {
+            long v = r[4 + k];
+            if (op.attr(fields[k]) != null) {
+                attrs.put(fields[k], index(v));     // range-checked by GraphValidator
+            } else if (v != defaults[k]) {
+                throw new SeprtFormatException("node '" + name + "': " + op.opName + " does not use " + fields[k]
+                        + "; it must be " + defaults[k]);
+            }
+        }
+        int[] inputs = r[2] == NONE ? new int[] {index(r[1])} : new int[] {index(r[1]), index(r[2])};
+        long[] slots;
+        if (wfmt == WfmtDef.NONE) {
+            if (r[9] != NONE || r[10] != NONE || r[11] != NONE) {
+                throw new SeprtFormatException("node '" + name + "': " + op.opName + " takes no weights");
+            }
+            slots = new long[0];
+        } else if (wfmt == WfmtDef.F32) {
+            if (r[10] != NONE) {
+                throw new SeprtFormatException("node '" + name + "': float weights take no scale section");
+            }
+            slots = new long[] {r[9], r[11]};
+        } else {
+            slots = new long[] {r[9], r[10], r[11]};
+        }
+        Tensor[] ts = new Tensor[slots.length];
+        for (int k = 0; k < slots.length; k++) {
+            if (slots[k] == NONE) {
+                throw new SeprtFormatException("node '" + name + "': missing a weight, scale or bias section");
+            }
+        }
+        for (int k = 0; k < slots.length; k++) {
+            ts[k] = tensors.get(slots[k], name);
+        }
+        return new Node(name, op, inputs, index(r[3]), attrs, wfmt, ts);
+    }
+
+    /** A v2 node record (docs/format.md, "Node record"). */
+    private static Node nodeV2(Cursor c, Tensors tensors) throws SeprtFormatException {
+        int opCode = c.u16();
+        int wcode = c.u16();
+        int nIn = c.u16();
+        int nT = c.u16();
+        int nA = c.u16();
+        int nName = c.u16();
+        long out = c.u32();
+        c.need(4L * nIn + 4L * nT);
+        int[] inputs = new int[nIn];
+        for (int k = 0; k < nIn; k++) {
+            inputs[k] = index(c.u32());
+        }
+        long[] refs = new long[nT];
+        for (int k = 0; k < nT; k++) {
+            refs[k] = c.u32();
+        }
+        String name = c.utf8(nName, "node name");
+        OpDef op = OpDef.byCode(opCode);
+        if (op == null) {
+            throw new SeprtFormatException("node '" + name + "': unknown op code " + opCode
+                    + "; this file needs a newer seprt");
+        }
+        WfmtDef wfmt = WfmtDef.byCode(wcode);
+        if (wfmt == null) {
+            throw new SeprtFormatException("node '" + name + "': unknown weight format code " + wcode
+                    + "; this file needs a newer seprt");
+        }
+        Map<String, Integer> attrs = new HashMap<>();
+        byte[] prev = new byte[0];
+        for (int k = 0; k < nA; k++) {
+            int keyAt = c.pos;
+            int keyLen = c.u8();
+            byte[] keyBytes = c.bytes(keyLen);
+            String key = decodeUtf8(ByteBuffer.wrap(keyBytes), "node '" + name + "': attribute name at byte " + keyAt);
+            int type = c.u8();
+            int raw = c.i32();
+            if (compareBytes(keyBytes, prev) <= 0) {
+                throw new SeprtFormatException("node '" + name + "': attributes must be sorted and unique ('" + key
+                        + "' after '" + new String(prev, StandardCharsets.UTF_8) + "')");
+            }
+            prev = keyBytes;
+            Attr a = op.attr(key);
+            if (a == null) {
+                throw new SeprtFormatException("node '" + name + "': " + op.opName + " has no attribute '" + key
+                        + "'; this file needs a newer seprt");
+            }
+            if (type != a.type()) {
+                throw new SeprtFormatException("node '" + name + "': attribute '" + key + "' has type " + type
+                        + ", expected " + a.type());
+            }
+            if (raw == a.dflt) {
+                throw new SeprtFormatException("node '" + name + "': attribute '" + key
+                        + "' holds its default and must be omitted");
+            }
+            attrs.put(key, raw);                // range-checked by GraphValidator
+        }
+        if (nT != wfmt.tensors.length) {
+            throw new SeprtFormatException("node '" + name + "': weight format " + wfmt.fmtName + " has "
+                    + wfmt.tensors.length + " tensors, the node " + nT);
+        }
+        Tensor[] ts = new Tensor[nT];
+        for (int k = 0; k < nT; k++) {
+            ts[k] = tensors.get(refs[k], name);
+        }
+        return new Node(name, op, inputs, index(out), attrs, wfmt, ts);
+    }
+
+    private static int compareBytes(byte[] a, byte[] b) {
+        for (int i = 0; i < Math.min(a.length, b.length); i++) {
+            int d = (a[i] & 0xFF) - (b[i] & 0xFF);
+            if (d != 0) {
+                return d;
+            }
+        }
+        return a.length - b.length;
     }
 
     /** A u32 index or count as an int; values above 2^31 - 1 become -1, which every range check rejects. */
@@ -349,21 +477,29 @@ final class ModelReader {
         return u32 > Integer.MAX_VALUE ? -1 : (int) u32;
     }
 
-    private static Tensor tensor(ByteBuffer buf, List<Section> sections, Set<Integer> used, long ref, String node)
-            throws SeprtFormatException {
-        if (ref == NONE) {
-            return null;
+    /** Views of the TENSOR sections; each may be referenced once. */
+    private static final class Tensors {
+        private final ByteBuffer buf;
+        private final List<Section> sections;
+        final Set<Integer> used = new HashSet<>();
+
+        Tensors(ByteBuffer buf, List<Section> sections) {
+            this.buf = buf;
+            this.sections = sections;
         }
-        if (ref < 2 || ref >= sections.size()) {
-            throw new SeprtFormatException("node '" + node + "' references section " + ref
-                    + ", which is not a tensor section");
+
+        Tensor get(long ref, String node) throws SeprtFormatException {
+            if (ref < 2 || ref >= sections.size()) {
+                throw new SeprtFormatException("node '" + node + "' references section " + ref
+                        + ", which is not a tensor section");
+            }
+            if (!used.add((int) ref)) {
+                throw new SeprtFormatException("section " + ref + " is referenced twice");
+            }
+            Section s = sections.get((int) ref);
+            ByteBuffer view = ((ByteBuffer) buf.duplicate().position(s.offset).limit(s.offset + s.size)).slice();
+            return new Tensor(s.dtype, s.shape, view);
         }
-        if (!used.add((int) ref)) {
-            throw new SeprtFormatException("section " + ref + " is referenced twice");
-        }
-        Section s = sections.get((int) ref);
-        ByteBuffer view = ((ByteBuffer) buf.duplicate().position(s.offset).limit(s.offset + s.size)).slice();
-        return new Tensor(s.dtype, s.shape, view);
     }
 
     // ------------------------------------------------------------ little-endian helpers
@@ -387,6 +523,19 @@ final class ModelReader {
         return b;
     }
 
+    /** Strict UTF-8 decoding; where names the bytes in the error message. */
+    private static String decodeUtf8(ByteBuffer b, String where) throws SeprtFormatException {
+        try {
+            CharBuffer s = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(b);
+            return s.toString();
+        } catch (CharacterCodingException e) {
+            throw new SeprtFormatException(where + " is not UTF-8");
+        }
+    }
+
     private static String printable(byte[] b) {
         StringBuilder sb = new StringBuilder("\"");
         for (byte x : b) {
@@ -401,7 +550,7 @@ final class ModelReader {
         private final ByteBuffer buf;
         private final int end;
         private final String what;
-        private int pos;
+        int pos;
 
         Cursor(ByteBuffer buf, int start, int end, String what) {
             this.buf = buf;
@@ -424,6 +573,31 @@ final class ModelReader {
             return buf.get(take(1)) & 0xFF;
         }
 
+        int u16() throws SeprtFormatException {
+            return buf.getShort(take(2)) & 0xFFFF;
+        }
+
+        int i32() throws SeprtFormatException {
+            return buf.getInt(take(4));
+        }
+
+        /** Fails unless n more bytes are left (checked before allocating for them). */
+        void need(long n) throws SeprtFormatException {
+            take(n);
+            pos -= (int) n;
+        }
+
+        byte[] bytes(int n) throws SeprtFormatException {
+            return ModelReader.bytes(buf, take(n), n);
+        }
+
+        /** n bytes of UTF-8; malformed UTF-8 is an error. */
+        String utf8(long n, String field) throws SeprtFormatException {
+            int at = take(n);
+            ByteBuffer b = ((ByteBuffer) buf.duplicate().position(at).limit(at + (int) n)).slice();
+            return decodeUtf8(b, what + " section: " + field + " at byte " + at);
+        }
+
         long u32() throws SeprtFormatException {
             return buf.getInt(take(4)) & 0xFFFFFFFFL;
         }
@@ -434,18 +608,8 @@ final class ModelReader {
 
         /** A UTF-8 string after a u16 or u32 length; malformed UTF-8 is an error. */
         String string(int lengthBytes) throws SeprtFormatException {
-            long n = lengthBytes == 2 ? buf.getShort(take(2)) & 0xFFFF : u32();
-            int at = take(n);
-            ByteBuffer b = ((ByteBuffer) buf.duplicate().position(at).limit(at + (int) n)).slice();
-            try {
-                CharBuffer s = StandardCharsets.UTF_8.newDecoder()
-                        .onMalformedInput(CodingErrorAction.REPORT)
-                        .onUnmappableCharacter(CodingErrorAction.REPORT)
-                        .decode(b);
-                return s.toString();
-            } catch (CharacterCodingException e) {
-                throw new SeprtFormatException(what + " section: string at byte " + at + " is not UTF-8");
-            }
+            long n = lengthBytes == 2 ? u16() : u32();
+            return utf8(n, "string");
         }
 
         /** A u32 element count, checked against the bytes left (each item needs minItemBytes). */

@@ -1,47 +1,101 @@
 package ai.seprt.core;
 
-/** One op of the graph: inputs and output are value indices; conv/fc carry weights. */
-final class Node {
-    enum Op { CONV, FC, ADD, RELU, MAXPOOL, AVGPOOL, GAP, SHORTCUT_A }
+import java.util.Collections;
+import java.util.Map;
+import java.util.TreeMap;
 
-    /** Weight formats of docs/format.md: code 0 none, 1 f32, 2 i8, 3 bin. */
-    enum WeightFormat { NONE, F32, I8, BIN }
+/**
+ * One op of the graph: inputs and output are value indices; attrs holds every attribute of the
+ * op ({@link OpDef}) with defaults filled in; conv/fc carry the tensors of their weight format
+ * ({@link WfmtDef}) in its declared order.
+ */
+final class Node {
+    /** Names of the op table entries, kept from the v1 reader: {@code Node.Op.CONV == OpDef.CONV}. */
+    static final class Op {
+        static final OpDef CONV = OpDef.CONV;
+        static final OpDef FC = OpDef.FC;
+        static final OpDef ADD = OpDef.ADD;
+        static final OpDef RELU = OpDef.RELU;
+        static final OpDef MAXPOOL = OpDef.MAXPOOL;
+        static final OpDef AVGPOOL = OpDef.AVGPOOL;
+        static final OpDef GAP = OpDef.GAP;
+        static final OpDef SHORTCUT_A = OpDef.SHORTCUT_A;
+        static final OpDef CONCAT = OpDef.CONCAT;
+
+        private Op() {
+        }
+    }
+
+    /** Names of the weight-format table entries, kept from the v1 reader: {@code Node.WeightFormat.I8 == WfmtDef.I8}. */
+    static final class WeightFormat {
+        static final WfmtDef NONE = WfmtDef.NONE;
+        static final WfmtDef F32 = WfmtDef.F32;
+        static final WfmtDef I8 = WfmtDef.I8;
+        static final WfmtDef BIN = WfmtDef.BIN;
+
+        private WeightFormat() {
+        }
+    }
 
     final String name;
-    final Op op;
+    final OpDef op;
     final int[] inputs;
     final int output;
+    /** Every attribute of the op by name, defaults filled in (sorted by name). */
+    final Map<String, Integer> attrs;
+    /** The window attributes by name (their defaults for ops without them). */
     final int kernel;
     final int stride;
     final int pad;
     final int groups;
-    final WeightFormat wfmt;
+    final WfmtDef wfmt;
+    /** The weight format's tensors in its order (empty without weights). */
+    final Tensor[] tensors;
+    /** The first tensor: float or int8 weights, or packed patterns (null without weights). */
     final Tensor weight;
-    /** i8: per-channel weight scale; bin: alpha. */
+    /** The integer path's per-channel multiplier: i8 scale or bin alpha (null for f32 and none). */
     final Tensor scale;
     final Tensor bias;
 
-    Node(String name, Op op, int[] inputs, int output, int kernel, int stride, int pad, int groups,
-         WeightFormat wfmt, Tensor weight, Tensor scale, Tensor bias) {
+    /** given: the attributes the file states; the op's others take their defaults. */
+    Node(String name, OpDef op, int[] inputs, int output, Map<String, Integer> given, WfmtDef wfmt, Tensor[] tensors) {
         this.name = name;
         this.op = op;
         this.inputs = inputs;
         this.output = output;
-        this.kernel = kernel;
-        this.stride = stride;
-        this.pad = pad;
-        this.groups = groups;
+        Map<String, Integer> all = new TreeMap<>();
+        for (Attr a : op.attrs) {
+            all.put(a.name, a.dflt);
+        }
+        all.putAll(given);
+        this.attrs = Collections.unmodifiableMap(all);
+        this.kernel = attr("kernel", 1);
+        this.stride = attr("stride", 1);
+        this.pad = attr("pad", 0);
+        this.groups = attr("groups", 1);
         this.wfmt = wfmt;
-        this.weight = weight;
-        this.scale = scale;
-        this.bias = bias;
+        this.tensors = tensors;
+        this.weight = tensor(wfmt.tensors.length > 0 ? wfmt.tensors[0].name : "");
+        this.scale = tensor(wfmt.scaleName);
+        this.bias = tensor("bias");
+    }
+
+    private int attr(String key, int dflt) {
+        Integer v = attrs.get(key);
+        return v == null ? dflt : v;
+    }
+
+    /** The tensor called name of this node's weight format, or null. */
+    Tensor tensor(String tensorName) {
+        int i = wfmt.index(tensorName);
+        return i >= 0 && i < tensors.length ? tensors[i] : null;
     }
 
     boolean weighted() {
-        return op == Op.CONV || op == Op.FC;
+        return op.weighted;
     }
 
     String opName() {
-        return op.name().toLowerCase(java.util.Locale.ROOT);
+        return op.opName;
     }
 }

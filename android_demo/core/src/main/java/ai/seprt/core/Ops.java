@@ -80,7 +80,11 @@ final class Ops {
         return y;
     }
 
-    /** Global average pool (H, W, C) -> (C,): float32 sum over pixels in raster order / (H*W). */
+    /**
+     * Global average pool (H, W, C) -> (C,), exactly as docs/format.md defines it: float32 sums
+     * over the pixels in row-major order ({@code acc += x[y, x, :]}), then one float32 division by
+     * H*W (as numpy's {@code acc / np.float32(H*W)}: the int converts to the nearest float).
+     */
     static float[] gap(float[] x, int pixels, int c) {
         float[] y = new float[c];
         for (int p = 0; p < pixels; p++) {
@@ -89,7 +93,21 @@ final class Ops {
             }
         }
         for (int ch = 0; ch < c; ch++) {
-            y[ch] /= pixels;
+            y[ch] = y[ch] / (float) pixels;
+        }
+        return y;
+    }
+
+    /** Channel concatenation: inputs (P, C_i) side by side, in input order, into (P, cout). */
+    static float[] concat(float[][] xs, int[] channels, int pixels, int cout) {
+        float[] y = new float[pixels * cout];
+        int c0 = 0;
+        for (int i = 0; i < xs.length; i++) {
+            int c = channels[i];
+            for (int p = 0; p < pixels; p++) {
+                System.arraycopy(xs[i], p * c, y, p * cout + c0, c);
+            }
+            c0 += c;
         }
         return y;
     }

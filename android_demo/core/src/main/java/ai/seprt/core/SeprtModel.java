@@ -12,7 +12,7 @@ import java.util.Comparator;
 import java.util.List;
 
 /**
- * A loaded seprt model (docs/format.md v1): validate the file, preprocess image pixels as its
+ * A loaded seprt model (docs/format.md v1 or v2): validate the file, preprocess image pixels as its
  * metadata says, compute logits and top-k predictions.
  *
  * <pre>

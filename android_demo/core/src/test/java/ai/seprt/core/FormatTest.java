@@ -29,30 +29,30 @@ class FormatTest {
         return Golden.read("models/demo.bin");
     }
 
-    private static ByteBuffer le(byte[] b) {
+    static ByteBuffer le(byte[] b) {
         return ByteBuffer.wrap(b).order(ByteOrder.LITTLE_ENDIAN);
     }
 
-    private static int sectionOffset(byte[] b, int i) {
+    static int sectionOffset(byte[] b, int i) {
         return (int) le(b).getLong(64 + 64 * i + 32);
     }
 
-    private static int sectionSize(byte[] b, int i) {
+    static int sectionSize(byte[] b, int i) {
         return (int) le(b).getLong(64 + 64 * i + 40);
     }
 
     /** Byte offset of node entry i in the GRAPH section. */
-    private static int nodeEntry(byte[] b, int i) {
+    static int nodeEntry(byte[] b, int i) {
         int g = sectionOffset(b, 1);
         return g + 24 + 32 * le(b).getInt(g) + 48 * i;
     }
 
-    private static int valueEntry(byte[] b, int i) {
+    static int valueEntry(byte[] b, int i) {
         return sectionOffset(b, 1) + 24 + 32 * i;
     }
 
     /** A copy with every section CRC and the header CRC recomputed. */
-    private static byte[] resealed(byte[] b) {
+    static byte[] resealed(byte[] b) {
         ByteBuffer buf = le(b);
         int count = buf.getInt(24);
         for (int i = 0; i < count; i++) {
@@ -67,11 +67,11 @@ class FormatTest {
         return b;
     }
 
-    private static String rejected(byte[] b) {
+    static String rejected(byte[] b) {
         return assertThrows(SeprtFormatException.class, () -> SeprtModel.load(b)).getMessage();
     }
 
-    private static void assertRejected(byte[] b, String... fragments) {
+    static void assertRejected(byte[] b, String... fragments) {
         String msg = rejected(b);
         for (String f : fragments) {
             assertTrue(msg.contains(f), "message '" + msg + "' should contain '" + f + "'");
@@ -132,8 +132,8 @@ class FormatTest {
     @Test
     void rejectsUnknownMajorVersionNamingBoth() throws IOException {
         byte[] b = demo();
-        le(b).putShort(8, (short) 2);
-        assertRejected(resealed(b), "version 2.0", "1.x");
+        le(b).putShort(8, (short) 3);
+        assertRejected(resealed(b), "version 3.0", "1.x and 2.x");
     }
 
     @TestFactory
@@ -213,7 +213,7 @@ class FormatTest {
             if (le(b).getInt(nodeEntry(b, i) + 32) == 3) {     // first bin node
                 int alpha = le(b).getInt(nodeEntry(b, i) + 40);
                 le(b).putFloat(sectionOffset(b, alpha), Float.NaN);
-                assertRejected(resealed(b), "alpha must be finite");
+                assertRejected(resealed(b), "alpha has NaN, Inf or a magnitude over 1e12");
                 return;
             }
         }

@@ -77,8 +77,8 @@ it regenerates the random test models"
     passed=$(printf '%s\n' "$out" | sed -n 's/^\[ *\([0-9]*\) tests successful *\]$/\1/p')
     failed=$(printf '%s\n' "$out" | sed -n 's/^\[ *\([0-9]*\) tests failed *\]$/\1/p')
     [ -n "$passed" ] && [ -n "$failed" ] || die "could not read the JUnit summary (exit code $rc)"
-    log "command line: java -jar build/seprt-core.jar seprt/data/demo.bin seprt/data/samples/cat.jpg"
-    java -jar "$B/seprt-core.jar" "$ROOT/seprt/data/demo.bin" "$ROOT/seprt/data/samples/cat.jpg" || rc=1
+    log "command line: java -jar build/seprt-core.jar seprt/data/demo.bin seprt/data/samples/cat-4774.jpg"
+    java -jar "$B/seprt-core.jar" "$ROOT/seprt/data/demo.bin" "$ROOT/seprt/data/samples/cat-4774.jpg" || rc=1
     echo "$passed passed, $failed failed"
     [ "$rc" = 0 ] && [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
 }

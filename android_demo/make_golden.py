@@ -230,7 +230,7 @@ def main() -> int:
         if m.input_shape == (32, 32, 3):
             cases = [(s, x) for s, (_, x) in inputs.items()]
         else:   # tiny (12x10) and sepnet-t8 (224x224): the model preprocesses the decoded pixels
-            picks = list(inputs) if name.startswith(("tiny", "concat")) else ["cat", "ship"]
+            picks = list(inputs) if name.startswith(("tiny", "concat")) else ["cat-4774", "ship-4751"]
             cases = [(s + ".rgb", m.preprocess(inputs[s][0])) for s in picks]
         for input_name, x in cases:
             logits = m.logits(x)[0]

@@ -75,12 +75,12 @@ class ImageTest {
         System.setOut(new PrintStream(out, true, "UTF-8"));
         try {
             Main.main(new String[] {Golden.get().models.get("demo").file.getPath(),
-                    new File(SAMPLES, "cat.jpg").getPath()});
+                    new File(SAMPLES, "cat-4774.jpg").getPath()});
         } finally {
             System.setOut(old);
         }
         String text = out.toString("UTF-8");
-        assertTrue(text.contains("cat.jpg (32x32): inference "), text);
+        assertTrue(text.contains("cat-4774.jpg (32x32): inference "), text);
         assertTrue(text.contains("  5. "), text);
         assertEquals(-1, text.indexOf("  6. "), text);
     }

@@ -1,16 +1,17 @@
 """The fast engine: runs a Plan's instruction table in one numba call per batch.
 
-    engine = FastEngine(graph)
+    engine = FastEngine(graph, threads=1)
     logits, embed = engine.run(x)        # x (N, H, W, 3) float32
 
-Thread safety: read-only weights are shared; each Python thread gets its own
-workspace (activation arenas and scratch) on first use, so concurrent calls
-never share mutable memory. The numba function releases the GIL (nogil).
+Threads: see FastEngine. Read-only weights are shared; mutable memory is
+per calling thread (threads = 1) or per team under a lock (threads > 1).
+The numba function releases the GIL (nogil).
 """
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from .kernels.jit import jit
@@ -22,102 +23,164 @@ from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, Co
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
                                   add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32)
 from . import plan as P
+from .kernels.sync import barrier, share
 
 
 @jit
 def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
-                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf):
+                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, part, nparts, sync):
     """Run instructions prog (n, WIDTH) on each image x[i] (in_size,) f32;
     write logits[i] and embed[i]. Arenas: fbuf f32 activations, abuf u8
     quantized inputs, pbuf u64 bit planes, qbuf i32 plane sums; w*: weights;
-    aux i64 offsets; acc*: scratch. Row columns are named by the kernels' IntEnums."""
+    aux i64 offsets; acc*: this thread's scratch. Row columns are named by the
+    kernels' IntEnums. Thread `part` of `nparts` computes its share of every
+    instruction, then waits at the barrier on sync (kernels/sync.py)."""
+    k = 1
     for i in range(x.shape[0]):
-        fbuf[in_off:in_off + in_size] = x[i]
+        if part == 0:
+            fbuf[in_off:in_off + in_size] = x[i]
+        k = barrier(sync, nparts, k)
         for r in range(prog.shape[0]):
             a = prog[r]
             op = a[0]
             if op == kc.OP_CONV_DOT:
+                lo, hi = share(a[CD.N_PIX], part, nparts, 8)
                 conv_u8i8(abuf[a[CD.A]:], aux[a[CD.PIX]:a[CD.PIX] + a[CD.N_PIX]], aux[a[CD.KOFF]:a[CD.KOFF] + a[CD.NK]],
                           a[CD.NK], wi8[a[CD.B]:], a[CD.G], a[CD.CGP], a[CD.KG], a[CD.M], a[CD.ZERO],
                           wi32[a[CD.WSUM]:], wf32[a[E.MULT]:], wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K],
-                          a[E.RELU], acc32, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf)
+                          a[E.RELU], acc32, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
             elif op == kc.OP_CONV_DW:
+                lo, hi = share(a[DW.N_PIX], part, nparts, 1)
                 conv_dw_u8i8(abuf[a[DW.A]:], aux[a[DW.PIX]:a[DW.PIX] + a[DW.N_PIX]], aux[a[DW.TOFF]:a[DW.TOFF] + a[DW.T]],
                              wi8[a[DW.WT]:], a[DW.CP], a[DW.ZERO], wi32[a[DW.WSUM]:], wf32[a[E.MULT]:],
                              wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], acc32, abuf,
-                             a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf)
+                             a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
             elif op == kc.OP_CONV_BIN:
+                lo, hi = share(a[CB.N_PIX], part, nparts, 1)
                 conv_bin_popcount(pbuf[a[CB.PLANES]:], qbuf[a[CB.QSUM]:], aux[a[CB.PIX]:a[CB.PIX] + a[CB.N_PIX]],
                                   aux[a[CB.TOFF]:a[CB.TOFF] + a[CB.T]], a[CB.T], a[CB.G], a[CB.BITS], a[CB.NW],
                                   wu64[a[CB.PAT]:], a[CB.KG], a[CB.ZERO], wi32[a[CB.WSUM]:], wf32[a[E.MULT]:],
                                   wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], acc64, abuf,
-                                  a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf)
+                                  a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
             elif op == kc.OP_CONV_F32:
+                lo, hi = share(a[CF.HO] * a[CF.WO], part, nparts, 1)
                 conv_f32(fbuf, a[CF.IN], a[CF.H], a[CF.W], a[CF.C], wf32[a[CF.WT]:], a[CF.G], a[CF.KERNEL],
                          a[CF.STRIDE], a[CF.PAD], a[CF.HO], a[CF.WO], a[CF.KG], wf32[a[E.MULT]:], wf32[a[E.BIAS]:],
                          a[E.OUT], a[E.RES], a[E.K], a[E.RELU], accf, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]],
-                         accf[accf.shape[0] // 2:])
+                         accf[accf.shape[0] // 2:], lo, hi)
             elif op == ke.OP_QUANT:
+                lo, hi = share(a[QR.H], part, nparts, 1)
                 quantize_u8(fbuf, a[QR.IN], a[QR.H], a[QR.W], a[QR.C], wf32[a[QR.SCALE]], a[QR.ZERO], a[QR.QMAX],
-                            abuf[a[QR.OUT]:], a[QR.WP], a[QR.PAD], a[QR.G], a[QR.CGP], accf)
+                            abuf[a[QR.OUT]:], a[QR.WP], a[QR.PAD], a[QR.G], a[QR.CGP], accf, lo, hi)
             elif op == kc.OP_PLANES:
+                lo, hi = share(a[PL.N_PIX], part, nparts, 1)
                 planes_from_u8(abuf[a[PL.A]:], a[PL.N_PIX], a[PL.G], a[PL.CG], a[PL.CGP], a[PL.BITS], a[PL.NW],
-                               pbuf[a[PL.PLANES]:], qbuf[a[PL.QSUM]:])
+                               pbuf[a[PL.PLANES]:], qbuf[a[PL.QSUM]:], lo, hi)
             elif op == ke.OP_ADD:
-                add_f32(fbuf, a[AddRow.A], a[AddRow.B], a[AddRow.OUT], a[AddRow.N], a[AddRow.RELU])
+                lo, hi = share(a[AddRow.N], part, nparts, 16)
+                add_f32(fbuf, a[AddRow.A], a[AddRow.B], a[AddRow.OUT], a[AddRow.N], a[AddRow.RELU], lo, hi)
             elif op == ke.OP_RELU:
-                relu_f32(fbuf, a[ReluRow.IN], a[ReluRow.OUT], a[ReluRow.N])
+                lo, hi = share(a[ReluRow.N], part, nparts, 16)
+                relu_f32(fbuf, a[ReluRow.IN], a[ReluRow.OUT], a[ReluRow.N], lo, hi)
             elif op == ke.OP_POOL:
+                lo, hi = share(a[PoolRow.HO], part, nparts, 1)
                 pool_f32(fbuf, a[PoolRow.IN], a[PoolRow.H], a[PoolRow.W], a[PoolRow.C], a[PoolRow.KERNEL],
                          a[PoolRow.STRIDE], a[PoolRow.PAD], a[PoolRow.HO], a[PoolRow.WO], a[PoolRow.OUT],
-                         a[PoolRow.IS_MAX])
+                         a[PoolRow.IS_MAX], lo, hi)
             elif op == ke.OP_GAP:
-                gap_f32(fbuf, a[GapRow.IN], a[GapRow.N_PIX], a[GapRow.C], a[GapRow.OUT], accf)
+                lo, hi = share(a[GapRow.C], part, nparts, 16)
+                gap_f32(fbuf, a[GapRow.IN], a[GapRow.N_PIX], a[GapRow.C], a[GapRow.OUT], accf, lo, hi)
             elif op == ke.OP_SHORTCUT:
+                lo, hi = share(a[SC.HO], part, nparts, 1)
                 shortcut_a_f32(fbuf, a[SC.IN], a[SC.H], a[SC.W], a[SC.C], a[SC.STRIDE], a[SC.HO], a[SC.WO],
-                               a[SC.COUT], a[SC.OUT])
+                               a[SC.COUT], a[SC.OUT], lo, hi)
             elif op == ke.OP_CONCAT:
+                lo, hi = share(a[ConcatRow.N_PIX], part, nparts, 1)
                 concat_f32(fbuf, a[ConcatRow.IN], a[ConcatRow.OUT], a[ConcatRow.N_PIX], a[ConcatRow.C_IN],
-                           a[ConcatRow.C_OUT], a[ConcatRow.C0])
-        logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]
-        embed[i] = fbuf[embed_off:embed_off + embed.shape[1]]
+                           a[ConcatRow.C_OUT], a[ConcatRow.C0], lo, hi)
+            k = barrier(sync, nparts, k)
+        if part == 0:
+            logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]
+            embed[i] = fbuf[embed_off:embed_off + embed.shape[1]]
+        k = barrier(sync, nparts, k)
 
 
 class FastEngine:
-    """Compiled plan + per-thread workspaces for one graph."""
+    """Compiled plan + workspaces for one graph, run on `threads` threads.
 
-    def __init__(self, graph: Graph):
-        self.graph = graph
+    threads = 1: each calling Python thread gets its own workspace (concurrent
+    calls run in parallel). threads > 1: a team of `threads` (the caller and
+    threads - 1 persistent workers) splits every layer of each image; results
+    are bit-identical to 1 thread. A batch of at least `threads` images is
+    split by image instead (no barriers). Team runs of one engine are
+    serialized by a lock, so concurrent calls stay safe.
+    """
+
+    def __init__(self, graph: Graph, threads: int = 1):
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        self.graph, self.threads = graph, threads
         self.plan = P.build(graph)
         self._local = threading.local()
         self.n_classes = graph.values[graph.output].shape[0]
         self.n_embed = graph.values[graph.embed].shape[0]
+        self._pool = None                    # threads - 1 workers, created on first use
+        self._team_lock = threading.Lock()
+        self._team_ws = None
+
+    def _scratch(self):
+        n = max(self.plan.scratch, 8 * 32)
+        return np.zeros(n, np.int32), np.zeros(n, np.int64), np.zeros(2 * n, np.float32)
+
+    def _arenas(self):
+        s, p = self.plan.sizes, self.plan
+        abuf = np.zeros(max(s["u8"], 1), np.uint8)
+        for off, border in p.borders:
+            abuf[off:off + border.size] = border
+        return (np.zeros(max(s["f32"], 1), np.float32), abuf, np.zeros(max(s["u64"], 1), np.uint64),
+                np.zeros(max(s["i32"], 1), np.int32))
 
     def workspace(self):
-        """This thread's arenas (created on first use, borders pre-filled)."""
+        """This Python thread's arenas and scratch (created on first use, borders pre-filled)."""
         ws = getattr(self._local, "ws", None)
         if ws is None:
-            s, p = self.plan.sizes, self.plan
-            abuf = np.zeros(max(s["u8"], 1), np.uint8)
-            for off, border in p.borders:
-                abuf[off:off + border.size] = border
-            n = max(p.scratch, 8 * 32)
-            ws = (np.zeros(max(s["f32"], 1), np.float32), abuf, np.zeros(max(s["u64"], 1), np.uint64),
-                  np.zeros(max(s["i32"], 1), np.int32), np.zeros(n, np.int32), np.zeros(n, np.int64),
-                  np.zeros(2 * n, np.float32))
-            self._local.ws = ws
+            ws = self._local.ws = self._arenas() + self._scratch()
         return ws
+
+    def _call(self, prog, x, logits, embed, arenas, scratch, part, nparts, sync):
+        w, p = self.plan.weights, self.plan
+        run_program(prog, x, p.input_off, p.input_size, logits, p.logits_off, embed, p.embed_off, *arenas,
+                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], *scratch, part, nparts, sync)
 
     def run(self, x: np.ndarray, prog: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """x (N, H, W, 3) float32 C-contiguous -> (logits (N, K), embed (N, D))."""
-        fbuf, abuf, pbuf, qbuf, acc32, acc64, accf = self.workspace()
-        n = x.shape[0]
+        prog = self.plan.prog if prog is None else prog
+        n, t = x.shape[0], self.threads
         logits = np.empty((n, self.n_classes), np.float32)
         embed = np.empty((n, self.n_embed), np.float32)
-        w, p = self.plan.weights, self.plan
-        run_program(self.plan.prog if prog is None else prog, x.reshape(n, -1), p.input_off, p.input_size,
-                    logits, p.logits_off, embed, p.embed_off, fbuf, abuf, pbuf, qbuf,
-                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], acc32, acc64, accf)
+        flat = x.reshape(n, -1)
+        if t > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(t - 1, thread_name_prefix="seprt")
+        if t == 1 or n >= t:                  # one thread, or whole images per thread
+            def one(rows):
+                ws = self.workspace()
+                self._call(prog, flat[rows], logits[rows], embed[rows], ws[:4], ws[4:], 0, 1, np.zeros(1, np.int64))
+            parts = [slice(n * j // t, n * (j + 1) // t) for j in range(t)] if t > 1 else [slice(0, n)]
+            futures = [self._pool.submit(one, r) for r in parts[1:]]
+            one(parts[0])
+            for f in futures:
+                f.result()
+            return logits, embed
+        with self._team_lock:                 # the team splits every layer of each image
+            if self._team_ws is None:
+                self._team_ws = (self._arenas(), [self._scratch() for _ in range(t)])
+            arenas, scratch = self._team_ws
+            sync = np.zeros(8, np.int64)
+            futures = [self._pool.submit(self._call, prog, flat, logits, embed, arenas, scratch[j], j, t, sync)
+                       for j in range(1, t)]
+            self._call(prog, flat, logits, embed, arenas, scratch[0], 0, t, sync)
+            for f in futures:
+                f.result()
         return logits, embed
 
     def profile(self, x: np.ndarray, runs: int = 5) -> list[dict]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,8 +22,10 @@ class Model:
         path: a .bin model file (memory-mapped).
         engine: "fast" (numba kernels, seprt/engine.py) or "reference" (plain
             numpy, the definition of every op).
-        threads: compute threads (>= 1) for the fast engine: a batch is split
-            across this many threads (one image runs on one thread).
+        threads: compute threads (>= 1) of this model's fast engine: one image is
+            split across them layer by layer (results bit-identical to 1 thread);
+            a batch of at least `threads` images is split by image. Each Model
+            keeps its own count and its own worker threads.
     Models whose activations need more than seprt.graph.MAX_ACTIVATION_BYTES
     (1 GiB) are refused at load; raise that limit to load one you trust.
     Raises:
@@ -53,8 +54,7 @@ class Model:
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.graph, self.engine, self.threads = graph, engine, threads
-        self._fast = FastEngine(graph) if engine == "fast" else None
-        self._pool = None                        # worker threads for threads > 1
+        self._fast = FastEngine(graph, threads) if engine == "fast" else None
         self.nbytes, self.source = nbytes, source
         self.meta = graph.meta
         self.labels: list[str] = list(graph.meta["labels"])
@@ -91,16 +91,8 @@ class Model:
         if self._fast is None:
             env = reference.run(g, x, (g.output, g.embed))
             logits, embed = env[g.output], env[g.embed]
-        elif self.threads == 1 or len(x) == 1:
+        else:
             logits, embed = self._fast.run(x)
-        else:                                    # split the batch; numba releases the GIL
-            parts = np.array_split(np.arange(len(x)), min(self.threads, len(x)))
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="seprt")
-            futures = [self._pool.submit(self._fast.run, np.ascontiguousarray(x[p])) for p in parts[1:]]
-            results = [self._fast.run(np.ascontiguousarray(x[parts[0]]))] + [f.result() for f in futures]
-            logits = np.concatenate([r[0] for r in results])
-            embed = np.concatenate([r[1] for r in results])
         if not np.all(np.isfinite(logits)):
             raise FormatError(f"{self.source}: the model's arithmetic overflowed (non-finite logits) on this "
                               "input; its weights are corrupt or out of range; re-export the model")

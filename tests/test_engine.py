@@ -71,23 +71,24 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
         M = 2 if kg > 16 else 1
         B, wsum = pack_u8i8(w_int, groups, cgp, M)
         pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
-        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, np.zeros(8 * 32, np.int32), *tail)
+        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, np.zeros(8 * 32, np.int32), *tail,
+                  0, ho * wo)
     elif kernel == "dw":
         wt, wsum = pack_dw(w_int, cgp)
         pix, _ = window_offsets(ho, wo, stride, 0, w + 2 * pad, cgp, 1, 4)
         toff = ((np.arange(k)[:, None] * (w + 2 * pad) + np.arange(k)[None, :]) * cgp).reshape(-1)
-        conv_dw_u8i8(A, pix, toff, wt, cgp, z, wsum, *epi, np.zeros(cgp, np.int32), *tail)
+        conv_dw_u8i8(A, pix, toff, wt, cgp, z, wsum, *epi, np.zeros(cgp, np.int32), *tail, 0, ho * wo)
     else:
         hp, wp = h + 2 * pad, w + 2 * pad
         nw = -(-(c // groups) // 64)
         planes = np.zeros(hp * wp * groups * bits * nw, np.uint64)
         qsum = np.zeros(hp * wp * groups, np.int32)
-        planes_from_u8(A, hp * wp, groups, c // groups, cgp, bits, nw, planes, qsum)
+        planes_from_u8(A, hp * wp, groups, c // groups, cgp, bits, nw, planes, qsum, 0, hp * wp)
         words, wsum = pack_bin(w_int, groups)
         pix, _ = window_offsets(ho, wo, stride, 0, wp, 1, 1, 4)
         toff = (np.arange(k)[:, None] * wp + np.arange(k)[None, :]).reshape(-1)
         conv_bin_popcount(planes, qsum, pix, toff, k * k, groups, bits, nw, words, kg, z, wsum, *epi,
-                          np.zeros(kg, np.int64), *tail)
+                          np.zeros(kg, np.int64), *tail, 0, ho * wo)
     return fbuf[:n_out].reshape(ho, wo, k_out), (None if requant is None else qbuf.reshape(ho, wo, k_out))
 
 
@@ -160,7 +161,7 @@ def test_quantize_kernel_matches_reference(bits, z, scale):
     x[0, 0, 0] = scale * 2.5                           # a rounding tie: half to even
     A, cgp = padded_u8(np.zeros((h, w, c), np.uint8), z, pad, groups)
     quantize_u8(x.reshape(-1), 0, h, w, c, np.float32(scale), z, (1 << bits) - 1, A, w + 2 * pad, pad, groups, cgp,
-                np.zeros(w * c, np.float32))
+                np.zeros(w * c, np.float32), 0, h)
     want, _ = padded_u8(quantize_act(x, scale, z, bits).astype(np.uint8), z, pad, groups)
     assert np.array_equal(A, want)
 
@@ -277,6 +278,39 @@ def test_threads_and_concurrent_calls_are_identical():
     assert np.array_equal(m.logits(x), want)
 
 
+@pytest.mark.parametrize("arch_id,variant", [("sepnet-cifar", "BQ"), ("resnet20", "BQ"), ("resnet20", "R")])
+def test_threads_on_one_image_bit_identical(arch_id, variant):
+    """threads = 2, 3, 4 split every layer of one image: the same bits as 1 thread;
+    two engines with different counts run side by side from concurrent Python threads."""
+    g = small_graph(variant, arch_id, seed=6)
+    x = X[:1]
+    want = FastEngine(g).run(x)
+    for t in (2, 3, 4):
+        e = FastEngine(g, threads=t)
+        got = e.run(x)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        assert np.array_equal(e.run(X)[0], FastEngine(g).run(X)[0])          # batch >= threads: split by image
+    e2, e3 = FastEngine(g, threads=2), FastEngine(g, threads=3)
+    out = {}
+
+    def work(i):
+        out[i] = (e2 if i % 2 else e3).run(x)[0]
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert len(out) == 6 and all(np.array_equal(v, want[0]) for v in out.values())
+
+
+def test_branchy_model_threads_bit_identical():
+    from seprt import variants
+    a = branchy_arch()
+    calib = np.random.default_rng(6).standard_normal((4,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, variants.binarize_layers(a, variants.random_layers(a, seed=5), "all"), "BQ",
+                             variants.default_preprocess(a), calib)
+    x = calib[:1]
+    assert np.array_equal(FastEngine(g, threads=3).run(x)[0], reference.run(g, x)[g.output])
+
+
 def test_profile_covers_every_instruction():
     g = small_graph("BQ", "sepnet-cifar", seed=5)
     e = FastEngine(g)
@@ -304,7 +338,7 @@ def test_pool_kernel_matches_reference(k, stride, pad, is_max):
     x = rng.standard_normal((1, h, w, c)).astype(np.float32)
     ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
     buf = np.concatenate([x.reshape(-1), np.zeros(ho * wo * c, np.float32)])
-    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max)
+    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max, 0, ho)
     want = run_op("maxpool" if is_max else "avgpool", [x], kernel=k, stride=stride, pad=pad)
     np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
 

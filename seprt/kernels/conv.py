@@ -184,8 +184,9 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
 
 @jit
 def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
-              fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
-    """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32.
+              fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage, p_lo, p_hi):
+    """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32,
+    output pixels p_lo..p_hi (this thread's share).
 
     pix (Ho*Wo,) i64: A offset of each output pixel's window; koff (nk,) i64:
     offset of each 4-channel step inside the window; acc: i32 scratch (8*16);
@@ -195,7 +196,6 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
     P = 4 if M == 2 else 8
-    n_pix = pix.shape[0]
     has_out, has_res, has_q = out_off >= 0, res_off >= 0, qspec[0] >= 0
     qwo, qpad, qwp = qspec[1], qspec[2], qspec[3]
     qz, qmax = np.float32(qspec[4]), np.float32(qspec[5])
@@ -205,9 +205,9 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
             n = min(blk, Kg - ob * blk)
             oc0 = g * Kg + ob * blk
             c0 = np.uint64(oc0)
-            p0 = 0
-            while p0 < n_pix:
-                tp = P if n_pix - p0 >= P else 1
+            p0 = p_lo
+            while p0 < p_hi:
+                tp = P if p_hi - p0 >= P else 1
                 if M == 2:
                     if tp == P:
                         _tile_4x32(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
@@ -282,12 +282,13 @@ def conv_int_ref(q: np.ndarray, z: int, w_int: np.ndarray, stride: int, pad: int
 # ---------------------------------------------------------------- binary
 
 @jit
-def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum):
-    """A (n_pix, G, Cgp) u8 -> planes (n_pix, G, bits, nw) u64 and qsum (n_pix, G) i32.
+def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum, p_lo, p_hi):
+    """A (n_pix, G, Cgp) u8 -> planes (n_pix, G, bits, nw) u64 and qsum (n_pix, G) i32,
+    pixels p_lo..p_hi.
 
     Bit c of word c//64 of plane b is bit b of q[c]; qsum = sum of q over the group.
     """
-    for p in range(n_pix):
+    for p in range(p_lo, p_hi):
         for g in range(G):
             base = (p * G + g) * bits * nw
             for i in range(bits * nw):
@@ -306,14 +307,14 @@ def planes_from_u8(A, n_pix, G, Cg, Cgp, bits, nw, planes, qsum):
 
 @jit
 def conv_bin_popcount(planes, qsum, pix, toff, T, G, bits, nw, pat, Kg, z, wsum, mult, bias,
-                      fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
+                      fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage, p_lo, p_hi):
     """planes (n_pix, G, bits, nw) u64 x patterns (G, T, nw, Kg) u64 -> fbuf (Ho*Wo, K).
 
     pix (Ho*Wo,) i64: padded-pixel index of each window's first tap; toff (T,):
     pixel offsets of the taps. acc: i64 scratch (Kg). For +-1 weights,
     sum w*q = 2*sum_{w=+1} q - sum q, and sum_{w=+1} q = sum_b 2^b popcount(X_b & P).
     """
-    for p in range(pix.shape[0]):
+    for p in range(p_lo, p_hi):
         for g in range(G):
             a = acc[:Kg]
             a[:] = 0
@@ -352,7 +353,7 @@ def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
 
 @jit
 def conv_dw_u8i8(A, pix, toff, Wt, Cp, z, wsum, mult, bias, fbuf, out_off, res_off, K, relu, acc,
-                 qbuf, qspec, qscale, stage):
+                 qbuf, qspec, qscale, stage, p_lo, p_hi):
     """A (Hp,Wp,Cp) u8, Wt (T, Cp) i8 -> fbuf (Ho*Wo, K) f32: depthwise, K = C.
 
     acc[c] = sum_t A[pix[p] + toff[t] + c] * Wt[t, c], then acc - z*wsum[c]
@@ -362,7 +363,7 @@ def conv_dw_u8i8(A, pix, toff, Wt, Cp, z, wsum, mult, bias, fbuf, out_off, res_o
     """
     T = toff.shape[0]
     a = acc[:Cp]
-    for p in range(pix.shape[0]):
+    for p in range(p_lo, p_hi):
         for c in range(Cp):
             a[c] = 0
         for t in range(T):
@@ -387,37 +388,39 @@ def pack_dw(w_int: np.ndarray, cp: int) -> tuple[np.ndarray, np.ndarray]:
 
 @jit
 def conv_f32(fbuf, in_off, H, W, C, Wt, G, k, stride, pad, Ho, Wo, Kg, mult, bias,
-             out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage):
-    """x (H,W,C) f32 at in_off, Wt (G, k*k, Cg, Kg) f32 -> fbuf (Ho*Wo, K) f32 at out_off.
+             out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage, p_lo, p_hi):
+    """x (H,W,C) f32 at in_off, Wt (G, k*k, Cg, Kg) f32 -> fbuf (Ho*Wo, K) f32 at out_off,
+    output pixels p_lo..p_hi.
 
     Zero padding by skipping taps outside the image; acc: f32 scratch (Kg);
     mult: ones (K,) (the shared epilogue's scale).
     """
     cg = C // G
     a = acc[:Kg]
-    for oy in range(Ho):
-        for ox in range(Wo):
-            for g in range(G):
-                a[:] = 0
-                for ky in range(k):
-                    iy = oy * stride - pad + ky
-                    if iy < 0 or iy >= H:
+    for p in range(p_lo, p_hi):
+        oy = p // Wo
+        ox = p - oy * Wo
+        for g in range(G):
+            a[:] = 0
+            for ky in range(k):
+                iy = oy * stride - pad + ky
+                if iy < 0 or iy >= H:
+                    continue
+                for kx in range(k):
+                    ix = ox * stride - pad + kx
+                    if ix < 0 or ix >= W:
                         continue
-                    for kx in range(k):
-                        ix = ox * stride - pad + kx
-                        if ix < 0 or ix >= W:
-                            continue
-                        xb = in_off + (iy * W + ix) * C + g * cg
-                        xrow = fbuf[xb:xb + cg]
-                        wb = (g * k * k + ky * k + kx) * cg * Kg
-                        for c in range(cg):
-                            xv = xrow[c]
-                            wrow = Wt[wb + c * Kg:wb + (c + 1) * Kg]
-                            for o in range(Kg):
-                                a[o] += xv * wrow[o]
-                at = (oy * Wo + ox) * K + g * Kg
-                _write(a, Kg, g * Kg, 0, mult, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
-                       res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, oy * Wo + ox, K, stage)
+                    xb = in_off + (iy * W + ix) * C + g * cg
+                    xrow = fbuf[xb:xb + cg]
+                    wb = (g * k * k + ky * k + kx) * cg * Kg
+                    for c in range(cg):
+                        xv = xrow[c]
+                        wrow = Wt[wb + c * Kg:wb + (c + 1) * Kg]
+                        for o in range(Kg):
+                            a[o] += xv * wrow[o]
+            at = (oy * Wo + ox) * K + g * Kg
+            _write(a, Kg, g * Kg, 0, mult, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
+                   res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, oy * Wo + ox, K, stage)
 
 
 def pack_f32(w: np.ndarray, groups: int) -> np.ndarray:

@@ -90,8 +90,8 @@ class ConcatRow(IntEnum):
 
 
 @jit
-def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp, stage):
-    """x (H,W,C) f32 -> interior of A (Hp,Wp,G,Cgp) u8: clip(rint(x / s) + z, 0, qmax).
+def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp, stage, y_lo, y_hi):
+    """x (H,W,C) f32 -> interior of A (Hp,Wp,G,Cgp) u8: clip(rint(x / s) + z, 0, qmax), rows y_lo..y_hi.
 
     The border (value z) and channel padding (0) are written once at setup;
     stage: f32 scratch of W*C (used when channels are padded).
@@ -99,7 +99,7 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp, stage
     cg = C // G
     s, zf, top = np.float32(scale), np.float32(z), np.float32(qmax)
     n = W * C
-    for y in range(H):
+    for y in range(y_lo, y_hi):
         src = fbuf[in_off + y * n:in_off + (y + 1) * n]
         d0 = ((y + pad) * Wp + pad) * G * Cgp
         if Cgp == cg:                 # rows are contiguous: one vectorizable loop over views
@@ -119,32 +119,35 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp, stage
 
 
 @jit
-def add_f32(fbuf, a_off, b_off, out_off, n, relu):
+def add_f32(fbuf, a_off, b_off, out_off, n, relu, lo, hi):
+    """out[i] = a[i] + b[i] (relu), i in lo..hi of (n,)."""
     a, b, out = fbuf[a_off:a_off + n], fbuf[b_off:b_off + n], fbuf[out_off:out_off + n]
-    for i in range(n):
+    for i in range(lo, hi):
         v = a[i] + b[i]
         out[i] = max(v, np.float32(0)) if relu else v
 
 
 @jit
-def relu_f32(fbuf, in_off, out_off, n):
+def relu_f32(fbuf, in_off, out_off, n, lo, hi):
+    """out[i] = max(x[i], 0), i in lo..hi of (n,)."""
     x, out = fbuf[in_off:in_off + n], fbuf[out_off:out_off + n]
-    for i in range(n):
+    for i in range(lo, hi):
         out[i] = max(x[i], np.float32(0))
 
 
 @jit
-def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
-    """Max pool (padding never wins) or average pool (divide by non-padding count).
+def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, oy_lo, oy_hi):
+    """Max pool (padding never wins) or average pool (divide by non-padding count),
+    output rows oy_lo..oy_hi.
 
     Input and output are separate views; channels are the inner contiguous loop
     with uint64 indices (no wraparound checks), so it vectorizes."""
     x = fbuf[in_off:in_off + H * W * C]
     y = fbuf[out_off:out_off + Ho * Wo * C]
     init = np.float32(-np.inf) if is_max else np.float32(0)
-    for i in range(Ho * Wo * C):
+    for i in range(oy_lo * Wo * C, oy_hi * Wo * C):
         y[i] = init
-    for oy in range(Ho):
+    for oy in range(oy_lo, oy_hi):
         y0, y1 = max(oy * stride - pad, 0), min(oy * stride - pad + k, H)
         for ox in range(Wo):
             x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
@@ -167,25 +170,26 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max):
 
 
 @jit
-def gap_f32(fbuf, in_off, n_pix, C, out_off, acc):
+def gap_f32(fbuf, in_off, n_pix, C, out_off, acc, c_lo, c_hi):
     """(n_pix, C) -> (C,) mean: float32 sums over pixels in order, then / f32(n_pix)
-    (exactly the reference's arithmetic). acc: f32 scratch (C)."""
-    a = acc[:C]
+    (exactly the reference's arithmetic), channels c_lo..c_hi. acc: f32 scratch (C)."""
+    m = c_hi - c_lo
+    a = acc[:m]
     a[:] = np.float32(0)
     for p in range(n_pix):
-        x = fbuf[in_off + p * C:in_off + (p + 1) * C]
-        for c in range(C):
+        x = fbuf[in_off + p * C + c_lo:in_off + p * C + c_hi]
+        for c in range(m):
             a[c] += x[c]
-    out = fbuf[out_off:out_off + C]
+    out = fbuf[out_off + c_lo:out_off + c_hi]
     n = np.float32(n_pix)
-    for c in range(C):
+    for c in range(m):
         out[c] = a[c] / n
 
 
 @jit
-def concat_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0):
-    """x (n_pix, C_in) -> channels c0..c0+C_in of y (n_pix, C_out)."""
-    for p in range(n_pix):
+def concat_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0, p_lo, p_hi):
+    """x (n_pix, C_in) -> channels c0..c0+C_in of y (n_pix, C_out), pixels p_lo..p_hi."""
+    for p in range(p_lo, p_hi):
         x = fbuf[in_off + p * C_in:in_off + (p + 1) * C_in]
         y = fbuf[out_off + p * C_out + c0:out_off + p * C_out + c0 + C_in]
         for c in range(C_in):
@@ -193,10 +197,10 @@ def concat_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0):
 
 
 @jit
-def shortcut_a_f32(fbuf, in_off, H, W, C, stride, Ho, Wo, Cout, out_off):
-    """x[::s, ::s, :] with (Cout - C)/2 zero channels on each side."""
+def shortcut_a_f32(fbuf, in_off, H, W, C, stride, Ho, Wo, Cout, out_off, oy_lo, oy_hi):
+    """x[::s, ::s, :] with (Cout - C)/2 zero channels on each side, output rows oy_lo..oy_hi."""
     p = (Cout - C) // 2
-    for oy in range(Ho):
+    for oy in range(oy_lo, oy_hi):
         for ox in range(Wo):
             o = out_off + (oy * Wo + ox) * Cout
             src = in_off + (oy * stride * W + ox * stride) * C

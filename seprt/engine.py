@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,7 +24,51 @@ from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, Co
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
                                   add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32)
 from . import plan as P
-from .kernels.sync import barrier, share
+from .kernels.sync import barrier, share, wait_generation
+
+WORKER_SPINS = 300_000     # a worker spins ~0.3 ms for the next job before it sleeps
+
+
+class _Team:
+    """threads - 1 persistent workers for one engine. A job is announced by
+    bumping ctl[0]; a worker that finished the last job spins for the next one
+    (no thread wake-up between back-to-back inferences, as pthreadpool), then
+    sleeps on a condition variable."""
+
+    def __init__(self, n_workers: int):
+        self.ctl = np.zeros(8, np.int64)
+        self.cv = threading.Condition()
+        self.job, self.closed = None, False
+        for j in range(1, n_workers + 1):
+            threading.Thread(target=self._work, args=(j,), name=f"seprt-{j}", daemon=True).start()
+
+    def _work(self, part: int) -> None:
+        last = 0
+        while True:
+            gen = int(wait_generation(self.ctl, last, WORKER_SPINS))
+            if gen == last:
+                with self.cv:
+                    while int(self.ctl[0]) == last and not self.closed:
+                        self.cv.wait()
+                    if self.closed:
+                        return
+                    gen = int(self.ctl[0])
+            last = gen
+            fn, args = self.job
+            fn(*args, part)
+
+    def run(self, fn, args: tuple) -> None:
+        """fn(*args, part) on every member, the caller as part 0."""
+        self.job = (fn, args)
+        with self.cv:
+            self.ctl[0] += 1
+            self.cv.notify_all()
+        fn(*args, 0)
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
 
 
 @jit
@@ -124,7 +169,8 @@ class FastEngine:
         self._local = threading.local()
         self.n_classes = graph.values[graph.output].shape[0]
         self.n_embed = graph.values[graph.embed].shape[0]
-        self._pool = None                    # threads - 1 workers, created on first use
+        self._pool = None                    # threads - 1 workers per mode, created on first use
+        self._team = None
         self._team_lock = threading.Lock()
         self._team_ws = None
 
@@ -147,10 +193,10 @@ class FastEngine:
             ws = self._local.ws = self._arenas() + self._scratch()
         return ws
 
-    def _call(self, prog, x, logits, embed, arenas, scratch, part, nparts, sync):
+    def _call(self, prog, x, logits, embed, arenas, scratch, nparts, sync, part):
         w, p = self.plan.weights, self.plan
         run_program(prog, x, p.input_off, p.input_size, logits, p.logits_off, embed, p.embed_off, *arenas,
-                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], *scratch, part, nparts, sync)
+                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], *scratch[part], part, nparts, sync)
 
     def run(self, x: np.ndarray, prog: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """x (N, H, W, 3) float32 C-contiguous -> (logits (N, K), embed (N, D))."""
@@ -159,28 +205,28 @@ class FastEngine:
         logits = np.empty((n, self.n_classes), np.float32)
         embed = np.empty((n, self.n_embed), np.float32)
         flat = x.reshape(n, -1)
-        if t > 1 and self._pool is None:
-            self._pool = ThreadPoolExecutor(t - 1, thread_name_prefix="seprt")
         if t == 1 or n >= t:                  # one thread, or whole images per thread
             def one(rows):
                 ws = self.workspace()
-                self._call(prog, flat[rows], logits[rows], embed[rows], ws[:4], ws[4:], 0, 1, np.zeros(1, np.int64))
-            parts = [slice(n * j // t, n * (j + 1) // t) for j in range(t)] if t > 1 else [slice(0, n)]
+                self._call(prog, flat[rows], logits[rows], embed[rows], ws[:4], [ws[4:]], 1, np.zeros(1, np.int64), 0)
+            if t == 1:
+                one(slice(0, n))
+                return logits, embed
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(t - 1, thread_name_prefix="seprt-batch")
+            parts = [slice(n * j // t, n * (j + 1) // t) for j in range(t)]
             futures = [self._pool.submit(one, r) for r in parts[1:]]
             one(parts[0])
             for f in futures:
                 f.result()
             return logits, embed
         with self._team_lock:                 # the team splits every layer of each image
-            if self._team_ws is None:
+            if self._team is None:
                 self._team_ws = (self._arenas(), [self._scratch() for _ in range(t)])
+                self._team = _Team(t - 1)
+                weakref.finalize(self, self._team.close)
             arenas, scratch = self._team_ws
-            sync = np.zeros(8, np.int64)
-            futures = [self._pool.submit(self._call, prog, flat, logits, embed, arenas, scratch[j], j, t, sync)
-                       for j in range(1, t)]
-            self._call(prog, flat, logits, embed, arenas, scratch[0], 0, t, sync)
-            for f in futures:
-                f.result()
+            self._team.run(self._call, (prog, flat, logits, embed, arenas, scratch, t, np.zeros(8, np.int64)))
         return logits, embed
 
     def profile(self, x: np.ndarray, runs: int = 5) -> list[dict]:

@@ -88,3 +88,13 @@ def barrier(sync, nparts, k):
                 sched_yield()
     return k + 1
 
+
+
+@jit
+def wait_generation(ctl, last, spins):
+    """Spin up to `spins` times for ctl[0] != last; returns ctl[0] (== last on timeout)."""
+    for _ in range(spins):
+        g = atomic_load(ctl, 0)
+        if g != last:
+            return g
+    return atomic_load(ctl, 0)

@@ -367,10 +367,10 @@ def conv_dw_u8i8(A, pix, toff, Wt, Cp, z, wsum, mult, bias, fbuf, out_off, res_o
         for c in range(Cp):
             a[c] = 0
         for t in range(T):
-            x = A[pix[p] + toff[t]:pix[p] + toff[t] + Cp]
-            w = Wt[t * Cp:(t + 1) * Cp]
+            xo, wo = np.uint64(pix[p] + toff[t]), np.uint64(t * Cp)     # unsigned: no wraparound checks
             for c in range(Cp):
-                a[c] += np.int32(x[c]) * np.int32(w[c])
+                cu = np.uint64(c)
+                a[cu] += np.int32(A[xo + cu]) * np.int32(Wt[wo + cu])
         at = p * K
         _write(a, K, 0, z, wsum, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
                res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, p, K, stage)

@@ -1,0 +1,106 @@
+package ai.seprt.core;
+
+/**
+ * conv_i32_nhwc: integer conv/fc with the output channel as the inner loop, for layers with few
+ * output pixels and many channels (and every fc).
+ *
+ * <p>Weight rows are separate arrays so that the inner loop {@code acc[o] += xv * row[o]} indexes
+ * every array by the loop counter, which HotSpot vectorizes (see {@link ConvI32Planar}).
+ *
+ * <p>The input is quantized into a zero-padded (Hp, Wp, C) buffer of (q - z) ints, prepared once
+ * (the padding stays 0). For each output pixel, acc (Kb) += (q - z)[tap, c] * W[tap, c, :] over
+ * contiguous rows of Kb weights. Groups whose Kg is small are run as one dense block-diagonal
+ * conv (the weights of other groups are 0), so that the inner loop is long enough to vectorize.
+ */
+final class ConvI32Nhwc extends FastConv {
+    /** Grouped convs with fewer output channels per group than this run as one dense block. */
+    static final int DENSE_BELOW = 32;
+
+    private final IntWeights iw;
+    private final int blocks;       // 1 when densified, else groups
+    private final int cb, kb;       // input / output channels per block
+    private final int kk;
+    private final int hp, wp;       // padded input
+    private final int[][] w;        // (blocks * kk * cb)(kb): w[(blk*kk + t)*cb + c][o']
+    private final int[] xq;         // (hp, wp, C) q - z, padding 0
+    private final int[] acc;        // (kb)
+
+    ConvI32Nhwc(ConvGeometry geo, IntWeights iw) {
+        super(geo);
+        this.iw = iw;
+        kk = geo.kernel * geo.kernel;
+        boolean dense = geo.groups > 1 && geo.kg < DENSE_BELOW;
+        blocks = dense ? 1 : geo.groups;
+        cb = geo.c / blocks;
+        kb = geo.k / blocks;
+        hp = geo.h + 2 * geo.pad;
+        wp = geo.w + 2 * geo.pad;
+        xq = new int[hp * wp * geo.c];
+        acc = new int[kb];
+        w = new int[blocks * kk * cb][kb];
+        int taps = geo.taps();
+        for (int o = 0; o < geo.k; o++) {
+            int grp = o / geo.kg;
+            int blk = o / kb;
+            for (int t = 0; t < kk; t++) {
+                for (int c = 0; c < geo.cg; c++) {
+                    int cin = grp * geo.cg + c - blk * cb;   // input channel inside the block
+                    w[(blk * kk + t) * cb + cin][o % kb] = iw.ohwi[o * taps + t * geo.cg + c];
+                }
+            }
+        }
+    }
+
+    @Override
+    String kernelName() {
+        return "conv_i32_nhwc";
+    }
+
+    @Override
+    void forward(float[] x, float[] y) {
+        quantize(x);
+        final ConvGeometry g = geo;
+        final int[] acc = this.acc;
+        final int[] xq = this.xq;
+        final int[][] w = this.w;
+        final int kb = this.kb;
+        for (int oy = 0; oy < g.ho; oy++) {
+            for (int ox = 0; ox < g.wo; ox++) {
+                for (int blk = 0; blk < blocks; blk++) {
+                    java.util.Arrays.fill(acc, 0);
+                    for (int ky = 0; ky < g.kernel; ky++) {
+                        for (int kx = 0; kx < g.kernel; kx++) {
+                            int xb = ((oy * g.stride + ky) * wp + ox * g.stride + kx) * g.c + blk * cb;
+                            int wb = (blk * kk + ky * g.kernel + kx) * cb;
+                            for (int c = 0; c < cb; c++) {
+                                int xv = xq[xb + c];
+                                if (xv != 0) {
+                                    ConvI32Planar.mac1(acc, w[wb + c], xv, kb);
+                                }
+                            }
+                        }
+                    }
+                    int yb = (oy * g.wo + ox) * g.k + blk * kb;
+                    for (int o = 0; o < kb; o++) {
+                        y[yb + o] = (float) acc[o] * iw.mult[blk * kb + o] + iw.bias[blk * kb + o];
+                    }
+                }
+            }
+        }
+    }
+
+    /** x (H, W, C) float32 -> xq (Hp, Wp, C): q - z at the real pixels. */
+    private void quantize(float[] x) {
+        final ConvGeometry g = geo;
+        final float scale = iw.scale;
+        final int zero = iw.zero;
+        final int qmax = iw.qmax;
+        for (int iy = 0; iy < g.h; iy++) {
+            int src = iy * g.w * g.c;
+            int dst = ((iy + g.pad) * wp + g.pad) * g.c;
+            for (int i = 0; i < g.w * g.c; i++) {
+                xq[dst + i] = centered(x[src + i], scale, zero, qmax);
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+package ai.seprt.core;
+
+/**
+ * A conv or fc node prepared for the fast path: {@link #forward} reads x (H, W, C) float32 and
+ * overwrites y (Ho, Wo, K) float32 (fc: x (C,) -> y (K,)) without allocating. Each subclass
+ * owns its quantized, padded input buffer, laid out for its loops and prepared once.
+ *
+ * <p>Integer kernels compute the same exact acc = sum w * (q - z) as the reference kernels
+ * ({@link Int8Conv}, {@link BinaryConv}) and the same float epilogue
+ * y = f32(acc) * mult[o] + bias[o], so their results are bit-identical to the reference.
+ */
+abstract class FastConv {
+    final ConvGeometry geo;
+
+    FastConv(ConvGeometry geo) {
+        this.geo = geo;
+    }
+
+    /** Kernel name: op, dtype, layout (e.g. conv_i32_planar). */
+    abstract String kernelName();
+
+    /** x (H, W, C) float32 -> y (Ho, Wo, K) float32; no allocation. */
+    abstract void forward(float[] x, float[] y);
+
+    /** 1.5 * 2^23: for |v| &lt; 2^22, (v + ROUND) - ROUND is v rounded to an integer, half to even. */
+    static final float ROUND = 12582912f;
+
+    /**
+     * q - z of one activation: q = clip(rint(x / scale) + zero, 0, qmax), bit-identical to
+     * {@link ActivationQuantizer}. rint is the float32 round-to-even trick, exact for |v| &lt; 2^22;
+     * larger |v| (or +-Inf) still land far beyond 0..qmax on the same side, so the clip gives the
+     * same q.
+     */
+    static int centered(float x, float scale, int zero, int qmax) {
+        float t = ((x / scale + ROUND) - ROUND) + zero;     // float32 divide, rint, float32 add
+        return (t <= 0 ? 0 : t >= qmax ? qmax : (int) t) - zero;
+    }
+
+    /** The reference kernel behind the fast interface (float convs; layers too wide for int sums). */
+    static final class Reference extends FastConv {
+        private final ConvKernel kernel;
+
+        Reference(ConvKernel kernel) {
+            super(kernel.geo);
+            this.kernel = kernel;
+        }
+
+        @Override
+        String kernelName() {
+            return "reference:" + kernel.getClass().getSimpleName();
+        }
+
+        @Override
+        void forward(float[] x, float[] y) {
+            float[] r = kernel.forward(x);
+            System.arraycopy(r, 0, y, 0, r.length);
+        }
+    }
+}

@@ -57,7 +57,7 @@ final class ConvI32Nhwc extends FastConv {
     }
 
     @Override
-    void forward(float[] x, float[] y) {
+    void forward(float[] x, float[] y, boolean relu) {
         quantize(x);
         final ConvGeometry g = geo;
         final int[] acc = this.acc;
@@ -81,8 +81,9 @@ final class ConvI32Nhwc extends FastConv {
                         }
                     }
                     int yb = (oy * g.wo + ox) * g.k + blk * kb;
+                    float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
                     for (int o = 0; o < kb; o++) {
-                        y[yb + o] = (float) acc[o] * iw.mult[blk * kb + o] + iw.bias[blk * kb + o];
+                        y[yb + o] = Math.max((float) acc[o] * iw.mult[blk * kb + o] + iw.bias[blk * kb + o], floor);
                     }
                 }
             }

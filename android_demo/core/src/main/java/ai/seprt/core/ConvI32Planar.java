@@ -17,7 +17,9 @@ package ai.seprt.core;
  * The padding entries are written once (zeros) and never touched again.
  */
 final class ConvI32Planar extends FastConv {
-    /** Accumulator tile: at most this many ints over all output channels (or one row of them). */
+    /** Tiles have at least this many output ints per channel (whole rows), so the loops are long. */
+    static final int MIN_N = 512;
+    /** Accumulators of a tile: about this many ints over a block of output channels (at least one). */
     static final int TILE = 16384;
 
     private final IntWeights iw;
@@ -29,6 +31,7 @@ final class ConvI32Planar extends FastConv {
     private final int[] colDst;     // (W,) offset of input column ix inside a channel
     private final int[][] xp;       // (C)(s*s, hph, wph) q - z, padding 0
     private final int tileRows;
+    private final int kBlock;       // output channels per tile
     private final int[][] tap;      // (kk)(tileRows * wph) shifted planes of one input channel
     private final int[][] acc;      // (K)(tileRows * wph)
 
@@ -58,7 +61,8 @@ final class ConvI32Planar extends FastConv {
             colDst[ix] = (px % s) * plane + px / s;
         }
         xp = new int[geo.c][s * s * plane];
-        tileRows = Math.max(1, Math.min(geo.ho, TILE / (geo.k * wph)));
+        tileRows = Math.min(geo.ho, (MIN_N + wph - 1) / wph);
+        kBlock = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
         tap = new int[kk][tileRows * wph];
         acc = new int[geo.k][tileRows * wph];
         int cg = geo.cg;
@@ -78,42 +82,51 @@ final class ConvI32Planar extends FastConv {
     }
 
     @Override
-    void forward(float[] x, float[] y) {
+    void forward(float[] x, float[] y, boolean relu) {
         quantize(x);
         final ConvGeometry g = geo;
         for (int r0 = 0; r0 < g.ho; r0 += tileRows) {
             final int rows = Math.min(tileRows, g.ho - r0);
             final int n = rows * wph;
-            for (int o = 0; o < g.k; o++) {
-                java.util.Arrays.fill(acc[o], 0, n, 0);
-            }
-            for (int cin = 0; cin < g.c; cin++) {
-                for (int t = 0; t < kk; t++) {
-                    System.arraycopy(xp[cin], r0 * wph + tapOff[t], tap[t], 0, n);
+            for (int o0 = 0; o0 < g.k; o0 += kBlock) {
+                final int o1 = Math.min(g.k, o0 + kBlock);
+                for (int o = o0; o < o1; o++) {
+                    java.util.Arrays.fill(acc[o], 0, n, 0);
                 }
-                int grp = cin / g.cg;
-                int c = cin % g.cg;
-                for (int o = grp * g.kg; o < (grp + 1) * g.kg; o++) {
+                for (int cin = 0; cin < g.c; cin++) {
+                    int grp = cin / g.cg;
+                    int lo = Math.max(o0, grp * g.kg);      // outputs of this tile that read cin
+                    int hi = Math.min(o1, (grp + 1) * g.kg);
+                    if (lo >= hi) {
+                        continue;
+                    }
+                    for (int t = 0; t < kk; t++) {
+                        System.arraycopy(xp[cin], r0 * wph + tapOff[t], tap[t], 0, n);
+                    }
+                    int c = cin % g.cg;
+                    for (int o = lo; o < hi; o++) {
+                        int[] a = acc[o];
+                        int wb = (o * g.cg + c) * kk;
+                        int t = 0;
+                        for (; t + 3 <= kk; t += 3) {
+                            mac3(a, tap[t], tap[t + 1], tap[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
+                        }
+                        for (; t < kk; t++) {
+                            mac1(a, tap[t], w[wb + t], n);
+                        }
+                    }
+                }
+                for (int o = o0; o < o1; o++) {
                     int[] a = acc[o];
-                    int wb = (o * g.cg + c) * kk;
-                    int t = 0;
-                    for (; t + 3 <= kk; t += 3) {
-                        mac3(a, tap[t], tap[t + 1], tap[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
-                    }
-                    for (; t < kk; t++) {
-                        mac1(a, tap[t], w[wb + t], n);
-                    }
-                }
-            }
-            for (int o = 0; o < g.k; o++) {
-                int[] a = acc[o];
-                float m = iw.mult[o];
-                float b = iw.bias[o];
-                for (int r = 0; r < rows; r++) {
-                    int yb = (r0 + r) * g.wo * g.k + o;
-                    int ab = r * wph;
-                    for (int ox = 0; ox < g.wo; ox++) {
-                        y[yb + ox * g.k] = (float) a[ab + ox] * m + b;
+                    float m = iw.mult[o];
+                    float b = iw.bias[o];
+                    float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
+                    for (int r = 0; r < rows; r++) {
+                        int yb = (r0 + r) * g.wo * g.k + o;
+                        int ab = r * wph;
+                        for (int ox = 0; ox < g.wo; ox++) {
+                            y[yb + ox * g.k] = Math.max((float) a[ab + ox] * m + b, floor);
+                        }
                     }
                 }
             }

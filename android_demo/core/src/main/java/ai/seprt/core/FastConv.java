@@ -19,8 +19,12 @@ abstract class FastConv {
     /** Kernel name: op, dtype, layout (e.g. conv_i32_planar). */
     abstract String kernelName();
 
-    /** x (H, W, C) float32 -> y (Ho, Wo, K) float32; no allocation. */
-    abstract void forward(float[] x, float[] y);
+    /**
+     * x (H, W, C) float32 -> y (Ho, Wo, K) float32, no allocation; relu: y = max(y, 0) fused
+     * (Math.max equals the reference relu on every non-NaN float, and y = f32(acc) * mult + bias
+     * with finite mult and bias is never NaN).
+     */
+    abstract void forward(float[] x, float[] y, boolean relu);
 
     /** 1.5 * 2^23: for |v| &lt; 2^22, (v + ROUND) - ROUND is v rounded to an integer, half to even. */
     static final float ROUND = 12582912f;
@@ -51,8 +55,11 @@ abstract class FastConv {
         }
 
         @Override
-        void forward(float[] x, float[] y) {
+        void forward(float[] x, float[] y, boolean relu) {
             float[] r = kernel.forward(x);
+            if (relu) {
+                Ops.relu(r, r);
+            }
             System.arraycopy(r, 0, y, 0, r.length);
         }
     }

@@ -16,6 +16,8 @@ final class FastExecutor implements Runner {
     private final Graph g;
     private final FastConv[] convs;         // per node; null for ops without weights
     private final float[][] env;            // per value: its buffer (the input's is the caller's array)
+    private final boolean[] reluAfter;      // per node: a relu is fused into it (its output is the relu's)
+    private final boolean[] fused;          // per node: a relu that runs inside the node before it
     private long[] nanos;
 
     FastExecutor(Graph g) {
@@ -23,7 +25,10 @@ final class FastExecutor implements Runner {
         List<Node> nodes = g.nodes;
         convs = new FastConv[nodes.size()];
         env = new float[g.values.size()][];
+        reluAfter = new boolean[nodes.size()];
+        fused = new boolean[nodes.size()];
         int[] lastUse = new int[g.values.size()];
+        int[] readers = new int[g.values.size()];
         java.util.Arrays.fill(lastUse, -1);
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
@@ -32,15 +37,30 @@ final class FastExecutor implements Runner {
             }
             for (int v : n.inputs) {
                 lastUse[v] = i;
+                readers[v]++;
+            }
+        }
+        for (int i = 0; i + 1 < nodes.size(); i++) {
+            Node n = nodes.get(i);
+            Node next = nodes.get(i + 1);
+            boolean fusable = n.weighted() || n.op == Node.Op.ADD;
+            if (fusable && next.op == Node.Op.RELU && next.inputs[0] == n.output && readers[n.output] == 1
+                    && n.output != g.output && n.output != g.embed) {
+                reluAfter[i] = true;
+                fused[i + 1] = true;
             }
         }
         // buffers: a value's array returns to the pool after its last reader (never the outputs)
         Map<Integer, ArrayDeque<float[]>> pool = new HashMap<>();
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
-            int size = g.value(n.output).size();
+            if (fused[i]) {
+                continue;                   // its output buffer was given to the node before
+            }
+            int out = reluAfter[i] ? nodes.get(i + 1).output : n.output;
+            int size = g.value(out).size();
             ArrayDeque<float[]> free = pool.get(size);
-            env[n.output] = free != null && !free.isEmpty() ? free.pop() : new float[size];
+            env[out] = free != null && !free.isEmpty() ? free.pop() : new float[size];
             for (int j = 0; j < n.inputs.length; j++) {
                 int v = n.inputs[j];
                 boolean firstMention = true;
@@ -63,6 +83,9 @@ final class FastExecutor implements Runner {
         env[g.input] = input;
         final long[] t = nanos;
         for (int i = 0; i < g.nodes.size(); i++) {
+            if (fused[i]) {
+                continue;
+            }
             long t0 = t != null ? System.nanoTime() : 0;
             runNode(i, g.nodes.get(i));
             if (t != null) {
@@ -75,16 +98,21 @@ final class FastExecutor implements Runner {
 
     private void runNode(int i, Node n) {
         float[] x = env[n.inputs[0]];
-        float[] y = env[n.output];
+        boolean relu = reluAfter[i];
+        float[] y = env[relu ? g.nodes.get(i + 1).output : n.output];
         int[] s = g.value(n.inputs[0]).shape;
         int[] out = g.value(n.output).shape;
         switch (n.op) {
             case CONV:
             case FC:
-                convs[i].forward(x, y);
+                convs[i].forward(x, y, relu);
                 break;
             case ADD:
-                Ops.add(x, env[n.inputs[1]], y);
+                if (relu) {
+                    addRelu(x, env[n.inputs[1]], y);
+                } else {
+                    Ops.add(x, env[n.inputs[1]], y);
+                }
                 break;
             case RELU:
                 Ops.relu(x, y);
@@ -106,9 +134,20 @@ final class FastExecutor implements Runner {
         }
     }
 
+    /**
+     * y = relu(a + b): Math.max equals the reference relu on every non-NaN float; a + b is NaN
+     * only for Inf + -Inf, which finite inputs do not produce.
+     */
+    static void addRelu(float[] a, float[] b, float[] y) {
+        for (int i = 0; i < y.length; i++) {
+            y[i] = Math.max(a[i] + b[i], 0f);
+        }
+    }
+
     @Override
     public String kernelName(int node) {
-        return convs[node] != null ? convs[node].kernelName() : g.nodes.get(node).opName();
+        String k = convs[node] != null ? convs[node].kernelName() : g.nodes.get(node).opName();
+        return fused[node] ? "(fused)" : reluAfter[node] ? k + "+relu" : k;
     }
 
     @Override

@@ -33,6 +33,7 @@ final class ConvI32Planar extends FastConv {
     private final int tileRows;
     private final int kBlock;       // output channels per tile
     private final int[][] tap;      // (kk)(tileRows * wph) shifted planes of one input channel
+    private final int[][] src;      // (kk) per tap: tap[t], or the channel itself when the tap's offset is 0
     private final int[][] acc;      // (K)(tileRows * wph)
 
     ConvI32Planar(ConvGeometry geo, IntWeights iw) {
@@ -61,9 +62,13 @@ final class ConvI32Planar extends FastConv {
             colDst[ix] = (px % s) * plane + px / s;
         }
         xp = new int[geo.c][s * s * plane];
-        tileRows = Math.min(geo.ho, (MIN_N + wph - 1) / wph);
+        // 1x1 stride-1 convs take the whole image as one tile: their only tap is then the channel
+        // plane itself (offset 0), used without a copy
+        boolean whole = k == 1 && s == 1 && geo.pad == 0 && geo.ho * wph <= 4 * TILE;
+        tileRows = whole ? geo.ho : Math.min(geo.ho, (MIN_N + wph - 1) / wph);
         kBlock = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
         tap = new int[kk][tileRows * wph];
+        src = new int[kk][];
         acc = new int[geo.k][tileRows * wph];
         int cg = geo.cg;
         w = new int[geo.k * cg * kk];
@@ -101,7 +106,13 @@ final class ConvI32Planar extends FastConv {
                         continue;
                     }
                     for (int t = 0; t < kk; t++) {
-                        System.arraycopy(xp[cin], r0 * wph + tapOff[t], tap[t], 0, n);
+                        int off = r0 * wph + tapOff[t];
+                        if (off == 0) {
+                            src[t] = xp[cin];
+                        } else {
+                            System.arraycopy(xp[cin], off, tap[t], 0, n);
+                            src[t] = tap[t];
+                        }
                     }
                     int c = cin % g.cg;
                     for (int o = lo; o < hi; o++) {
@@ -109,10 +120,10 @@ final class ConvI32Planar extends FastConv {
                         int wb = (o * g.cg + c) * kk;
                         int t = 0;
                         for (; t + 3 <= kk; t += 3) {
-                            mac3(a, tap[t], tap[t + 1], tap[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
+                            mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
                         }
                         for (; t < kk; t++) {
-                            mac1(a, tap[t], w[wb + t], n);
+                            mac1(a, src[t], w[wb + t], n);
                         }
                     }
                 }

@@ -37,7 +37,7 @@ abstract class FastConv {
      */
     static int centered(float x, float scale, int zero, int qmax) {
         float t = ((x / scale + ROUND) - ROUND) + zero;     // float32 divide, rint, float32 add
-        return (t <= 0 ? 0 : t >= qmax ? qmax : (int) t) - zero;
+        return (int) Math.min(Math.max(t, 0f), (float) qmax) - zero;    // clip (t is never NaN)
     }
 
     /** The reference kernel behind the fast interface (float convs; layers too wide for int sums). */

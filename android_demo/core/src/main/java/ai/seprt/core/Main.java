@@ -57,8 +57,8 @@ public final class Main {
             int h = img.getHeight();
             float[] x = m.preprocess(img.getRGB(0, 0, w, h, null, 0, w), w, h);
             List<Prediction> top = m.predict(x, 5);
-            System.out.printf(Locale.ROOT, "%s (%dx%d): inference %.2f ms%n", path, w, h,
-                    m.lastInferenceNanos() / 1e6);
+            System.out.printf(Locale.ROOT, "%s (%dx%d): inference %.2f ms, %s path%n", path, w, h,
+                    m.lastInferenceNanos() / 1e6, m.path().label());
             for (int i = 0; i < top.size(); i++) {
                 System.out.printf(Locale.ROOT, "  %d. %-16s %.3f%n", i + 1, top.get(i).label, top.get(i).probability);
             }

@@ -91,6 +91,23 @@ class FastPathTest {
     }
 
     @Test
+    void benchPrintsTheSummaryFirstThenPerLayer() throws IOException {
+        java.io.PrintStream old = System.out;
+        java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        try {
+            System.setOut(new java.io.PrintStream(buf, true, "UTF-8"));
+            Main.main(new String[] {"--bench", Golden.get().models.get("tiny-BQ8").file.getPath(), "3", "--per-layer",
+                "--warmup", "0"});
+        } finally {
+            System.setOut(old);
+        }
+        String[] lines = buf.toString("UTF-8").split("\n");
+        assertTrue(lines[0].matches(".*: median [0-9.]+ ms, min [0-9.]+ ms over 3 runs .*, 1 thread, fast path"), lines[0]);
+        assertTrue(lines[1].startsWith("per layer (mean over 3 runs, fast path)"), lines[1]);
+        assertTrue(buf.toString("UTF-8").contains("conv_i32_"), buf.toString("UTF-8"));
+    }
+
+    @Test
     void referencePathByProperty() throws IOException {
         String old = System.getProperty("seprt.path");
         try {

@@ -2,7 +2,8 @@ package ai.seprt.core;
 
 /**
  * conv_i32_nhwc: integer conv/fc with the output channel as the inner loop, for layers with few
- * output pixels and many channels (and every fc).
+ * output pixels and many channels (and every fc). Input and output are planar (C, H, W) like
+ * every fast-path value; only the padded input buffer is (H, W, C).
  *
  * <p>Weight rows are separate arrays so that the inner loop {@code acc[o] += xv * row[o]} indexes
  * every array by the loop counter, which HotSpot vectorizes (see {@link ConvI32Planar}).
@@ -80,27 +81,30 @@ final class ConvI32Nhwc extends FastConv {
                             }
                         }
                     }
-                    int yb = (oy * g.wo + ox) * g.k + blk * kb;
+                    int hw = g.ho * g.wo;
+                    int yb = blk * kb * hw + oy * g.wo + ox;       // y (K, Ho, Wo)
                     float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
                     for (int o = 0; o < kb; o++) {
-                        y[yb + o] = Math.max((float) acc[o] * iw.mult[blk * kb + o] + iw.bias[blk * kb + o], floor);
+                        y[yb + o * hw] = Math.max((float) acc[o] * iw.mult[blk * kb + o] + iw.bias[blk * kb + o], floor);
                     }
                 }
             }
         }
     }
 
-    /** x (H, W, C) float32 -> xq (Hp, Wp, C): q - z at the real pixels. */
+    /** x (C, H, W) float32 -> xq (Hp, Wp, C): q - z at the real pixels. */
     private void quantize(float[] x) {
         final ConvGeometry g = geo;
         final float scale = iw.scale;
         final int zero = iw.zero;
         final int qmax = iw.qmax;
-        for (int iy = 0; iy < g.h; iy++) {
-            int src = iy * g.w * g.c;
-            int dst = ((iy + g.pad) * wp + g.pad) * g.c;
-            for (int i = 0; i < g.w * g.c; i++) {
-                xq[dst + i] = centered(x[src + i], scale, zero, qmax);
+        for (int c = 0; c < g.c; c++) {
+            for (int iy = 0; iy < g.h; iy++) {
+                int src = (c * g.h + iy) * g.w;
+                int dst = ((iy + g.pad) * wp + g.pad) * g.c + c;
+                for (int ix = 0; ix < g.w; ix++) {
+                    xq[dst + ix * g.c] = centered(x[src + ix], scale, zero, qmax);
+                }
             }
         }
     }

@@ -133,10 +133,10 @@ final class ConvI32Planar extends FastConv {
                     float b = iw.bias[o];
                     float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
                     for (int r = 0; r < rows; r++) {
-                        int yb = (r0 + r) * g.wo * g.k + o;
+                        int yb = (o * g.ho + r0 + r) * g.wo;
                         int ab = r * wph;
                         for (int ox = 0; ox < g.wo; ox++) {
-                            y[yb + ox * g.k] = Math.max((float) a[ab + ox] * m + b, floor);
+                            y[yb + ox] = Math.max((float) a[ab + ox] * m + b, floor);
                         }
                     }
                 }
@@ -158,18 +158,19 @@ final class ConvI32Planar extends FastConv {
         }
     }
 
-    /** x (H, W, C) float32 -> xp (C)(phases, hph, wph): q - z at the real pixels. */
+    /** x (C, H, W) float32 -> xp (C)(phases, hph, wph): q - z at the real pixels. */
     private void quantize(float[] x) {
         final ConvGeometry g = geo;
         final float scale = iw.scale;
         final int zero = iw.zero;
         final int qmax = iw.qmax;
-        for (int iy = 0; iy < g.h; iy++) {
-            for (int ix = 0; ix < g.w; ix++) {
-                int dst = rowDst[iy] + colDst[ix];
-                int xb = (iy * g.w + ix) * g.c;
-                for (int c = 0; c < g.c; c++) {
-                    xp[c][dst] = centered(x[xb + c], scale, zero, qmax);
+        for (int c = 0; c < g.c; c++) {
+            int[] dst = xp[c];
+            for (int iy = 0; iy < g.h; iy++) {
+                int xb = (c * g.h + iy) * g.w;
+                int row = rowDst[iy];
+                for (int ix = 0; ix < g.w; ix++) {
+                    dst[row + colDst[ix]] = centered(x[xb + ix], scale, zero, qmax);
                 }
             }
         }

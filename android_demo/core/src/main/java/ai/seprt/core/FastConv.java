@@ -1,8 +1,9 @@
 package ai.seprt.core;
 
 /**
- * A conv or fc node prepared for the fast path: {@link #forward} reads x (H, W, C) float32 and
- * overwrites y (Ho, Wo, K) float32 (fc: x (C,) -> y (K,)) without allocating. Each subclass
+ * A conv or fc node prepared for the fast path: {@link #forward} reads x (C, H, W) float32 and
+ * overwrites y (K, Ho, Wo) float32 (fc: x (C,) -> y (K,)) without allocating: the fast path keeps
+ * activations planar (channel-major), see {@link FastExecutor}. Each subclass
  * owns its quantized, padded input buffer, laid out for its loops and prepared once.
  *
  * <p>Integer kernels compute the same exact acc = sum w * (q - z) as the reference kernels
@@ -20,7 +21,7 @@ abstract class FastConv {
     abstract String kernelName();
 
     /**
-     * x (H, W, C) float32 -> y (Ho, Wo, K) float32, no allocation; relu: y = max(y, 0) fused
+     * x (C, H, W) float32 -> y (K, Ho, Wo) float32, no allocation; relu: y = max(y, 0) fused
      * (Math.max equals the reference relu on every non-NaN float, and y = f32(acc) * mult + bias
      * with finite mult and bias is never NaN).
      */
@@ -43,10 +44,12 @@ abstract class FastConv {
     /** The reference kernel behind the fast interface (float convs; layers too wide for int sums). */
     static final class Reference extends FastConv {
         private final ConvKernel kernel;
+        private final float[] hwc;      // (H, W, C) the input as the reference kernel takes it
 
         Reference(ConvKernel kernel) {
             super(kernel.geo);
             this.kernel = kernel;
+            hwc = new float[geo.h * geo.w * geo.c];
         }
 
         @Override
@@ -56,11 +59,12 @@ abstract class FastConv {
 
         @Override
         void forward(float[] x, float[] y, boolean relu) {
-            float[] r = kernel.forward(x);
+            OpsChw.toHwc(x, geo.h, geo.w, geo.c, hwc);
+            float[] r = kernel.forward(hwc);
             if (relu) {
                 Ops.relu(r, r);
             }
-            System.arraycopy(r, 0, y, 0, r.length);
+            OpsChw.fromHwc(r, geo.ho, geo.wo, geo.k, y);
         }
     }
 }

@@ -7,7 +7,8 @@ import java.util.Map;
 
 /**
  * The fast path: runs a validated graph with the kernels of {@link FastKernels} and buffers
- * planned once per model. Every value gets a float32 array when the model is loaded, shared by
+ * planned once per model. Values of rank 3 are kept planar, (C, H, W): conv kernels then read
+ * and write whole rows of one channel (no transposes), and the image input is transposed once. Every value gets a float32 array when the model is loaded, shared by
  * values whose lifetimes do not overlap (same size); an inference allocates only the array it
  * returns. Ops without weights run the reference {@link Ops} code (same float32 order) into
  * these buffers.
@@ -18,6 +19,7 @@ final class FastExecutor implements Runner {
     private final float[][] env;            // per value: its buffer (the input's is the caller's array)
     private final boolean[] reluAfter;      // per node: a relu is fused into it (its output is the relu's)
     private final boolean[] fused;          // per node: a relu that runs inside the node before it
+    private final float[] input;            // (C, H, W) the image input, transposed from the caller's (H, W, C)
     private long[] nanos;
 
     FastExecutor(Graph g) {
@@ -52,6 +54,8 @@ final class FastExecutor implements Runner {
         }
         // buffers: a value's array returns to the pool after its last reader (never the outputs)
         Map<Integer, ArrayDeque<float[]>> pool = new HashMap<>();
+        input = new float[g.value(g.input).size()];
+        env[g.input] = input;
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
             if (fused[i]) {
@@ -79,9 +83,10 @@ final class FastExecutor implements Runner {
     }
 
     @Override
-    public float[] run(float[] input, int wanted) {
-        env[g.input] = input;
+    public float[] run(float[] hwcInput, int wanted) {
         final long[] t = nanos;
+        int[] s = g.value(g.input).shape;
+        OpsChw.fromHwc(hwcInput, s[0], s[1], s[2], input);
         for (int i = 0; i < g.nodes.size(); i++) {
             if (fused[i]) {
                 continue;
@@ -92,7 +97,12 @@ final class FastExecutor implements Runner {
                 t[i] += System.nanoTime() - t0;
             }
         }
-        env[g.input] = null;
+        int[] ws = g.value(wanted).shape;
+        if (ws.length == 3) {
+            float[] out = new float[env[wanted].length];
+            OpsChw.toHwc(env[wanted], ws[0], ws[1], ws[2], out);
+            return out;
+        }
         return env[wanted].clone();
     }
 
@@ -118,16 +128,16 @@ final class FastExecutor implements Runner {
                 Ops.relu(x, y);
                 break;
             case MAXPOOL:
-                Ops.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
+                OpsChw.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
                 break;
             case AVGPOOL:
-                Ops.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
+                OpsChw.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
                 break;
             case GAP:
-                Ops.gap(x, s[0] * s[1], s[2], y);
+                OpsChw.gap(x, s[0] * s[1], s[2], y);
                 break;
             case SHORTCUT_A:
-                Ops.shortcutA(x, s[0], s[1], s[2], n.stride, out[2], y);
+                OpsChw.shortcutA(x, s[0], s[1], s[2], n.stride, out[2], y);
                 break;
             default:
                 throw new IllegalStateException("unknown op " + n.op);

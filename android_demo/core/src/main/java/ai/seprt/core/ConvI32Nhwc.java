@@ -6,7 +6,7 @@ package ai.seprt.core;
  * every fast-path value; only the padded input buffer is (H, W, C).
  *
  * <p>Weight rows are separate arrays so that the inner loop {@code acc[o] += xv * row[o]} indexes
- * every array by the loop counter, which HotSpot vectorizes (see {@link ConvI32Planar}).
+ * every array by the loop counter, which HotSpot vectorizes (see {@link ConvExactPlanar}).
  *
  * <p>The input is quantized into a zero-padded (Hp, Wp, C) buffer of (q - z) ints, prepared once
  * (the padding stays 0). For each output pixel, acc (Kb) += (q - z)[tap, c] * W[tap, c, :] over
@@ -73,11 +73,13 @@ final class ConvI32Nhwc extends FastConv {
                         for (int kx = 0; kx < g.kernel; kx++) {
                             int xb = ((oy * g.stride + ky) * wp + ox * g.stride + kx) * g.c + blk * cb;
                             int wb = (blk * kk + ky * g.kernel + kx) * cb;
-                            for (int c = 0; c < cb; c++) {
-                                int xv = xq[xb + c];
-                                if (xv != 0) {
-                                    ConvI32Planar.mac1(acc, w[wb + c], xv, kb);
-                                }
+                            int c = 0;
+                            for (; c + 4 <= cb; c += 4) {
+                                mac4(acc, w[wb + c], w[wb + c + 1], w[wb + c + 2], w[wb + c + 3],
+                                        xq[xb + c], xq[xb + c + 1], xq[xb + c + 2], xq[xb + c + 3], kb);
+                            }
+                            for (; c < cb; c++) {
+                                mac1(acc, w[wb + c], xq[xb + c], kb);
                             }
                         }
                     }
@@ -89,6 +91,23 @@ final class ConvI32Nhwc extends FastConv {
                     }
                 }
             }
+        }
+    }
+
+    /** a[o] += x0 * w0[o] for o &lt; n. */
+    static void mac1(int[] a, int[] w0, int x0, int n) {
+        for (int o = 0; o < n; o++) {
+            a[o] += x0 * w0[o];
+        }
+    }
+
+    /** a[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o] for o &lt; n (zero inputs skipped as a whole). */
+    static void mac4(int[] a, int[] w0, int[] w1, int[] w2, int[] w3, int x0, int x1, int x2, int x3, int n) {
+        if ((x0 | x1 | x2 | x3) == 0) {
+            return;
+        }
+        for (int o = 0; o < n; o++) {
+            a[o] += x0 * w0[o] + x1 * w1[o] + x2 * w2[o] + x3 * w3[o];
         }
     }
 

@@ -17,7 +17,7 @@ abstract class FastConv {
         this.geo = geo;
     }
 
-    /** Kernel name: op, dtype, layout (e.g. conv_i32_planar). */
+    /** Kernel name: op, dtype, layout (e.g. conv_exact_f32_planar). */
     abstract String kernelName();
 
     /**

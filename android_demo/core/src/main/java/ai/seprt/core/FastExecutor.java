@@ -154,6 +154,11 @@ final class FastExecutor implements Runner {
         }
     }
 
+    /** The fast conv of node i (null for ops without weights). */
+    FastConv conv(int node) {
+        return convs[node];
+    }
+
     @Override
     public String kernelName(int node) {
         String k = convs[node] != null ? convs[node].kernelName() : g.nodes.get(node).opName();

@@ -8,7 +8,7 @@ package ai.seprt.core;
  * <pre>
  *   integer path (i8 or bin weights, quantized input), int sums safe:
  *       k x k conv with Ho*Wph &gt;= PLANAR_MIN,
- *       or 1x1 conv with Ho*Wo &gt;= PLANAR_MIN_1X1  -> {@link ConvI32Planar}
+ *       or 1x1 conv with Ho*Wo &gt;= PLANAR_MIN_1X1  -> {@link ConvExactPlanar}
  *       otherwise (small images, fc)              -> {@link ConvI32Nhwc}
  *   float path, or a window too wide for int sums -> the reference kernel
  * </pre>
@@ -34,7 +34,7 @@ final class FastKernels {
         int wph = geo.wo + (geo.kernel - 1) / geo.stride;
         boolean planar = geo.kernel > 1 ? (long) geo.ho * wph >= PLANAR_MIN : (long) geo.ho * geo.wo >= PLANAR_MIN_1X1;
         if (n.op == Node.Op.CONV && planar) {
-            return new ConvI32Planar(geo, iw);
+            return new ConvExactPlanar(geo, iw);
         }
         return new ConvI32Nhwc(geo, iw);
     }

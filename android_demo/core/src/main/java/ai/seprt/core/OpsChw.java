@@ -29,27 +29,31 @@ final class OpsChw {
         }
     }
 
-    /** (C, H, W) -> (C, Ho, Wo): max over the window; padding never wins. */
+    /**
+     * (C, H, W) -> (C, Ho, Wo): max over the window; padding never wins. Taps are the outer
+     * loops, so the maxima of a row are independent (Math.max is order-free: it treats -0 &lt; +0
+     * and propagates NaN whatever the order).
+     */
     static void maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo, float[] y) {
+        java.util.Arrays.fill(y, 0, c * ho * wo, Float.NEGATIVE_INFINITY);
         for (int ch = 0; ch < c; ch++) {
             int xc = ch * h * w;
             int yc = ch * ho * wo;
             for (int oy = 0; oy < ho; oy++) {
-                int y0 = oy * stride - pad;
-                int ky0 = Math.max(0, -y0);
-                int ky1 = Math.min(kernel, h - y0);
-                for (int ox = 0; ox < wo; ox++) {
-                    int x0 = ox * stride - pad;
-                    int kx0 = Math.max(0, -x0);
-                    int kx1 = Math.min(kernel, w - x0);
-                    float m = Float.NEGATIVE_INFINITY;
-                    for (int ky = ky0; ky < ky1; ky++) {
-                        int row = xc + (y0 + ky) * w + x0;
-                        for (int kx = kx0; kx < kx1; kx++) {
-                            m = Math.max(m, x[row + kx]);
+                int yb = yc + oy * wo;
+                for (int ky = 0; ky < kernel; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= h) {
+                        continue;
+                    }
+                    for (int kx = 0; kx < kernel; kx++) {
+                        int lo = firstInside(kx, stride, pad);
+                        int hi = Math.min(wo, lastInside(kx, stride, pad, w) + 1);
+                        int xb = xc + iy * w + kx - pad;
+                        for (int ox = lo; ox < hi; ox++) {
+                            y[yb + ox] = Math.max(y[yb + ox], x[xb + ox * stride]);
                         }
                     }
-                    y[yc + oy * wo + ox] = m;
                 }
             }
         }
@@ -57,28 +61,47 @@ final class OpsChw {
 
     /** (C, H, W) -> (C, Ho, Wo): window sum (row-major taps, from 0) / count of non-padding taps. */
     static void avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo, float[] y) {
+        java.util.Arrays.fill(y, 0, c * ho * wo, 0f);
         for (int ch = 0; ch < c; ch++) {
             int xc = ch * h * w;
             int yc = ch * ho * wo;
             for (int oy = 0; oy < ho; oy++) {
-                int y0 = oy * stride - pad;
-                int ky0 = Math.max(0, -y0);
-                int ky1 = Math.min(kernel, h - y0);
-                for (int ox = 0; ox < wo; ox++) {
-                    int x0 = ox * stride - pad;
-                    int kx0 = Math.max(0, -x0);
-                    int kx1 = Math.min(kernel, w - x0);
-                    float s = 0f;
-                    for (int ky = ky0; ky < ky1; ky++) {
-                        int row = xc + (y0 + ky) * w + x0;
-                        for (int kx = kx0; kx < kx1; kx++) {
-                            s += x[row + kx];
+                int yb = yc + oy * wo;
+                int rows = 0;
+                for (int ky = 0; ky < kernel; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= h) {
+                        continue;
+                    }
+                    rows++;
+                    for (int kx = 0; kx < kernel; kx++) {
+                        int lo = firstInside(kx, stride, pad);
+                        int hi = Math.min(wo, lastInside(kx, stride, pad, w) + 1);
+                        int xb = xc + iy * w + kx - pad;
+                        for (int ox = lo; ox < hi; ox++) {
+                            y[yb + ox] += x[xb + ox * stride];
                         }
                     }
-                    y[yc + oy * wo + ox] = s / ((ky1 - ky0) * (kx1 - kx0));
+                }
+                for (int ox = 0; ox < wo; ox++) {
+                    int x0 = ox * stride - pad;
+                    int cols = Math.min(kernel, w - x0) - Math.max(0, -x0);
+                    y[yb + ox] /= rows * cols;
                 }
             }
         }
+    }
+
+    /** The first ox whose tap kx falls inside the row: ox*stride - pad + kx &gt;= 0. */
+    private static int firstInside(int kx, int stride, int pad) {
+        int need = pad - kx;
+        return need <= 0 ? 0 : (need + stride - 1) / stride;
+    }
+
+    /** The last ox whose tap kx falls inside the row: ox*stride - pad + kx &lt;= w - 1. */
+    private static int lastInside(int kx, int stride, int pad, int w) {
+        int room = w - 1 + pad - kx;
+        return room < 0 ? -1 : room / stride;
     }
 
     /** Global average pool (C, H, W) -> (C,): float32 sum over pixels in raster order / (H*W). */

@@ -82,11 +82,48 @@ class FastPathTest {
             for (int i = 0; i < g.nodes.size(); i++) {
                 if (g.nodes.get(i).weighted()) {
                     String k = f.runner().kernelName(i);
-                    assertTrue(k.startsWith("conv_i32_"), name + " " + g.nodes.get(i).name + " runs " + k);
-                    planar |= k.equals("conv_i32_planar");
+                    assertTrue(k.startsWith("conv_i32_nhwc") || k.startsWith("conv_exact_f32_planar"),
+                            name + " " + g.nodes.get(i).name + " runs " + k);
+                    planar |= k.startsWith("conv_exact_f32_planar");
                 }
             }
-            assertTrue(planar || name.startsWith("tiny"), name + ": no layer runs conv_i32_planar");
+            assertTrue(planar || name.startsWith("tiny"), name + ": no layer runs conv_exact_f32_planar");
+        }
+    }
+
+    /**
+     * Layers whose float32 partial sums could pass 2^24 move them to ints (none of the test models
+     * reaches the bound), so the flushes are forced here.
+     */
+    @Test
+    void exactPlanarFlushesToIntsBitIdentically() throws IOException {
+        String old = System.getProperty("seprt.flushEvery");
+        try {
+            System.setProperty("seprt.flushEvery", "1");
+            for (String name : new String[] {"demo", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
+                SeprtModel r = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.REFERENCE);
+                SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
+                boolean flushes = false;
+                for (int i = 0; i < f.graph().nodes.size(); i++) {
+                    FastConv c = ((FastExecutor) f.runner()).conv(i);
+                    if (c instanceof ConvExactPlanar) {
+                        flushes |= ((ConvExactPlanar) c).flushEvery() < c.geo.cg;
+                    }
+                }
+                assertTrue(flushes, name + ": no planar layer flushes");
+                Random rnd = new Random(7);
+                float[] x = new float[r.inputSize()];
+                for (int i = 0; i < x.length; i++) {
+                    x[i] = (float) rnd.nextGaussian();
+                }
+                assertSame(name + " flushing every channel", r.logits(x), f.logits(x), true);
+            }
+        } finally {
+            if (old == null) {
+                System.clearProperty("seprt.flushEvery");
+            } else {
+                System.setProperty("seprt.flushEvery", old);
+            }
         }
     }
 

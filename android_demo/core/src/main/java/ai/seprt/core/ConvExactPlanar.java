@@ -1,9 +1,19 @@
 package ai.seprt.core;
 
 /**
- * conv_i32_planar: integer conv on channel planes, for layers with large outputs.
+ * conv_exact_f32_planar: integer conv (i8 or ±1 weights on q - z) on channel planes, for layers
+ * with large outputs, carried out exactly in float32 lanes.
  *
- * <p>The input is quantized into one array of (q - z) ints per channel, laid out (s*s phases,
+ * <p>Exactness: every product w * (q - z) and every partial sum is an integer; float32 holds all
+ * integers up to 2^24 exactly, so as long as sum |w| * max|q - z| over the terms of one
+ * accumulator stays &lt;= 2^24, every float32 add is exact whatever the order and the result equals
+ * the int sum. The bound is checked per layer at load: the sums are moved into int accumulators
+ * every {@code flushEvery} input channels (usually never: 3x3x64 ±1 patterns on 8-bit levels
+ * reach 147,000). Then y = f32(acc) * mult[o] + bias[o] as in the reference. Float32 because
+ * HotSpot (C2, JDK 17) vectorizes the float quantize loop but not float-to-int conversions.
+ *
+ * <p>The input is first quantized over the whole value, qf[i] = clip(rint(x[i]/s) + z) - z in
+ * float32 (one vectorized loop), then copied into one array per channel laid out (s*s phases,
  * Hph, Wph): phase (py, px) holds the zero-padded input at rows py + s*i, columns px + s*j, so
  * that at any stride a tap (ky, kx) reads one phase as a stride-1 plane at offset
  * (ky/s)*Wph + kx/s. Output pixel (oy, ox) is flat index oy*Wph + ox of an accumulator plane
@@ -11,32 +21,35 @@ package ai.seprt.core;
  * k*k shifted tap planes are copied once into tap[t] (0-based), then every output channel of
  * its group runs acc[o][i] += w0*tap[t][i] + w1*tap[t+1][i] + w2*tap[t+2][i] over the tile.
  *
- * <p>Every array in those loops is indexed by the loop counter itself: HotSpot (C2, JDK 17)
- * vectorizes {@code a[i] += w * b[i]} but not {@code a[i] += w * b[off + i]} (it cannot rule out
- * that a and b are the same array), which measured 1.5 against 10-20 GMAC/s on this machine.
- * The padding entries are written once (zeros) and never touched again.
+ * <p>Every array in those loops is indexed by the loop counter itself: C2 vectorizes
+ * {@code a[i] += w * b[i]} but not {@code a[i] += w * b[off + i]} (it cannot rule out that a and
+ * b are the same array), which measured 1.5 against 10-20 GMAC/s on this machine. The padding
+ * entries are written once (zeros) and never touched again.
  */
-final class ConvI32Planar extends FastConv {
+final class ConvExactPlanar extends FastConv {
     /** Tiles have at least this many output ints per channel (whole rows), so the loops are long. */
     static final int MIN_N = 512;
     /** Accumulators of a tile: about this many ints over a block of output channels (at least one). */
     static final int TILE = 16384;
 
     private final IntWeights iw;
-    private final int[] w;          // (K, Cg, k*k): w[(o*Cg + c)*kk + t] = W[o, ky, kx, c], t = ky*k + kx
+    private final float[] w;        // (K, Cg, k*k): w[(o*Cg + c)*kk + t] = W[o, ky, kx, c], t = ky*k + kx
     private final int kk;           // taps per channel
     private final int wph;          // phase plane columns
     private final int[] tapOff;     // (kk,) offset of tap t inside a channel's phases
     private final int[] rowDst;     // (H,) offset of input row iy inside a channel
     private final int[] colDst;     // (W,) offset of input column ix inside a channel
-    private final int[][] xp;       // (C)(s*s, hph, wph) q - z, padding 0
+    private final float[] qf;       // (C, H, W) q - z of the whole input
+    private final float[][] xp;     // (C)(s*s, hph, wph) q - z, padding 0
     private final int tileRows;
     private final int kBlock;       // output channels per tile
-    private final int[][] tap;      // (kk)(tileRows * wph) shifted planes of one input channel
-    private final int[][] src;      // (kk) per tap: tap[t], or the channel itself when the tap's offset is 0
-    private final int[][] acc;      // (K)(tileRows * wph)
+    private final float[][] tap;    // (kk)(tileRows * wph) shifted planes of one input channel
+    private final float[][] src;    // (kk) per tap: tap[t], or the channel itself when the tap's offset is 0
+    private final float[][] acc;    // (K)(tileRows * wph) exact partial sums
+    private final int flushEvery;   // input channels per exact float32 partial sum (see above)
+    private final int[][] wide;     // (K)(tileRows * wph) int sums of flushed partials; null if never
 
-    ConvI32Planar(ConvGeometry geo, IntWeights iw) {
+    ConvExactPlanar(ConvGeometry geo, IntWeights iw) {
         super(geo);
         this.iw = iw;
         final int k = geo.kernel;
@@ -61,29 +74,45 @@ final class ConvI32Planar extends FastConv {
             int px = ix + geo.pad;
             colDst[ix] = (px % s) * plane + px / s;
         }
-        xp = new int[geo.c][s * s * plane];
+        qf = new float[geo.c * geo.h * geo.w];
+        xp = new float[geo.c][s * s * plane];
         // 1x1 stride-1 convs take the whole image as one tile: their only tap is then the channel
         // plane itself (offset 0), used without a copy
         boolean whole = k == 1 && s == 1 && geo.pad == 0 && geo.ho * wph <= 4 * TILE;
         tileRows = whole ? geo.ho : Math.min(geo.ho, (MIN_N + wph - 1) / wph);
         kBlock = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
-        tap = new int[kk][tileRows * wph];
-        src = new int[kk][];
-        acc = new int[geo.k][tileRows * wph];
+        tap = new float[kk][tileRows * wph];
+        src = new float[kk][];
+        acc = new float[geo.k][tileRows * wph];
         int cg = geo.cg;
-        w = new int[geo.k * cg * kk];
+        w = new float[geo.k * cg * kk];
+        long colMax = 0;                    // max over (o, c) of sum over taps |w|
         for (int o = 0; o < geo.k; o++) {
-            for (int t = 0; t < kk; t++) {
-                for (int c = 0; c < cg; c++) {
-                    w[(o * cg + c) * kk + t] = iw.ohwi[(o * kk + t) * cg + c];
+            for (int c = 0; c < cg; c++) {
+                long col = 0;
+                for (int t = 0; t < kk; t++) {
+                    int v = iw.ohwi[(o * kk + t) * cg + c];
+                    w[(o * cg + c) * kk + t] = v;
+                    col += Math.abs(v);
                 }
+                colMax = Math.max(colMax, col);
             }
         }
+        long maxq = Math.max(iw.zero, iw.qmax - iw.zero);    // max |q - z|
+        long every = colMax * maxq == 0 ? cg : (1L << 24) / (colMax * maxq);
+        int forced = Integer.getInteger("seprt.flushEvery", 0);      // tests: force the int flushes
+        flushEvery = (int) Math.max(1, Math.min(forced > 0 ? forced : cg, Math.min(cg, every)));
+        wide = flushEvery < cg ? new int[geo.k][tileRows * wph] : null;
+    }
+
+    /** Input channels per exact float32 partial sum (&lt; Cg: partial sums are moved to ints). */
+    int flushEvery() {
+        return flushEvery;
     }
 
     @Override
     String kernelName() {
-        return "conv_i32_planar";
+        return "conv_exact_f32_planar";
     }
 
     @Override
@@ -96,7 +125,10 @@ final class ConvI32Planar extends FastConv {
             for (int o0 = 0; o0 < g.k; o0 += kBlock) {
                 final int o1 = Math.min(g.k, o0 + kBlock);
                 for (int o = o0; o < o1; o++) {
-                    java.util.Arrays.fill(acc[o], 0, n, 0);
+                    java.util.Arrays.fill(acc[o], 0, n, 0f);
+                    if (wide != null) {
+                        java.util.Arrays.fill(wide[o], 0, n, 0);
+                    }
                 }
                 for (int cin = 0; cin < g.c; cin++) {
                     int grp = cin / g.cg;
@@ -115,8 +147,9 @@ final class ConvI32Planar extends FastConv {
                         }
                     }
                     int c = cin % g.cg;
+                    boolean flush = wide != null && (c + 1) % flushEvery == 0;
                     for (int o = lo; o < hi; o++) {
-                        int[] a = acc[o];
+                        float[] a = acc[o];
                         int wb = (o * g.cg + c) * kk;
                         int t = 0;
                         for (; t + 3 <= kk; t += 3) {
@@ -125,10 +158,19 @@ final class ConvI32Planar extends FastConv {
                         for (; t < kk; t++) {
                             mac1(a, src[t], w[wb + t], n);
                         }
+                        if (flush) {
+                            flushInto(wide[o], a, n);
+                        }
                     }
                 }
                 for (int o = o0; o < o1; o++) {
-                    int[] a = acc[o];
+                    float[] a = acc[o];
+                    if (wide != null) {
+                        flushInto(wide[o], a, n);   // a = f32(exact int sum), as the reference's f32(acc)
+                        for (int i = 0; i < n; i++) {
+                            a[i] = (float) wide[o][i];
+                        }
+                    }
                     float m = iw.mult[o];
                     float b = iw.bias[o];
                     float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
@@ -136,7 +178,7 @@ final class ConvI32Planar extends FastConv {
                         int yb = (o * g.ho + r0 + r) * g.wo;
                         int ab = r * wph;
                         for (int ox = 0; ox < g.wo; ox++) {
-                            y[yb + ox] = Math.max((float) a[ab + ox] * m + b, floor);
+                            y[yb + ox] = Math.max(a[ab + ox] * m + b, floor);
                         }
                     }
                 }
@@ -145,32 +187,48 @@ final class ConvI32Planar extends FastConv {
     }
 
     /** a[i] += w0 * x0[i] for i &lt; n. */
-    static void mac1(int[] a, int[] x0, int w0, int n) {
+    static void mac1(float[] a, float[] x0, float w0, int n) {
         for (int i = 0; i < n; i++) {
             a[i] += w0 * x0[i];
         }
     }
 
     /** a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] for i &lt; n. */
-    static void mac3(int[] a, int[] x0, int[] x1, int[] x2, int w0, int w1, int w2, int n) {
+    static void mac3(float[] a, float[] x0, float[] x1, float[] x2, float w0, float w1, float w2, int n) {
         for (int i = 0; i < n; i++) {
             a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i];
         }
     }
 
-    /** x (C, H, W) float32 -> xp (C)(phases, hph, wph): q - z at the real pixels. */
+    /** wide[i] += (int) a[i]; a[i] = 0 (a holds exact integers). */
+    private static void flushInto(int[] wide, float[] a, int n) {
+        for (int i = 0; i < n; i++) {
+            wide[i] += (int) a[i];
+            a[i] = 0f;
+        }
+    }
+
+    /** x (C, H, W) float32 -> qf (C, H, W) q - z -> xp (C)(phases, hph, wph) at the real pixels. */
     private void quantize(float[] x) {
         final ConvGeometry g = geo;
         final float scale = iw.scale;
-        final int zero = iw.zero;
-        final int qmax = iw.qmax;
+        final float zero = iw.zero;
+        final float qmax = iw.qmax;
+        final float[] qf = this.qf;
+        for (int i = 0; i < qf.length; i++) {       // vectorized; see FastConv.centered
+            qf[i] = Math.min(Math.max(((x[i] / scale + ROUND) - ROUND) + zero, 0f), qmax) - zero;
+        }
         for (int c = 0; c < g.c; c++) {
-            int[] dst = xp[c];
+            float[] dst = xp[c];
             for (int iy = 0; iy < g.h; iy++) {
                 int xb = (c * g.h + iy) * g.w;
                 int row = rowDst[iy];
-                for (int ix = 0; ix < g.w; ix++) {
-                    dst[row + colDst[ix]] = centered(x[xb + ix], scale, zero, qmax);
+                if (g.stride == 1) {
+                    System.arraycopy(qf, xb, dst, row + colDst[0], g.w);
+                } else {
+                    for (int ix = 0; ix < g.w; ix++) {
+                        dst[row + colDst[ix]] = qf[xb + ix];
+                    }
                 }
             }
         }

@@ -19,7 +19,8 @@ package ai.seprt.core;
  * (ky/s)*Wph + kx/s. Output pixel (oy, ox) is flat index oy*Wph + ox of an accumulator plane
  * (columns ox &gt;= Wo are computed and dropped). For a tile of output rows, each input channel's
  * k*k shifted tap planes are copied once into tap[t] (0-based), then every output channel of
- * its group runs acc[o][i] += w0*tap[t][i] + w1*tap[t+1][i] + w2*tap[t+2][i] over the tile.
+ * its group runs acc[o][i] += w0*tap[t][i] + ... + w4*tap[t+4][i] (up to 5 taps a pass) over
+ * the tile.
  *
  * <p>Every array in those loops is indexed by the loop counter itself: C2 vectorizes
  * {@code a[i] += w * b[i]} but not {@code a[i] += w * b[off + i]} (it cannot rule out that a and
@@ -29,6 +30,8 @@ package ai.seprt.core;
 final class ConvExactPlanar extends FastConv {
     /** Tiles have at least this many output ints per channel (whole rows), so the loops are long. */
     static final int MIN_N = 512;
+    /** Taps per pass over an accumulator row (at most 5). */
+    static final int MAX_TAPS = Integer.getInteger("seprt.maxTaps", 5);
     /** Accumulators of a tile: about this many ints over a block of output channels (at least one). */
     static final int TILE = 16384;
 
@@ -151,12 +154,27 @@ final class ConvExactPlanar extends FastConv {
                     for (int o = lo; o < hi; o++) {
                         float[] a = acc[o];
                         int wb = (o * g.cg + c) * kk;
-                        int t = 0;
-                        for (; t + 3 <= kk; t += 3) {
-                            mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
-                        }
-                        for (; t < kk; t++) {
-                            mac1(a, src[t], w[wb + t], n);
+                        for (int t = 0; t < kk; ) {        // up to 5 taps per pass over a
+                            switch (Math.min(MAX_TAPS, kk - t)) {
+                                case 5:
+                                    mac5(a, src[t], src[t + 1], src[t + 2], src[t + 3], src[t + 4], w[wb + t],
+                                            w[wb + t + 1], w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], n);
+                                    t += 5;
+                                    break;
+                                case 4:
+                                    mac4(a, src[t], src[t + 1], src[t + 2], src[t + 3], w[wb + t], w[wb + t + 1],
+                                            w[wb + t + 2], w[wb + t + 3], n);
+                                    t += 4;
+                                    break;
+                                case 3:
+                                    mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
+                                    t += 3;
+                                    break;
+                                default:
+                                    mac1(a, src[t], w[wb + t], n);
+                                    t += 1;
+                                    break;
+                            }
                         }
                         if (flush) {
                             flushInto(wide[o], a, n);
@@ -197,6 +215,22 @@ final class ConvExactPlanar extends FastConv {
     static void mac3(float[] a, float[] x0, float[] x1, float[] x2, float w0, float w1, float w2, int n) {
         for (int i = 0; i < n; i++) {
             a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i];
+        }
+    }
+
+    /** a[i] += w0 * x0[i] + ... + w3 * x3[i] for i &lt; n. */
+    static void mac4(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, float w0, float w1, float w2, float w3,
+                     int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i];
+        }
+    }
+
+    /** a[i] += w0 * x0[i] + ... + w4 * x4[i] for i &lt; n. */
+    static void mac5(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, float[] x4, float w0, float w1,
+                     float w2, float w3, float w4, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i] + w4 * x4[i];
         }
     }
 

@@ -15,7 +15,7 @@ package ai.seprt.core;
  */
 final class ConvI32Nhwc extends FastConv {
     /** Grouped convs with fewer output channels per group than this run as one dense block. */
-    static final int DENSE_BELOW = 32;
+    static final int DENSE_BELOW = Integer.getInteger("seprt.denseBelow", 16);
 
     private final IntWeights iw;
     private final int blocks;       // 1 when densified, else groups

@@ -29,11 +29,11 @@ package ai.seprt.core;
  */
 final class ConvExactPlanar extends FastConv {
     /** Tiles have at least this many output ints per channel (whole rows), so the loops are long. */
-    static final int MIN_N = 512;
+    static final int MIN_N = Integer.getInteger("seprt.minN", 1024);
     /** Taps per pass over an accumulator row (at most 5). */
     static final int MAX_TAPS = Integer.getInteger("seprt.maxTaps", 5);
     /** Accumulators of a tile: about this many ints over a block of output channels (at least one). */
-    static final int TILE = 16384;
+    static final int TILE = Integer.getInteger("seprt.tile", 16384);
 
     private final IntWeights iw;
     private final float[] w;        // (K, Cg, k*k): w[(o*Cg + c)*kk + t] = W[o, ky, kx, c], t = ky*k + kx
@@ -192,11 +192,14 @@ final class ConvExactPlanar extends FastConv {
                     float m = iw.mult[o];
                     float b = iw.bias[o];
                     float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
-                    for (int r = 0; r < rows; r++) {
-                        int yb = (o * g.ho + r0 + r) * g.wo;
-                        int ab = r * wph;
-                        for (int ox = 0; ox < g.wo; ox++) {
-                            y[yb + ox] = Math.max(a[ab + ox] * m + b, floor);
+                    for (int i = 0; i < n; i++) {          // in place, vectorized (see the class comment)
+                        a[i] = Math.max(a[i] * m + b, floor);
+                    }
+                    if (wph == g.wo) {
+                        System.arraycopy(a, 0, y, (o * g.ho + r0) * g.wo, n);
+                    } else {
+                        for (int r = 0; r < rows; r++) {
+                            System.arraycopy(a, r * wph, y, (o * g.ho + r0 + r) * g.wo, g.wo);
                         }
                     }
                 }

@@ -122,6 +122,10 @@ final class ConvExactPlanar extends FastConv {
     void forward(float[] x, float[] y, boolean relu) {
         quantize(x);
         final ConvGeometry g = geo;
+        if (kk == 1 && tileRows == g.ho && tapOff[0] == 0 && wide == null) {
+            forward1x1(y, relu);
+            return;
+        }
         for (int r0 = 0; r0 < g.ho; r0 += tileRows) {
             final int rows = Math.min(tileRows, g.ho - r0);
             final int n = rows * wph;
@@ -189,20 +193,55 @@ final class ConvExactPlanar extends FastConv {
                             a[i] = (float) wide[o][i];
                         }
                     }
-                    float m = iw.mult[o];
-                    float b = iw.bias[o];
-                    float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
-                    for (int i = 0; i < n; i++) {          // in place, vectorized (see the class comment)
-                        a[i] = Math.max(a[i] * m + b, floor);
-                    }
-                    if (wph == g.wo) {
-                        System.arraycopy(a, 0, y, (o * g.ho + r0) * g.wo, n);
-                    } else {
-                        for (int r = 0; r < rows; r++) {
-                            System.arraycopy(a, r * wph, y, (o * g.ho + r0 + r) * g.wo, g.wo);
-                        }
-                    }
+                    epilogue(a, o, r0, rows, n, y, relu);
                 }
+            }
+        }
+    }
+
+    /**
+     * 1x1 stride-1 convs over the whole image: the channel planes are the taps (no copies), and
+     * each pass over an output's accumulator takes 5 input channels, so the accumulator is read
+     * and written once per 5 channels instead of once per channel.
+     */
+    private void forward1x1(float[] y, boolean relu) {
+        final ConvGeometry g = geo;
+        final int n = g.ho * wph;
+        for (int o = 0; o < g.k; o++) {
+            float[] a = acc[o];
+            java.util.Arrays.fill(a, 0, n, 0f);
+            int c0 = (o / g.kg) * g.cg;         // first input channel of o's group
+            int wb = o * g.cg;                  // w[(o*Cg + c)*1]
+            int c = 0;
+            for (; c + 5 <= g.cg; c += 5) {
+                mac5(a, xp[c0 + c], xp[c0 + c + 1], xp[c0 + c + 2], xp[c0 + c + 3], xp[c0 + c + 4], w[wb + c],
+                        w[wb + c + 1], w[wb + c + 2], w[wb + c + 3], w[wb + c + 4], n);
+            }
+            if (c + 3 <= g.cg) {
+                mac3(a, xp[c0 + c], xp[c0 + c + 1], xp[c0 + c + 2], w[wb + c], w[wb + c + 1], w[wb + c + 2], n);
+                c += 3;
+            }
+            for (; c < g.cg; c++) {
+                mac1(a, xp[c0 + c], w[wb + c], n);
+            }
+            epilogue(a, o, 0, g.ho, n, y, relu);
+        }
+    }
+
+    /** acc row a of output o, tile rows r0..r0+rows (n = rows*wph) -> y (K, Ho, Wo), relu fused. */
+    private void epilogue(float[] a, int o, int r0, int rows, int n, float[] y, boolean relu) {
+        final ConvGeometry g = geo;
+        float m = iw.mult[o];
+        float b = iw.bias[o];
+        float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {          // in place, vectorized (see the class comment)
+            a[i] = Math.max(a[i] * m + b, floor);
+        }
+        if (wph == g.wo) {
+            System.arraycopy(a, 0, y, (o * g.ho + r0) * g.wo, n);
+        } else {
+            for (int r = 0; r < rows; r++) {
+                System.arraycopy(a, r * wph, y, (o * g.ho + r0 + r) * g.wo, g.wo);
             }
         }
     }

@@ -19,7 +19,7 @@ final class FastKernels {
     /** k x k convs (k &gt; 1) with output planes (Ho * Wph ints) at least this big run planar. */
     static final int PLANAR_MIN = Integer.getInteger("seprt.planarMin", 64);
     /** 1x1 convs with at least this many output pixels run planar. */
-    static final int PLANAR_MIN_1X1 = Integer.getInteger("seprt.planarMin1x1", 256);
+    static final int PLANAR_MIN_1X1 = Integer.getInteger("seprt.planarMin1x1", 128);
 
     private FastKernels() {
     }

@@ -27,7 +27,7 @@ package ai.seprt.core;
  * b are the same array), which measured 1.5 against 10-20 GMAC/s on this machine. The padding
  * entries are written once (zeros) and never touched again.
  */
-final class ConvExactPlanar extends FastConv {
+final class ConvExactPlanar extends FastConv implements Parallel.Part {
     /** Tiles have at least this many output ints per channel (whole rows), so the loops are long. */
     static final int MIN_N = Integer.getInteger("seprt.minN", 1024);
     /** Taps per pass over an accumulator row (at most 5). */
@@ -46,15 +46,22 @@ final class ConvExactPlanar extends FastConv {
     private final float[][] xp;     // (C)(s*s, hph, wph) q - z, padding 0
     private final int tileRows;
     private final int kBlock;       // output channels per tile
-    private final float[][] tap;    // (kk)(tileRows * wph) shifted planes of one input channel
-    private final float[][] src;    // (kk) per tap: tap[t], or the channel itself when the tap's offset is 0
+    private final Parallel par;
+    private final float[][][] tap;  // (threads)(kk)(tileRows * wph) shifted planes of one input channel
+    private final float[][][] src;  // (threads)(kk) per tap: tap[t], or the channel itself when its offset is 0
     private final float[][] acc;    // (K)(tileRows * wph) exact partial sums
     private final int flushEvery;   // input channels per exact float32 partial sum (see above)
     private final int[][] wide;     // (K)(tileRows * wph) int sums of flushed partials; null if never
 
-    ConvExactPlanar(ConvGeometry geo, IntWeights iw) {
+    // the current call, for the parts (run): no allocation per call
+    private float[] curY;
+    private boolean curRelu;
+    private int curR0;
+
+    ConvExactPlanar(ConvGeometry geo, IntWeights iw, Parallel par) {
         super(geo);
         this.iw = iw;
+        this.par = par;
         final int k = geo.kernel;
         final int s = geo.stride;
         kk = k * k;
@@ -83,9 +90,10 @@ final class ConvExactPlanar extends FastConv {
         // plane itself (offset 0), used without a copy
         boolean whole = k == 1 && s == 1 && geo.pad == 0 && geo.ho * wph <= 4 * TILE;
         tileRows = whole ? geo.ho : Math.min(geo.ho, (MIN_N + wph - 1) / wph);
-        kBlock = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
-        tap = new float[kk][tileRows * wph];
-        src = new float[kk][];
+        int kb = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
+        kBlock = Math.min(kb, (geo.k + par.threads - 1) / par.threads);     // at least one block per thread
+        tap = new float[par.threads][kk][tileRows * wph];
+        src = new float[par.threads][kk][];
         acc = new float[geo.k][tileRows * wph];
         int cg = geo.cg;
         w = new float[geo.k * cg * kk];
@@ -122,80 +130,117 @@ final class ConvExactPlanar extends FastConv {
     void forward(float[] x, float[] y, boolean relu) {
         quantize(x);
         final ConvGeometry g = geo;
-        if (kk == 1 && tileRows == g.ho && tapOff[0] == 0 && wide == null) {
-            forward1x1(y, relu);
+        curY = y;
+        curRelu = relu;
+        if (whole1x1()) {
+            if (par.threads == 1) {
+                forward1x1(0, g.k);
+            } else {
+                par.run(this, g.k);
+            }
             return;
         }
+        int blocks = (g.k + kBlock - 1) / kBlock;
         for (int r0 = 0; r0 < g.ho; r0 += tileRows) {
-            final int rows = Math.min(tileRows, g.ho - r0);
-            final int n = rows * wph;
-            for (int o0 = 0; o0 < g.k; o0 += kBlock) {
-                final int o1 = Math.min(g.k, o0 + kBlock);
-                for (int o = o0; o < o1; o++) {
-                    java.util.Arrays.fill(acc[o], 0, n, 0f);
-                    if (wide != null) {
-                        java.util.Arrays.fill(wide[o], 0, n, 0);
-                    }
+            curR0 = r0;
+            if (par.threads == 1) {
+                for (int b = 0; b < blocks; b++) {
+                    block(r0, b * kBlock, Math.min(g.k, (b + 1) * kBlock), 0);
                 }
-                for (int cin = 0; cin < g.c; cin++) {
-                    int grp = cin / g.cg;
-                    int lo = Math.max(o0, grp * g.kg);      // outputs of this tile that read cin
-                    int hi = Math.min(o1, (grp + 1) * g.kg);
-                    if (lo >= hi) {
-                        continue;
-                    }
-                    for (int t = 0; t < kk; t++) {
-                        int off = r0 * wph + tapOff[t];
-                        if (off == 0) {
-                            src[t] = xp[cin];
-                        } else {
-                            System.arraycopy(xp[cin], off, tap[t], 0, n);
-                            src[t] = tap[t];
-                        }
-                    }
-                    int c = cin % g.cg;
-                    boolean flush = wide != null && (c + 1) % flushEvery == 0;
-                    for (int o = lo; o < hi; o++) {
-                        float[] a = acc[o];
-                        int wb = (o * g.cg + c) * kk;
-                        for (int t = 0; t < kk; ) {        // up to 5 taps per pass over a
-                            switch (Math.min(MAX_TAPS, kk - t)) {
-                                case 5:
-                                    mac5(a, src[t], src[t + 1], src[t + 2], src[t + 3], src[t + 4], w[wb + t],
-                                            w[wb + t + 1], w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], n);
-                                    t += 5;
-                                    break;
-                                case 4:
-                                    mac4(a, src[t], src[t + 1], src[t + 2], src[t + 3], w[wb + t], w[wb + t + 1],
-                                            w[wb + t + 2], w[wb + t + 3], n);
-                                    t += 4;
-                                    break;
-                                case 3:
-                                    mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
-                                    t += 3;
-                                    break;
-                                default:
-                                    mac1(a, src[t], w[wb + t], n);
-                                    t += 1;
-                                    break;
-                            }
-                        }
-                        if (flush) {
-                            flushInto(wide[o], a, n);
-                        }
-                    }
-                }
-                for (int o = o0; o < o1; o++) {
-                    float[] a = acc[o];
-                    if (wide != null) {
-                        flushInto(wide[o], a, n);   // a = f32(exact int sum), as the reference's f32(acc)
-                        for (int i = 0; i < n; i++) {
-                            a[i] = (float) wide[o][i];
-                        }
-                    }
-                    epilogue(a, o, r0, rows, n, y, relu);
+            } else {
+                par.run(this, blocks);
+            }
+        }
+    }
+
+    private boolean whole1x1() {
+        return kk == 1 && tileRows == geo.ho && tapOff[0] == 0 && wide == null;
+    }
+
+    /** Part p of this call: a range of output channels (1x1) or of output blocks of tile curR0. */
+    @Override
+    public void run(int p, int parts) {
+        final ConvGeometry g = geo;
+        if (whole1x1()) {
+            forward1x1(Parallel.start(g.k, p, parts), Parallel.start(g.k, p + 1, parts));
+            return;
+        }
+        int blocks = (g.k + kBlock - 1) / kBlock;
+        for (int b = Parallel.start(blocks, p, parts); b < Parallel.start(blocks, p + 1, parts); b++) {
+            block(curR0, b * kBlock, Math.min(g.k, (b + 1) * kBlock), p);
+        }
+    }
+
+    /** Outputs o0..o1 of the tile of rows from r0, with the tap buffers of part p. */
+    private void block(int r0, int o0, int o1, int p) {
+        final ConvGeometry g = geo;
+        final int rows = Math.min(tileRows, g.ho - r0);
+        final int n = rows * wph;
+        final float[][] tap = this.tap[p];
+        final float[][] src = this.src[p];
+        for (int o = o0; o < o1; o++) {
+            java.util.Arrays.fill(acc[o], 0, n, 0f);
+            if (wide != null) {
+                java.util.Arrays.fill(wide[o], 0, n, 0);
+            }
+        }
+        for (int cin = 0; cin < g.c; cin++) {
+            int grp = cin / g.cg;
+            int lo = Math.max(o0, grp * g.kg);      // outputs of this block that read cin
+            int hi = Math.min(o1, (grp + 1) * g.kg);
+            if (lo >= hi) {
+                continue;
+            }
+            for (int t = 0; t < kk; t++) {
+                int off = r0 * wph + tapOff[t];
+                if (off == 0) {
+                    src[t] = xp[cin];
+                } else {
+                    System.arraycopy(xp[cin], off, tap[t], 0, n);
+                    src[t] = tap[t];
                 }
             }
+            int c = cin % g.cg;
+            boolean flush = wide != null && (c + 1) % flushEvery == 0;
+            for (int o = lo; o < hi; o++) {
+                float[] a = acc[o];
+                int wb = (o * g.cg + c) * kk;
+                for (int t = 0; t < kk; ) {        // up to 5 taps per pass over a
+                    switch (Math.min(MAX_TAPS, kk - t)) {
+                        case 5:
+                            mac5(a, src[t], src[t + 1], src[t + 2], src[t + 3], src[t + 4], w[wb + t],
+                                    w[wb + t + 1], w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], n);
+                            t += 5;
+                            break;
+                        case 4:
+                            mac4(a, src[t], src[t + 1], src[t + 2], src[t + 3], w[wb + t], w[wb + t + 1],
+                                    w[wb + t + 2], w[wb + t + 3], n);
+                            t += 4;
+                            break;
+                        case 3:
+                            mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
+                            t += 3;
+                            break;
+                        default:
+                            mac1(a, src[t], w[wb + t], n);
+                            t += 1;
+                            break;
+                    }
+                }
+                if (flush) {
+                    flushInto(wide[o], a, n);
+                }
+            }
+        }
+        for (int o = o0; o < o1; o++) {
+            float[] a = acc[o];
+            if (wide != null) {
+                flushInto(wide[o], a, n);   // a = f32(exact int sum), as the reference's f32(acc)
+                for (int i = 0; i < n; i++) {
+                    a[i] = (float) wide[o][i];
+                }
+            }
+            epilogue(a, o, r0, rows, n, curY, curRelu);
         }
     }
 
@@ -204,10 +249,10 @@ final class ConvExactPlanar extends FastConv {
      * each pass over an output's accumulator takes 5 input channels, so the accumulator is read
      * and written once per 5 channels instead of once per channel.
      */
-    private void forward1x1(float[] y, boolean relu) {
+    private void forward1x1(int oFrom, int oTo) {
         final ConvGeometry g = geo;
         final int n = g.ho * wph;
-        for (int o = 0; o < g.k; o++) {
+        for (int o = oFrom; o < oTo; o++) {
             float[] a = acc[o];
             java.util.Arrays.fill(a, 0, n, 0f);
             int c0 = (o / g.kg) * g.cg;         // first input channel of o's group
@@ -224,7 +269,7 @@ final class ConvExactPlanar extends FastConv {
             for (; c < g.cg; c++) {
                 mac1(a, xp[c0 + c], w[wb + c], n);
             }
-            epilogue(a, o, 0, g.ho, n, y, relu);
+            epilogue(a, o, 0, g.ho, n, curY, curRelu);
         }
     }
 

@@ -13,7 +13,7 @@ package ai.seprt.core;
  * contiguous rows of Kb weights. Groups whose Kg is small are run as one dense block-diagonal
  * conv (the weights of other groups are 0), so that the inner loop is long enough to vectorize.
  */
-final class ConvI32Nhwc extends FastConv {
+final class ConvI32Nhwc extends FastConv implements Parallel.Part {
     /** Grouped convs with fewer output channels per group than this run as one dense block. */
     static final int DENSE_BELOW = Integer.getInteger("seprt.denseBelow", 16);
 
@@ -24,11 +24,15 @@ final class ConvI32Nhwc extends FastConv {
     private final int hp, wp;       // padded input
     private final int[][] w;        // (blocks * kk * cb)(kb): w[(blk*kk + t)*cb + c][o']
     private final int[] xq;         // (hp, wp, C) q - z, padding 0
-    private final int[] acc;        // (kb)
+    private final Parallel par;
+    private final int[][] acc;      // (threads)(kb)
+    private float[] curY;           // the current call, for the parts (run)
+    private boolean curRelu;
 
-    ConvI32Nhwc(ConvGeometry geo, IntWeights iw) {
+    ConvI32Nhwc(ConvGeometry geo, IntWeights iw, Parallel par) {
         super(geo);
         this.iw = iw;
+        this.par = par;
         kk = geo.kernel * geo.kernel;
         boolean dense = geo.groups > 1 && geo.kg < DENSE_BELOW;
         blocks = dense ? 1 : geo.groups;
@@ -37,7 +41,7 @@ final class ConvI32Nhwc extends FastConv {
         hp = geo.h + 2 * geo.pad;
         wp = geo.w + 2 * geo.pad;
         xq = new int[hp * wp * geo.c];
-        acc = new int[kb];
+        acc = new int[par.threads][kb];
         w = new int[blocks * kk * cb][kb];
         int taps = geo.taps();
         for (int o = 0; o < geo.k; o++) {
@@ -60,12 +64,31 @@ final class ConvI32Nhwc extends FastConv {
     @Override
     void forward(float[] x, float[] y, boolean relu) {
         quantize(x);
+        curY = y;
+        curRelu = relu;
+        if (par.threads == 1) {
+            rows(0, geo.ho, 0);
+        } else {
+            par.run(this, geo.ho);
+        }
+    }
+
+    /** Part p: a range of output rows. */
+    @Override
+    public void run(int p, int parts) {
+        rows(Parallel.start(geo.ho, p, parts), Parallel.start(geo.ho, p + 1, parts), p);
+    }
+
+    /** Output rows oy0..oy1 with the accumulator of part p. */
+    private void rows(int oy0, int oy1, int p) {
         final ConvGeometry g = geo;
-        final int[] acc = this.acc;
+        final float[] y = curY;
+        final boolean relu = curRelu;
+        final int[] acc = this.acc[p];
         final int[] xq = this.xq;
         final int[][] w = this.w;
         final int kb = this.kb;
-        for (int oy = 0; oy < g.ho; oy++) {
+        for (int oy = oy0; oy < oy1; oy++) {
             for (int ox = 0; ox < g.wo; ox++) {
                 for (int blk = 0; blk < blocks; blk++) {
                     java.util.Arrays.fill(acc, 0);

@@ -22,8 +22,10 @@ final class FastExecutor implements Runner {
     private final float[] input;            // (C, H, W) the image input, transposed from the caller's (H, W, C)
     private long[] nanos;
 
-    FastExecutor(Graph g) {
+    /** threads: for one image, inside the conv kernels (1: everything on the calling thread). */
+    FastExecutor(Graph g, int threads) {
         this.g = g;
+        Parallel par = threads == 1 ? Parallel.SERIAL : new Parallel(threads);
         List<Node> nodes = g.nodes;
         convs = new FastConv[nodes.size()];
         env = new float[g.values.size()][];
@@ -35,7 +37,7 @@ final class FastExecutor implements Runner {
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
             if (n.weighted()) {
-                convs[i] = FastKernels.create(g, n);
+                convs[i] = FastKernels.create(g, n, par);
             }
             for (int v : n.inputs) {
                 lastUse[v] = i;

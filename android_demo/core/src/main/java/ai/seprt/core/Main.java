@@ -11,14 +11,15 @@ import javax.imageio.ImageIO;
 /**
  * Command line: {@code java -jar seprt-core.jar MODEL IMAGE...} prints, per image, what the
  * app shows: the top-5 classes with probabilities and the inference latency.
- * {@code java -jar seprt-core.jar --bench MODEL [RUNS] [--per-layer] [--path fast|reference] [--warmup SECONDS]}
- * times RUNS inferences on one thread after a time-based warm-up (3 s by default) and prints
+ * {@code java -jar seprt-core.jar --bench MODEL [RUNS] [--per-layer] [--path fast|reference] [--threads T]
+ * [--warmup SECONDS]} times RUNS inferences (on 1 thread unless --threads) after a time-based
+ * warm-up (3 s by default) and prints
  * the summary line first; --per-layer then adds each node's mean time in microseconds.
  * Errors print one line on stderr and exit with 1 (2 for bad usage).
  */
 public final class Main {
     private static final String USAGE_BENCH = "java -jar seprt-core.jar --bench MODEL [RUNS] [--per-layer]"
-            + " [--path fast|reference] [--warmup SECONDS]";
+            + " [--path fast|reference] [--threads T] [--warmup SECONDS]";
 
     private Main() {
     }
@@ -70,6 +71,7 @@ public final class Main {
         String modelPath = args[0];
         int runs = 50;
         boolean perLayer = false;
+        int threads = 1;
         double warmupSeconds = 3.0;
         SeprtModel.Path path = SeprtModel.Path.fromProperty();
         for (int i = 1; i < args.length; i++) {
@@ -81,6 +83,8 @@ public final class Main {
                     throw new IllegalArgumentException("--path must be fast or reference, got " + p);
                 }
                 path = SeprtModel.Path.valueOf(p.toUpperCase(Locale.ROOT));
+            } else if (args[i].equals("--threads") && i + 1 < args.length) {
+                threads = Integer.parseInt(args[++i]);
             } else if (args[i].equals("--warmup") && i + 1 < args.length) {
                 warmupSeconds = Double.parseDouble(args[++i]);
             } else if (i == 1 && !args[i].startsWith("-")) {
@@ -92,7 +96,7 @@ public final class Main {
         if (runs < 1) {
             throw new IllegalArgumentException("RUNS must be >= 1, got " + runs);
         }
-        SeprtModel m = SeprtModel.load(new File(modelPath), path);
+        SeprtModel m = SeprtModel.load(new File(modelPath), path, threads);
         float[] x = new float[m.inputSize()];
         java.util.Random rnd = new java.util.Random(0);
         for (int i = 0; i < x.length; i++) {
@@ -114,8 +118,9 @@ public final class Main {
         Arrays.sort(t);
         Long bits = m.metadata().u32("act_bits");
         System.out.printf(Locale.ROOT, "%s: %s %s%s: median %.2f ms, min %.2f ms over %d runs (%d warm-up runs, %.1f s),"
-                        + " 1 thread, %s path%n", modelPath, m.arch(), m.variant(), bits == null ? "" : " act_bits " + bits,
-                t[runs / 2] / 1e6, t[0] / 1e6, runs, warmup, warmupTook, m.path().label());
+                        + " %d thread%s, %s path%n", modelPath, m.arch(), m.variant(), bits == null ? "" : " act_bits " + bits,
+                t[runs / 2] / 1e6, t[0] / 1e6, runs, warmup, warmupTook, m.threads(), m.threads() == 1 ? "" : "s",
+                m.path().label());
         if (perLayer) {
             perLayer(m, x, runs);
         }

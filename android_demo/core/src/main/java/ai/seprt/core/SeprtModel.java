@@ -53,19 +53,21 @@ public final class SeprtModel {
 
     private final Graph graph;
     private final Path path;
+    private final int threads;
     private final Runner executor;
     private final Preprocessor preprocessor;
     private final List<String> labels;
     private final long fileBytes;
     private long lastNanos = -1;
 
-    private SeprtModel(Graph graph, long fileBytes, Path path) throws SeprtFormatException {
+    private SeprtModel(Graph graph, long fileBytes, Path path, int threads) throws SeprtFormatException {
         this.graph = graph;
         this.path = path;
+        this.threads = path == Path.FAST ? threads : 1;
         this.fileBytes = fileBytes;
         this.labels = Collections.unmodifiableList(new ArrayList<>(graph.meta.strings("labels")));
         this.preprocessor = new Preprocessor(graph.meta);
-        this.executor = path == Path.FAST ? new FastExecutor(graph) : new Executor(graph);
+        this.executor = path == Path.FAST ? new FastExecutor(graph, threads) : new Executor(graph);
     }
 
     /** Reads and validates a model file; runs it on the default path ({@link Path#fromProperty}). */
@@ -75,6 +77,14 @@ public final class SeprtModel {
 
     /** Reads and validates a model file, to run on the given path. */
     public static SeprtModel load(File file, Path path) throws IOException {
+        return load(file, path, 1);
+    }
+
+    /**
+     * Reads and validates a model file, to run on the given path; the fast path runs each conv
+     * on {@code threads} threads (same logits for any count; the reference path runs on one).
+     */
+    public static SeprtModel load(File file, Path path, int threads) throws IOException {
         try (RandomAccessFile f = new RandomAccessFile(file, "r"); FileChannel ch = f.getChannel()) {
             if (ch.size() > Integer.MAX_VALUE) {
                 throw new SeprtFormatException(file + ": " + ch.size() + " bytes is too large for a model file");
@@ -84,7 +94,7 @@ public final class SeprtModel {
                 // read the whole file
             }
             buf.flip();
-            return load(buf, path);
+            return load(buf, path, threads);
         } catch (SeprtFormatException e) {
             throw new SeprtFormatException(file + ": " + e.getMessage());
         }
@@ -107,12 +117,25 @@ public final class SeprtModel {
 
     /** Validates a model from buf's position to its limit, to run on the given path. */
     public static SeprtModel load(ByteBuffer buf, Path path) throws SeprtFormatException {
-        return new SeprtModel(ModelReader.read(buf), buf.remaining(), path);
+        return load(buf, path, 1);
+    }
+
+    /** Validates a model from buf's position to its limit, to run on the given path and threads. */
+    public static SeprtModel load(ByteBuffer buf, Path path, int threads) throws SeprtFormatException {
+        if (threads < 1) {
+            throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        }
+        return new SeprtModel(ModelReader.read(buf), buf.remaining(), path, threads);
     }
 
     /** The execution path this model runs on. */
     public Path path() {
         return path;
+    }
+
+    /** Threads per inference (1 unless loaded with more on the fast path). */
+    public int threads() {
+        return threads;
     }
 
     // ------------------------------------------------------------ description

@@ -127,6 +127,27 @@ class FastPathTest {
         }
     }
 
+    /** Threads split output channels or rows; every output is still computed in the same order. */
+    @Test
+    void threadsGiveTheSameLogits() throws IOException {
+        for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
+            java.io.File file = Golden.get().models.get(name).file;
+            SeprtModel r = SeprtModel.load(file, SeprtModel.Path.REFERENCE);
+            Random rnd = new Random(3);
+            float[] x = new float[r.inputSize()];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) rnd.nextGaussian();
+            }
+            float[] ref = r.logits(x);
+            for (int threads : new int[] {2, 3}) {
+                SeprtModel f = SeprtModel.load(file, SeprtModel.Path.FAST, threads);
+                assertEquals(threads, f.threads());
+                assertSame(name + " on " + threads + " threads", ref, f.logits(x), true);
+                assertSame(name + " on " + threads + " threads, again", ref, f.logits(x), true);
+            }
+        }
+    }
+
     @Test
     void benchPrintsTheSummaryFirstThenPerLayer() throws IOException {
         java.io.PrintStream old = System.out;

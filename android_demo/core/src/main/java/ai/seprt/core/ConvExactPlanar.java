@@ -42,14 +42,16 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     private final int[] tapOff;     // (kk,) offset of tap t inside a channel's phases
     private final int[] rowDst;     // (H,) offset of input row iy inside a channel
     private final int[] colDst;     // (W,) offset of input column ix inside a channel
-    private final float[] qf;       // (C, H, W) q - z of the whole input
+    private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input,
+                                    // acc (K)(tileRows * wph) exact partial sums,
+                                    // tap (threads * kk)(tileRows * wph) shifted planes of one input channel
     private final float[][] xp;     // (C)(s*s, hph, wph) q - z, padding 0
     private final int tileRows;
     private final int kBlock;       // output channels per tile
     private final Parallel par;
-    private final float[][][] tap;  // (threads)(kk)(tileRows * wph) shifted planes of one input channel
-    private final float[][][] src;  // (threads)(kk) per tap: tap[t], or the channel itself when its offset is 0
-    private final float[][] acc;    // (K)(tileRows * wph) exact partial sums
+    private final float[][][] src;  // (threads)(kk) per tap: a tap row, or the channel itself when its offset is 0
+    private float[][] acc;          // scratch.acc() during a call
+    private float[][] tap;          // scratch.tap() during a call
     private final int flushEvery;   // input channels per exact float32 partial sum (see above)
     private final int[][] wide;     // (K)(tileRows * wph) int sums of flushed partials; null if never
 
@@ -58,10 +60,11 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     private boolean curRelu;
     private int curR0;
 
-    ConvExactPlanar(ConvGeometry geo, IntWeights iw, Parallel par) {
+    ConvExactPlanar(ConvGeometry geo, IntWeights iw, Parallel par, Scratch scratch) {
         super(geo);
         this.iw = iw;
         this.par = par;
+        this.scratch = scratch;
         final int k = geo.kernel;
         final int s = geo.stride;
         kk = k * k;
@@ -84,7 +87,6 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
             int px = ix + geo.pad;
             colDst[ix] = (px % s) * plane + px / s;
         }
-        qf = new float[geo.c * geo.h * geo.w];
         xp = new float[geo.c][s * s * plane];
         // 1x1 stride-1 convs take the whole image as one tile: their only tap is then the channel
         // plane itself (offset 0), used without a copy
@@ -92,9 +94,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         tileRows = whole ? geo.ho : Math.min(geo.ho, (MIN_N + wph - 1) / wph);
         int kb = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
         kBlock = Math.min(kb, (geo.k + par.threads - 1) / par.threads);     // at least one block per thread
-        tap = new float[par.threads][kk][tileRows * wph];
         src = new float[par.threads][kk][];
-        acc = new float[geo.k][tileRows * wph];
+        scratch.need(geo.c * geo.h * geo.w, geo.k, par.threads * kk, tileRows * wph);
         int cg = geo.cg;
         w = new float[geo.k * cg * kk];
         long colMax = 0;                    // max over (o, c) of sum over taps |w|
@@ -130,6 +131,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     void forward(float[] x, float[] y, boolean relu) {
         quantize(x);
         final ConvGeometry g = geo;
+        acc = scratch.acc();
+        tap = scratch.tap();
         curY = y;
         curRelu = relu;
         if (whole1x1()) {
@@ -176,7 +179,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         final ConvGeometry g = geo;
         final int rows = Math.min(tileRows, g.ho - r0);
         final int n = rows * wph;
-        final float[][] tap = this.tap[p];
+        final float[][] tap = this.tap;
+        final int tb = p * kk;                      // part p's tap rows: tb .. tb + kk - 1
         final float[][] src = this.src[p];
         for (int o = o0; o < o1; o++) {
             java.util.Arrays.fill(acc[o], 0, n, 0f);
@@ -196,8 +200,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                 if (off == 0) {
                     src[t] = xp[cin];
                 } else {
-                    System.arraycopy(xp[cin], off, tap[t], 0, n);
-                    src[t] = tap[t];
+                    System.arraycopy(xp[cin], off, tap[tb + t], 0, n);
+                    src[t] = tap[tb + t];
                 }
             }
             int c = cin % g.cg;
@@ -335,8 +339,9 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         final float scale = iw.scale;
         final float zero = iw.zero;
         final float qmax = iw.qmax;
-        final float[] qf = this.qf;
-        for (int i = 0; i < qf.length; i++) {       // vectorized; see FastConv.centered
+        final float[] qf = scratch.qf();
+        final int size = g.c * g.h * g.w;
+        for (int i = 0; i < size; i++) {            // vectorized; see FastConv.centered
             qf[i] = Math.min(Math.max(((x[i] / scale + ROUND) - ROUND) + zero, 0f), qmax) - zero;
         }
         for (int c = 0; c < g.c; c++) {

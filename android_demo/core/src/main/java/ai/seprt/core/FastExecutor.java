@@ -26,6 +26,7 @@ final class FastExecutor implements Runner {
     FastExecutor(Graph g, int threads) {
         this.g = g;
         Parallel par = threads == 1 ? Parallel.SERIAL : new Parallel(threads);
+        Scratch scratch = new Scratch();
         List<Node> nodes = g.nodes;
         convs = new FastConv[nodes.size()];
         env = new float[g.values.size()][];
@@ -37,7 +38,7 @@ final class FastExecutor implements Runner {
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
             if (n.weighted()) {
-                convs[i] = FastKernels.create(g, n, par);
+                convs[i] = FastKernels.create(g, n, par, scratch);
             }
             for (int v : n.inputs) {
                 lastUse[v] = i;

@@ -24,7 +24,7 @@ final class FastKernels {
     private FastKernels() {
     }
 
-    static FastConv create(Graph g, Node n, Parallel par) {
+    static FastConv create(Graph g, Node n, Parallel par, Scratch scratch) {
         ConvGeometry geo = new ConvGeometry(g, n);
         if (!g.isInteger(n) || geo.taps() > IntWeights.SAFE_TERMS
                 || (long) geo.kernel * geo.kernel * geo.c > IntWeights.SAFE_TERMS) {
@@ -34,7 +34,7 @@ final class FastKernels {
         int wph = geo.wo + (geo.kernel - 1) / geo.stride;
         boolean planar = geo.kernel > 1 ? (long) geo.ho * wph >= PLANAR_MIN : (long) geo.ho * geo.wo >= PLANAR_MIN_1X1;
         if (n.op == Node.Op.CONV && planar) {
-            return new ConvExactPlanar(geo, iw, par);
+            return new ConvExactPlanar(geo, iw, par, scratch);
         }
         return new ConvI32Nhwc(geo, iw, par);
     }

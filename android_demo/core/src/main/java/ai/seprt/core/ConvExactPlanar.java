@@ -28,11 +28,11 @@ package ai.seprt.core;
  * entries are written once (zeros) and never touched again.
  */
 final class ConvExactPlanar extends FastConv implements Parallel.Part {
-    /** Tiles have at least this many output ints per channel (whole rows), so the loops are long. */
+    /** Tiles have at least this many outputs per channel (whole rows), so the loops are long. */
     static final int MIN_N = Integer.getInteger("seprt.minN", 1024);
     /** Taps per pass over an accumulator row (at most 5). */
     static final int MAX_TAPS = Integer.getInteger("seprt.maxTaps", 5);
-    /** Accumulators of a tile: about this many ints over a block of output channels (at least one). */
+    /** Accumulators of a tile: about this many floats over a block of output channels (at least one). */
     static final int TILE = Integer.getInteger("seprt.tile", 16384);
 
     private final IntWeights iw;
@@ -91,7 +91,7 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         // 1x1 stride-1 convs take the whole image as one tile: their only tap is then the channel
         // plane itself (offset 0), used without a copy
         boolean whole = k == 1 && s == 1 && geo.pad == 0 && geo.ho * wph <= 4 * TILE;
-        tileRows = whole ? geo.ho : Math.min(geo.ho, (MIN_N + wph - 1) / wph);
+        tileRows = whole ? geo.ho : Math.max(1, Math.min(geo.ho, (MIN_N + wph - 1) / wph));
         int kb = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
         kBlock = Math.min(kb, (geo.k + par.threads - 1) / par.threads);     // at least one block per thread
         src = new float[par.threads][kk][];

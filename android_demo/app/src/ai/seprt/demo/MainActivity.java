@@ -24,7 +24,8 @@ import java.util.concurrent.Executors;
 
 /**
  * Pick an image or take a photo, classify it with the model in assets/demo.bin on a
- * background thread, show the top-5 classes with probabilities and the inference latency.
+ * background thread, show the top-5 classes with probabilities and the inference latency, and
+ * which execution path ran (the core's fast path).
  */
 public class MainActivity extends Activity {
     private static final int REQUEST_PICK = 1;
@@ -85,10 +86,10 @@ public class MainActivity extends Activity {
     private void loadModel() {
         String text;
         try {
-            SeprtModel m = SeprtModel.load(readAsset("demo.bin"));
+            SeprtModel m = SeprtModel.load(readAsset("demo.bin"), SeprtModel.Path.FAST);
             String source = m.metadata().string("provenance.source", "");
-            text = String.format(Locale.ROOT, "%s %s, %,d bytes, input %dx%d%s", m.arch(), m.variant(), m.fileBytes(),
-                    m.inputWidth(), m.inputHeight(),
+            text = String.format(Locale.ROOT, "%s %s, %,d bytes, input %dx%d, %s path%s", m.arch(), m.variant(),
+                    m.fileBytes(), m.inputWidth(), m.inputHeight(), m.path().label(),
                     source.contains("not trained") ? "\nNOTE: random weights (not trained): predictions are meaningless" : "");
             model = m;
         } catch (IOException e) {
@@ -185,8 +186,8 @@ public class MainActivity extends Activity {
                 sb.append(String.format(Locale.ROOT, "%d. %-12s %5.1f%%%n", i + 1, top.get(i).label,
                         100 * top.get(i).probability));
             }
-            sb.append(String.format(Locale.ROOT, "%ninference %.1f ms (preprocess %.1f ms), image %dx%d",
-                    model.lastInferenceNanos() / 1e6, (t1 - t0) / 1e6, w, h));
+            sb.append(String.format(Locale.ROOT, "%ninference %.1f ms, %s path (preprocess %.1f ms), image %dx%d",
+                    model.lastInferenceNanos() / 1e6, model.path().label(), (t1 - t0) / 1e6, w, h));
             text = sb.toString();
         }
         runOnUiThread(new Runnable() {

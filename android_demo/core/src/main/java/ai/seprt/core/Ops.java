@@ -10,7 +10,11 @@ final class Ops {
 
     /** a + b, elementwise. */
     static float[] add(float[] a, float[] b) {
-        float[] y = new float[a.length];
+        return add(a, b, new float[a.length]);
+    }
+
+    /** y = a + b, elementwise, into y (any of the three may be the same array). */
+    static float[] add(float[] a, float[] b, float[] y) {
         for (int i = 0; i < a.length; i++) {
             y[i] = a[i] + b[i];
         }
@@ -19,7 +23,11 @@ final class Ops {
 
     /** max(x, 0), elementwise. */
     static float[] relu(float[] x) {
-        float[] y = new float[x.length];
+        return relu(x, new float[x.length]);
+    }
+
+    /** y = max(x, 0), elementwise, into y (may be x). */
+    static float[] relu(float[] x, float[] y) {
         for (int i = 0; i < x.length; i++) {
             y[i] = x[i] > 0f ? x[i] : 0f;
         }
@@ -28,7 +36,12 @@ final class Ops {
 
     /** (H, W, C) -> (Ho, Wo, C): max over the window; padding never wins. */
     static float[] maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo) {
-        float[] y = new float[ho * wo * c];
+        return maxpool(x, h, w, c, kernel, stride, pad, ho, wo, new float[ho * wo * c]);
+    }
+
+    /** maxpool into y (Ho, Wo, C), every element overwritten. */
+    static float[] maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo,
+                           float[] y) {
         for (int oy = 0; oy < ho; oy++) {
             for (int ox = 0; ox < wo; ox++) {
                 int yb = (oy * wo + ox) * c;
@@ -53,7 +66,13 @@ final class Ops {
 
     /** (H, W, C) -> (Ho, Wo, C): window sum (row-major taps) / count of non-padding taps. */
     static float[] avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo) {
-        float[] y = new float[ho * wo * c];
+        return avgpool(x, h, w, c, kernel, stride, pad, ho, wo, new float[ho * wo * c]);
+    }
+
+    /** avgpool into y (Ho, Wo, C), every element overwritten. */
+    static float[] avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo,
+                           float[] y) {
+        java.util.Arrays.fill(y, 0, ho * wo * c, 0f);
         for (int oy = 0; oy < ho; oy++) {
             for (int ox = 0; ox < wo; ox++) {
                 int yb = (oy * wo + ox) * c;
@@ -86,7 +105,12 @@ final class Ops {
      * H*W (as numpy's {@code acc / np.float32(H*W)}: the int converts to the nearest float).
      */
     static float[] gap(float[] x, int pixels, int c) {
-        float[] y = new float[c];
+        return gap(x, pixels, c, new float[c]);
+    }
+
+    /** gap into y (C,), every element overwritten. */
+    static float[] gap(float[] x, int pixels, int c, float[] y) {
+        java.util.Arrays.fill(y, 0, c, 0f);
         for (int p = 0; p < pixels; p++) {
             for (int ch = 0; ch < c; ch++) {
                 y[ch] += x[p * c + ch];
@@ -116,8 +140,15 @@ final class Ops {
     static float[] shortcutA(float[] x, int h, int w, int c, int stride, int cout) {
         int ho = (h + stride - 1) / stride;
         int wo = (w + stride - 1) / stride;
+        return shortcutA(x, h, w, c, stride, cout, new float[ho * wo * cout]);
+    }
+
+    /** shortcutA into y (Ho, Wo, Cout), every element overwritten. */
+    static float[] shortcutA(float[] x, int h, int w, int c, int stride, int cout, float[] y) {
+        int ho = (h + stride - 1) / stride;
+        int wo = (w + stride - 1) / stride;
         int before = (cout - c) / 2;
-        float[] y = new float[ho * wo * cout];
+        java.util.Arrays.fill(y, 0, ho * wo * cout, 0f);
         for (int oy = 0; oy < ho; oy++) {
             for (int ox = 0; ox < wo; ox++) {
                 System.arraycopy(x, (oy * stride * w + ox * stride) * c, y, (oy * wo + ox) * cout + before, c);

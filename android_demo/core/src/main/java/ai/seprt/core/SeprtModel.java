@@ -23,25 +23,68 @@ import java.util.List;
  * </pre>
  *
  * Inference is synchronized: one image at a time per model object.
+ *
+ * <p>Two execution paths give the same logits (bit-identical on integer models): {@link Path#FAST}
+ * (the default) and {@link Path#REFERENCE}, the plain code the fast path is tested against. The
+ * system property {@code seprt.path=reference} changes the default.
  */
 public final class SeprtModel {
+    /** Which kernels run: the fast ones, or the scalar references. */
+    public enum Path {
+        FAST, REFERENCE;
+
+        /** The path named by the system property seprt.path ("fast" or "reference"; default fast). */
+        public static Path fromProperty() {
+            String p = System.getProperty("seprt.path", "fast");
+            if (p.equalsIgnoreCase("fast")) {
+                return FAST;
+            }
+            if (p.equalsIgnoreCase("reference")) {
+                return REFERENCE;
+            }
+            throw new IllegalArgumentException("seprt.path must be fast or reference, got " + p);
+        }
+
+        /** "fast" or "reference". */
+        public String label() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
     private final Graph graph;
-    private final Executor executor;
+    private final Path path;
+    private final int threads;
+    private final Runner executor;
     private final Preprocessor preprocessor;
     private final List<String> labels;
     private final long fileBytes;
     private long lastNanos = -1;
 
-    private SeprtModel(Graph graph, long fileBytes) throws SeprtFormatException {
+    private SeprtModel(Graph graph, long fileBytes, Path path, int threads) throws SeprtFormatException {
         this.graph = graph;
+        this.path = path;
+        this.threads = path == Path.FAST ? threads : 1;
         this.fileBytes = fileBytes;
         this.labels = Collections.unmodifiableList(new ArrayList<>(graph.meta.strings("labels")));
         this.preprocessor = new Preprocessor(graph.meta);
-        this.executor = new Executor(graph);
+        this.executor = path == Path.FAST ? new FastExecutor(graph, threads) : new Executor(graph);
     }
 
-    /** Reads and validates a model file. */
+    /** Reads and validates a model file; runs it on the default path ({@link Path#fromProperty}). */
     public static SeprtModel load(File file) throws IOException {
+        return load(file, Path.fromProperty());
+    }
+
+    /** Reads and validates a model file, to run on the given path. */
+    public static SeprtModel load(File file, Path path) throws IOException {
+        return load(file, path, 1);
+    }
+
+    /**
+     * Reads and validates a model file, to run on the given path; the fast path runs each conv
+     * on {@code threads} threads (same logits for any count; the reference path runs on one).
+     */
+    public static SeprtModel load(File file, Path path, int threads) throws IOException {
         try (RandomAccessFile f = new RandomAccessFile(file, "r"); FileChannel ch = f.getChannel()) {
             if (ch.size() > Integer.MAX_VALUE) {
                 throw new SeprtFormatException(file + ": " + ch.size() + " bytes is too large for a model file");
@@ -51,7 +94,7 @@ public final class SeprtModel {
                 // read the whole file
             }
             buf.flip();
-            return load(buf);
+            return load(buf, path, threads);
         } catch (SeprtFormatException e) {
             throw new SeprtFormatException(file + ": " + e.getMessage());
         }
@@ -59,12 +102,40 @@ public final class SeprtModel {
 
     /** Validates a model held in memory. */
     public static SeprtModel load(byte[] bytes) throws SeprtFormatException {
-        return load(ByteBuffer.wrap(bytes));
+        return load(ByteBuffer.wrap(bytes), Path.fromProperty());
+    }
+
+    /** Validates a model held in memory, to run on the given path. */
+    public static SeprtModel load(byte[] bytes, Path path) throws SeprtFormatException {
+        return load(ByteBuffer.wrap(bytes), path);
     }
 
     /** Validates a model from buf's position to its limit (the buffer is not modified). */
     public static SeprtModel load(ByteBuffer buf) throws SeprtFormatException {
-        return new SeprtModel(ModelReader.read(buf), buf.remaining());
+        return load(buf, Path.fromProperty());
+    }
+
+    /** Validates a model from buf's position to its limit, to run on the given path. */
+    public static SeprtModel load(ByteBuffer buf, Path path) throws SeprtFormatException {
+        return load(buf, path, 1);
+    }
+
+    /** Validates a model from buf's position to its limit, to run on the given path and threads. */
+    public static SeprtModel load(ByteBuffer buf, Path path, int threads) throws SeprtFormatException {
+        if (threads < 1) {
+            throw new IllegalArgumentException("threads must be >= 1, got " + threads);
+        }
+        return new SeprtModel(ModelReader.read(buf), buf.remaining(), path, threads);
+    }
+
+    /** The execution path this model runs on. */
+    public Path path() {
+        return path;
+    }
+
+    /** Threads per inference (1 unless loaded with more on the fast path). */
+    public int threads() {
+        return threads;
     }
 
     // ------------------------------------------------------------ description
@@ -155,6 +226,16 @@ public final class SeprtModel {
     /** Wall time of the last {@link #logits} call in nanoseconds (-1 before the first). */
     public synchronized long lastInferenceNanos() {
         return lastNanos;
+    }
+
+    // ------------------------------------------------------------ profiling (package: Main, tests)
+
+    Graph graph() {
+        return graph;
+    }
+
+    Runner runner() {
+        return executor;
     }
 
     private void checkInput(float[] x) {

@@ -1,0 +1,362 @@
+package ai.seprt.core;
+
+/**
+ * conv_exact_f32_planar: integer conv (i8 or ±1 weights on q - z) on channel planes, for layers
+ * with large outputs, carried out exactly in float32 lanes.
+ *
+ * <p>Exactness: every product w * (q - z) and every partial sum is an integer; float32 holds all
+ * integers up to 2^24 exactly, so as long as sum |w| * max|q - z| over the terms of one
+ * accumulator stays &lt;= 2^24, every float32 add is exact whatever the order and the result equals
+ * the int sum. The bound is checked per layer at load: the sums are moved into int accumulators
+ * every {@code flushEvery} input channels (usually never: 3x3x64 ±1 patterns on 8-bit levels
+ * reach 147,000). Then y = f32(acc) * mult[o] + bias[o] as in the reference. Float32 because
+ * HotSpot (C2, JDK 17) vectorizes the float quantize loop but not float-to-int conversions.
+ *
+ * <p>The input is first quantized over the whole value, qf[i] = clip(rint(x[i]/s) + z) - z in
+ * float32 (one vectorized loop), then copied into one array per channel laid out (s*s phases,
+ * Hph, Wph): phase (py, px) holds the zero-padded input at rows py + s*i, columns px + s*j, so
+ * that at any stride a tap (ky, kx) reads one phase as a stride-1 plane at offset
+ * (ky/s)*Wph + kx/s. Output pixel (oy, ox) is flat index oy*Wph + ox of an accumulator plane
+ * (columns ox &gt;= Wo are computed and dropped). For a tile of output rows, each input channel's
+ * k*k shifted tap planes are copied once into tap[t] (0-based), then every output channel of
+ * its group runs acc[o][i] += w0*tap[t][i] + ... + w4*tap[t+4][i] (up to 5 taps a pass) over
+ * the tile.
+ *
+ * <p>Every array in those loops is indexed by the loop counter itself: C2 vectorizes
+ * {@code a[i] += w * b[i]} but not {@code a[i] += w * b[off + i]} (it cannot rule out that a and
+ * b are the same array), which measured 1.5 against 10-20 GMAC/s on this machine. The padding
+ * entries are written once (zeros) and never touched again.
+ */
+final class ConvExactPlanar extends FastConv implements Parallel.Part {
+    /** Tiles have at least this many outputs per channel (whole rows), so the loops are long. */
+    static final int MIN_N = Integer.getInteger("seprt.minN", 1024);
+    /** Taps per pass over an accumulator row (at most 5). */
+    static final int MAX_TAPS = Integer.getInteger("seprt.maxTaps", 5);
+    /** Accumulators of a tile: about this many floats over a block of output channels (at least one). */
+    static final int TILE = Integer.getInteger("seprt.tile", 16384);
+
+    private final IntWeights iw;
+    private final float[] w;        // (K, Cg, k*k): w[(o*Cg + c)*kk + t] = W[o, ky, kx, c], t = ky*k + kx
+    private final int kk;           // taps per channel
+    private final int wph;          // phase plane columns
+    private final int[] tapOff;     // (kk,) offset of tap t inside a channel's phases
+    private final int[] rowDst;     // (H,) offset of input row iy inside a channel
+    private final int[] colDst;     // (W,) offset of input column ix inside a channel
+    private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input,
+                                    // acc (K)(tileRows * wph) exact partial sums,
+                                    // tap (threads * kk)(tileRows * wph) shifted planes of one input channel
+    private final float[][] xp;     // (C)(s*s, hph, wph) q - z, padding 0
+    private final int tileRows;
+    private final int kBlock;       // output channels per tile
+    private final Parallel par;
+    private final float[][][] src;  // (threads)(kk) per tap: a tap row, or the channel itself when its offset is 0
+    private float[][] acc;          // scratch.acc() during a call
+    private float[][] tap;          // scratch.tap() during a call
+    private final int flushEvery;   // input channels per exact float32 partial sum (see above)
+    private final int[][] wide;     // (K)(tileRows * wph) int sums of flushed partials; null if never
+
+    // the current call, for the parts (run): no allocation per call
+    private float[] curY;
+    private boolean curRelu;
+    private int curR0;
+
+    ConvExactPlanar(ConvGeometry geo, IntWeights iw, Parallel par, Scratch scratch) {
+        super(geo);
+        this.iw = iw;
+        this.par = par;
+        this.scratch = scratch;
+        final int k = geo.kernel;
+        final int s = geo.stride;
+        kk = k * k;
+        int hph = Math.max(geo.ho + (k - 1) / s + 1, (geo.h - 1 + geo.pad) / s + 1);
+        wph = Math.max(geo.wo + (k - 1) / s, (geo.w - 1 + geo.pad) / s + 1);
+        int plane = hph * wph;
+        tapOff = new int[kk];
+        for (int ky = 0; ky < k; ky++) {
+            for (int kx = 0; kx < k; kx++) {
+                tapOff[ky * k + kx] = ((ky % s) * s + kx % s) * plane + (ky / s) * wph + kx / s;
+            }
+        }
+        rowDst = new int[geo.h];
+        for (int iy = 0; iy < geo.h; iy++) {
+            int py = iy + geo.pad;
+            rowDst[iy] = (py % s) * s * plane + (py / s) * wph;
+        }
+        colDst = new int[geo.w];
+        for (int ix = 0; ix < geo.w; ix++) {
+            int px = ix + geo.pad;
+            colDst[ix] = (px % s) * plane + px / s;
+        }
+        xp = new float[geo.c][s * s * plane];
+        // 1x1 stride-1 convs take the whole image as one tile: their only tap is then the channel
+        // plane itself (offset 0), used without a copy
+        boolean whole = k == 1 && s == 1 && geo.pad == 0 && geo.ho * wph <= 4 * TILE;
+        tileRows = whole ? geo.ho : Math.max(1, Math.min(geo.ho, (MIN_N + wph - 1) / wph));
+        int kb = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
+        kBlock = Math.min(kb, (geo.k + par.threads - 1) / par.threads);     // at least one block per thread
+        src = new float[par.threads][kk][];
+        scratch.need(geo.c * geo.h * geo.w, geo.k, par.threads * kk, tileRows * wph);
+        int cg = geo.cg;
+        w = new float[geo.k * cg * kk];
+        long colMax = 0;                    // max over (o, c) of sum over taps |w|
+        for (int o = 0; o < geo.k; o++) {
+            for (int c = 0; c < cg; c++) {
+                long col = 0;
+                for (int t = 0; t < kk; t++) {
+                    int v = iw.ohwi[(o * kk + t) * cg + c];
+                    w[(o * cg + c) * kk + t] = v;
+                    col += Math.abs(v);
+                }
+                colMax = Math.max(colMax, col);
+            }
+        }
+        long maxq = Math.max(iw.zero, iw.qmax - iw.zero);    // max |q - z|
+        long every = colMax * maxq == 0 ? cg : (1L << 24) / (colMax * maxq);
+        int forced = Integer.getInteger("seprt.flushEvery", 0);      // tests: force the int flushes
+        flushEvery = (int) Math.max(1, Math.min(forced > 0 ? forced : cg, Math.min(cg, every)));
+        wide = flushEvery < cg ? new int[geo.k][tileRows * wph] : null;
+    }
+
+    /** Input channels per exact float32 partial sum (&lt; Cg: partial sums are moved to ints). */
+    int flushEvery() {
+        return flushEvery;
+    }
+
+    @Override
+    String kernelName() {
+        return "conv_exact_f32_planar";
+    }
+
+    @Override
+    void forward(float[] x, float[] y, boolean relu) {
+        quantize(x);
+        final ConvGeometry g = geo;
+        acc = scratch.acc();
+        tap = scratch.tap();
+        curY = y;
+        curRelu = relu;
+        if (whole1x1()) {
+            if (par.threads == 1) {
+                forward1x1(0, g.k);
+            } else {
+                par.run(this, g.k);
+            }
+            return;
+        }
+        int blocks = (g.k + kBlock - 1) / kBlock;
+        for (int r0 = 0; r0 < g.ho; r0 += tileRows) {
+            curR0 = r0;
+            if (par.threads == 1) {
+                for (int b = 0; b < blocks; b++) {
+                    block(r0, b * kBlock, Math.min(g.k, (b + 1) * kBlock), 0);
+                }
+            } else {
+                par.run(this, blocks);
+            }
+        }
+    }
+
+    private boolean whole1x1() {
+        return kk == 1 && tileRows == geo.ho && tapOff[0] == 0 && wide == null;
+    }
+
+    /** Part p of this call: a range of output channels (1x1) or of output blocks of tile curR0. */
+    @Override
+    public void run(int p, int parts) {
+        final ConvGeometry g = geo;
+        if (whole1x1()) {
+            forward1x1(Parallel.start(g.k, p, parts), Parallel.start(g.k, p + 1, parts));
+            return;
+        }
+        int blocks = (g.k + kBlock - 1) / kBlock;
+        for (int b = Parallel.start(blocks, p, parts); b < Parallel.start(blocks, p + 1, parts); b++) {
+            block(curR0, b * kBlock, Math.min(g.k, (b + 1) * kBlock), p);
+        }
+    }
+
+    /** Outputs o0..o1 of the tile of rows from r0, with the tap buffers of part p. */
+    private void block(int r0, int o0, int o1, int p) {
+        final ConvGeometry g = geo;
+        final int rows = Math.min(tileRows, g.ho - r0);
+        final int n = rows * wph;
+        final float[][] tap = this.tap;
+        final int tb = p * kk;                      // part p's tap rows: tb .. tb + kk - 1
+        final float[][] src = this.src[p];
+        for (int o = o0; o < o1; o++) {
+            java.util.Arrays.fill(acc[o], 0, n, 0f);
+            if (wide != null) {
+                java.util.Arrays.fill(wide[o], 0, n, 0);
+            }
+        }
+        for (int cin = 0; cin < g.c; cin++) {
+            int grp = cin / g.cg;
+            int lo = Math.max(o0, grp * g.kg);      // outputs of this block that read cin
+            int hi = Math.min(o1, (grp + 1) * g.kg);
+            if (lo >= hi) {
+                continue;
+            }
+            for (int t = 0; t < kk; t++) {
+                int off = r0 * wph + tapOff[t];
+                if (off == 0) {
+                    src[t] = xp[cin];
+                } else {
+                    System.arraycopy(xp[cin], off, tap[tb + t], 0, n);
+                    src[t] = tap[tb + t];
+                }
+            }
+            int c = cin % g.cg;
+            boolean flush = wide != null && (c + 1) % flushEvery == 0;
+            for (int o = lo; o < hi; o++) {
+                float[] a = acc[o];
+                int wb = (o * g.cg + c) * kk;
+                for (int t = 0; t < kk; ) {        // up to 5 taps per pass over a
+                    switch (Math.min(MAX_TAPS, kk - t)) {
+                        case 5:
+                            mac5(a, src[t], src[t + 1], src[t + 2], src[t + 3], src[t + 4], w[wb + t],
+                                    w[wb + t + 1], w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], n);
+                            t += 5;
+                            break;
+                        case 4:
+                            mac4(a, src[t], src[t + 1], src[t + 2], src[t + 3], w[wb + t], w[wb + t + 1],
+                                    w[wb + t + 2], w[wb + t + 3], n);
+                            t += 4;
+                            break;
+                        case 3:
+                            mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
+                            t += 3;
+                            break;
+                        default:
+                            mac1(a, src[t], w[wb + t], n);
+                            t += 1;
+                            break;
+                    }
+                }
+                if (flush) {
+                    flushInto(wide[o], a, n);
+                }
+            }
+        }
+        for (int o = o0; o < o1; o++) {
+            float[] a = acc[o];
+            if (wide != null) {
+                flushInto(wide[o], a, n);   // a = f32(exact int sum), as the reference's f32(acc)
+                for (int i = 0; i < n; i++) {
+                    a[i] = (float) wide[o][i];
+                }
+            }
+            epilogue(a, o, r0, rows, n, curY, curRelu);
+        }
+    }
+
+    /**
+     * 1x1 stride-1 convs over the whole image: the channel planes are the taps (no copies), and
+     * each pass over an output's accumulator takes 5 input channels, so the accumulator is read
+     * and written once per 5 channels instead of once per channel.
+     */
+    private void forward1x1(int oFrom, int oTo) {
+        final ConvGeometry g = geo;
+        final int n = g.ho * wph;
+        for (int o = oFrom; o < oTo; o++) {
+            float[] a = acc[o];
+            java.util.Arrays.fill(a, 0, n, 0f);
+            int c0 = (o / g.kg) * g.cg;         // first input channel of o's group
+            int wb = o * g.cg;                  // w[(o*Cg + c)*1]
+            int c = 0;
+            for (; c + 5 <= g.cg; c += 5) {
+                mac5(a, xp[c0 + c], xp[c0 + c + 1], xp[c0 + c + 2], xp[c0 + c + 3], xp[c0 + c + 4], w[wb + c],
+                        w[wb + c + 1], w[wb + c + 2], w[wb + c + 3], w[wb + c + 4], n);
+            }
+            if (c + 3 <= g.cg) {
+                mac3(a, xp[c0 + c], xp[c0 + c + 1], xp[c0 + c + 2], w[wb + c], w[wb + c + 1], w[wb + c + 2], n);
+                c += 3;
+            }
+            for (; c < g.cg; c++) {
+                mac1(a, xp[c0 + c], w[wb + c], n);
+            }
+            epilogue(a, o, 0, g.ho, n, curY, curRelu);
+        }
+    }
+
+    /** acc row a of output o, tile rows r0..r0+rows (n = rows*wph) -> y (K, Ho, Wo), relu fused. */
+    private void epilogue(float[] a, int o, int r0, int rows, int n, float[] y, boolean relu) {
+        final ConvGeometry g = geo;
+        float m = iw.mult[o];
+        float b = iw.bias[o];
+        float floor = relu ? 0f : Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {          // in place, vectorized (see the class comment)
+            a[i] = Math.max(a[i] * m + b, floor);
+        }
+        if (wph == g.wo) {
+            System.arraycopy(a, 0, y, (o * g.ho + r0) * g.wo, n);
+        } else {
+            for (int r = 0; r < rows; r++) {
+                System.arraycopy(a, r * wph, y, (o * g.ho + r0 + r) * g.wo, g.wo);
+            }
+        }
+    }
+
+    /** a[i] += w0 * x0[i] for i &lt; n. */
+    static void mac1(float[] a, float[] x0, float w0, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += w0 * x0[i];
+        }
+    }
+
+    /** a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] for i &lt; n. */
+    static void mac3(float[] a, float[] x0, float[] x1, float[] x2, float w0, float w1, float w2, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i];
+        }
+    }
+
+    /** a[i] += w0 * x0[i] + ... + w3 * x3[i] for i &lt; n. */
+    static void mac4(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, float w0, float w1, float w2, float w3,
+                     int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i];
+        }
+    }
+
+    /** a[i] += w0 * x0[i] + ... + w4 * x4[i] for i &lt; n. */
+    static void mac5(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, float[] x4, float w0, float w1,
+                     float w2, float w3, float w4, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i] + w4 * x4[i];
+        }
+    }
+
+    /** wide[i] += (int) a[i]; a[i] = 0 (a holds exact integers). */
+    private static void flushInto(int[] wide, float[] a, int n) {
+        for (int i = 0; i < n; i++) {
+            wide[i] += (int) a[i];
+            a[i] = 0f;
+        }
+    }
+
+    /** x (C, H, W) float32 -> qf (C, H, W) q - z -> xp (C)(phases, hph, wph) at the real pixels. */
+    private void quantize(float[] x) {
+        final ConvGeometry g = geo;
+        final float scale = iw.scale;
+        final float zero = iw.zero;
+        final float qmax = iw.qmax;
+        final float[] qf = scratch.qf();
+        final int size = g.c * g.h * g.w;
+        for (int i = 0; i < size; i++) {            // vectorized; see FastConv.centered
+            qf[i] = Math.min(Math.max(((x[i] / scale + ROUND) - ROUND) + zero, 0f), qmax) - zero;
+        }
+        for (int c = 0; c < g.c; c++) {
+            float[] dst = xp[c];
+            for (int iy = 0; iy < g.h; iy++) {
+                int xb = (c * g.h + iy) * g.w;
+                int row = rowDst[iy];
+                if (g.stride == 1) {
+                    System.arraycopy(qf, xb, dst, row + colDst[0], g.w);
+                } else {
+                    for (int ix = 0; ix < g.w; ix++) {
+                        dst[row + colDst[ix]] = qf[xb + ix];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+package ai.seprt.core;
+
+import java.util.ArrayDeque;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The fast path: runs a validated graph with the kernels of {@link FastKernels} and buffers
+ * planned once per model. Values of rank 3 are kept planar, (C, H, W): conv kernels then read
+ * and write whole rows of one channel (no transposes), and the image input is transposed once. Every value gets a float32 array when the model is loaded, shared by
+ * values whose lifetimes do not overlap (same size); an inference allocates only the array it
+ * returns. Ops without weights run the reference {@link Ops} code (same float32 order) into
+ * these buffers.
+ */
+final class FastExecutor implements Runner {
+    private final Graph g;
+    private final FastConv[] convs;         // per node; null for ops without weights
+    private final float[][] env;            // per value: its buffer (the input's is the caller's array)
+    private final boolean[] reluAfter;      // per node: a relu is fused into it (its output is the relu's)
+    private final boolean[] fused;          // per node: a relu that runs inside the node before it
+    private final float[] input;            // (C, H, W) the image input, transposed from the caller's (H, W, C)
+    private long[] nanos;
+
+    /** threads: for one image, inside the conv kernels (1: everything on the calling thread). */
+    FastExecutor(Graph g, int threads) {
+        this.g = g;
+        Parallel par = threads == 1 ? Parallel.SERIAL : new Parallel(threads);
+        Scratch scratch = new Scratch();
+        List<Node> nodes = g.nodes;
+        convs = new FastConv[nodes.size()];
+        env = new float[g.values.size()][];
+        reluAfter = new boolean[nodes.size()];
+        fused = new boolean[nodes.size()];
+        int[] lastUse = new int[g.values.size()];
+        int[] readers = new int[g.values.size()];
+        java.util.Arrays.fill(lastUse, -1);
+        for (int i = 0; i < nodes.size(); i++) {
+            Node n = nodes.get(i);
+            if (n.weighted()) {
+                convs[i] = FastKernels.create(g, n, par, scratch);
+            }
+            for (int v : n.inputs) {
+                lastUse[v] = i;
+                readers[v]++;
+            }
+        }
+        for (int i = 0; i + 1 < nodes.size(); i++) {
+            Node n = nodes.get(i);
+            Node next = nodes.get(i + 1);
+            boolean fusable = n.weighted() || n.op == Node.Op.ADD;
+            if (fusable && next.op == Node.Op.RELU && next.inputs[0] == n.output && readers[n.output] == 1
+                    && n.output != g.output && n.output != g.embed) {
+                reluAfter[i] = true;
+                fused[i + 1] = true;
+            }
+        }
+        // buffers: a value's array returns to the pool after its last reader (never the outputs)
+        Map<Integer, ArrayDeque<float[]>> pool = new HashMap<>();
+        input = new float[g.value(g.input).size()];
+        env[g.input] = input;
+        for (int i = 0; i < nodes.size(); i++) {
+            Node n = nodes.get(i);
+            if (fused[i]) {
+                continue;                   // its output buffer was given to the node before
+            }
+            int out = reluAfter[i] ? nodes.get(i + 1).output : n.output;
+            int size = g.value(out).size();
+            ArrayDeque<float[]> free = pool.get(size);
+            env[out] = free != null && !free.isEmpty() ? free.pop() : new float[size];
+            for (int j = 0; j < n.inputs.length; j++) {
+                int v = n.inputs[j];
+                boolean firstMention = true;
+                for (int k = 0; k < j; k++) {
+                    firstMention &= n.inputs[k] != v;
+                }
+                if (lastUse[v] == i && firstMention && v != g.input && v != g.output && v != g.embed) {
+                    int vs = g.value(v).size();
+                    if (!pool.containsKey(vs)) {
+                        pool.put(vs, new ArrayDeque<float[]>());
+                    }
+                    pool.get(vs).push(env[v]);
+                }
+            }
+        }
+    }
+
+    @Override
+    public float[] run(float[] hwcInput, int wanted) {
+        final long[] t = nanos;
+        int[] s = g.value(g.input).shape;
+        OpsChw.fromHwc(hwcInput, s[0], s[1], s[2], input);
+        for (int i = 0; i < g.nodes.size(); i++) {
+            if (fused[i]) {
+                continue;
+            }
+            long t0 = t != null ? System.nanoTime() : 0;
+            runNode(i, g.nodes.get(i));
+            if (t != null) {
+                t[i] += System.nanoTime() - t0;
+            }
+        }
+        int[] ws = g.value(wanted).shape;
+        if (ws.length == 3) {
+            float[] out = new float[env[wanted].length];
+            OpsChw.toHwc(env[wanted], ws[0], ws[1], ws[2], out);
+            return out;
+        }
+        return env[wanted].clone();
+    }
+
+    private void runNode(int i, Node n) {
+        float[] x = env[n.inputs[0]];
+        boolean relu = reluAfter[i];
+        float[] y = env[relu ? g.nodes.get(i + 1).output : n.output];
+        int[] s = g.value(n.inputs[0]).shape;
+        int[] out = g.value(n.output).shape;
+        switch (n.op) {
+            case CONV:
+            case FC:
+                convs[i].forward(x, y, relu);
+                break;
+            case ADD:
+                if (relu) {
+                    addRelu(x, env[n.inputs[1]], y);
+                } else {
+                    Ops.add(x, env[n.inputs[1]], y);
+                }
+                break;
+            case RELU:
+                Ops.relu(x, y);
+                break;
+            case MAXPOOL:
+                OpsChw.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
+                break;
+            case AVGPOOL:
+                OpsChw.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
+                break;
+            case GAP:
+                OpsChw.gap(x, s[0] * s[1], s[2], y);
+                break;
+            case SHORTCUT_A:
+                OpsChw.shortcutA(x, s[0], s[1], s[2], n.stride, out[2], y);
+                break;
+            case CONCAT: {                    // planar (C, H, W): the inputs' channel planes, one after another
+                int at = 0;
+                for (int v : n.inputs) {
+                    int len = g.value(v).shape[0] * g.value(v).shape[1] * g.value(v).shape[2];
+                    System.arraycopy(env[v], 0, y, at, len);
+                    at += len;
+                }
+                break;
+            }
+            default:
+                throw new IllegalStateException("unknown op " + n.op);
+        }
+    }
+
+    /**
+     * y = relu(a + b): Math.max equals the reference relu on every non-NaN float; a + b is NaN
+     * only for Inf + -Inf, which finite inputs do not produce.
+     */
+    static void addRelu(float[] a, float[] b, float[] y) {
+        for (int i = 0; i < y.length; i++) {
+            y[i] = Math.max(a[i] + b[i], 0f);
+        }
+    }
+
+    /** The fast conv of node i (null for ops without weights). */
+    FastConv conv(int node) {
+        return convs[node];
+    }
+
+    @Override
+    public String kernelName(int node) {
+        String k = convs[node] != null ? convs[node].kernelName() : g.nodes.get(node).opName();
+        return fused[node] ? "(fused)" : reluAfter[node] ? k + "+relu" : k;
+    }
+
+    @Override
+    public long[] nodeNanos() {
+        return nanos;
+    }
+
+    @Override
+    public void profile(boolean on) {
+        nanos = on ? new long[g.nodes.size()] : null;
+    }
+}

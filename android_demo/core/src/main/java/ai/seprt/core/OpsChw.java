@@ -1,0 +1,132 @@
+package ai.seprt.core;
+
+/**
+ * The fast path's ops without weights on (C, H, W) planar float32 values, each writing into a
+ * given buffer. Per channel they use the float32 order of {@link Ops} (the reference, NHWC), so
+ * the results are the same floats: pools and gap sum the taps and pixels in the same raster order.
+ */
+final class OpsChw {
+    private OpsChw() {
+    }
+
+    /** x (H, W, C) -> y (C, H, W). */
+    static void fromHwc(float[] x, int h, int w, int c, float[] y) {
+        int hw = h * w;
+        for (int p = 0; p < hw; p++) {
+            for (int ch = 0; ch < c; ch++) {
+                y[ch * hw + p] = x[p * c + ch];
+            }
+        }
+    }
+
+    /** x (C, H, W) -> y (H, W, C). */
+    static void toHwc(float[] x, int h, int w, int c, float[] y) {
+        int hw = h * w;
+        for (int p = 0; p < hw; p++) {
+            for (int ch = 0; ch < c; ch++) {
+                y[p * c + ch] = x[ch * hw + p];
+            }
+        }
+    }
+
+    /**
+     * (C, H, W) -> (C, Ho, Wo): max over the window; padding never wins. Taps are the outer
+     * loops, so the maxima of a row are independent (Math.max is order-free: it treats -0 &lt; +0
+     * and propagates NaN whatever the order).
+     */
+    static void maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo, float[] y) {
+        java.util.Arrays.fill(y, 0, c * ho * wo, Float.NEGATIVE_INFINITY);
+        for (int ch = 0; ch < c; ch++) {
+            int xc = ch * h * w;
+            int yc = ch * ho * wo;
+            for (int oy = 0; oy < ho; oy++) {
+                int yb = yc + oy * wo;
+                for (int ky = 0; ky < kernel; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= h) {
+                        continue;
+                    }
+                    for (int kx = 0; kx < kernel; kx++) {
+                        int lo = firstInside(kx, stride, pad);
+                        int hi = Math.min(wo, lastInside(kx, stride, pad, w) + 1);
+                        int xb = xc + iy * w + kx - pad;
+                        for (int ox = lo; ox < hi; ox++) {
+                            y[yb + ox] = Math.max(y[yb + ox], x[xb + ox * stride]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** (C, H, W) -> (C, Ho, Wo): window sum (row-major taps, from 0) / count of non-padding taps. */
+    static void avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo, float[] y) {
+        java.util.Arrays.fill(y, 0, c * ho * wo, 0f);
+        for (int ch = 0; ch < c; ch++) {
+            int xc = ch * h * w;
+            int yc = ch * ho * wo;
+            for (int oy = 0; oy < ho; oy++) {
+                int yb = yc + oy * wo;
+                int rows = 0;
+                for (int ky = 0; ky < kernel; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= h) {
+                        continue;
+                    }
+                    rows++;
+                    for (int kx = 0; kx < kernel; kx++) {
+                        int lo = firstInside(kx, stride, pad);
+                        int hi = Math.min(wo, lastInside(kx, stride, pad, w) + 1);
+                        int xb = xc + iy * w + kx - pad;
+                        for (int ox = lo; ox < hi; ox++) {
+                            y[yb + ox] += x[xb + ox * stride];
+                        }
+                    }
+                }
+                for (int ox = 0; ox < wo; ox++) {
+                    int x0 = ox * stride - pad;
+                    int cols = Math.min(kernel, w - x0) - Math.max(0, -x0);
+                    y[yb + ox] /= rows * cols;
+                }
+            }
+        }
+    }
+
+    /** The first ox whose tap kx falls inside the row: ox*stride - pad + kx &gt;= 0. */
+    private static int firstInside(int kx, int stride, int pad) {
+        int need = pad - kx;
+        return need <= 0 ? 0 : (need + stride - 1) / stride;
+    }
+
+    /** The last ox whose tap kx falls inside the row: ox*stride - pad + kx &lt;= w - 1. */
+    private static int lastInside(int kx, int stride, int pad, int w) {
+        int room = w - 1 + pad - kx;
+        return room < 0 ? -1 : room / stride;
+    }
+
+    /** Global average pool (C, H, W) -> (C,): float32 sum over pixels in raster order / (H*W). */
+    static void gap(float[] x, int pixels, int c, float[] y) {
+        for (int ch = 0; ch < c; ch++) {
+            float s = 0f;
+            for (int p = 0; p < pixels; p++) {
+                s += x[ch * pixels + p];
+            }
+            y[ch] = s / pixels;
+        }
+    }
+
+    /** ResNet option A on (C, H, W): x[:, ::s, ::s] into channels before..before+C of y, zeros elsewhere. */
+    static void shortcutA(float[] x, int h, int w, int c, int stride, int cout, float[] y) {
+        int ho = (h + stride - 1) / stride;
+        int wo = (w + stride - 1) / stride;
+        int before = (cout - c) / 2;
+        java.util.Arrays.fill(y, 0, cout * ho * wo, 0f);
+        for (int ch = 0; ch < c; ch++) {
+            for (int oy = 0; oy < ho; oy++) {
+                for (int ox = 0; ox < wo; ox++) {
+                    y[((before + ch) * ho + oy) * wo + ox] = x[(ch * h + oy * stride) * w + ox * stride];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+package ai.seprt.core;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Random;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+
+/**
+ * The fast path against the reference path, every golden model both ways on the golden inputs
+ * and on random inputs: bit-identical logits and embeddings on integer models (BQ), within
+ * 1e-5 of max|logit| otherwise. Also: which kernels the fast path picked, and that an
+ * inference allocates nothing but its result.
+ */
+class FastPathTest {
+    static void assertSame(String what, float[] ref, float[] fast, boolean exact) {
+        assertEquals(ref.length, fast.length, what + ": length");
+        if (exact) {
+            assertArrayEquals(ref, fast, 0f, what + ": integer model, fast and reference must be bit-identical");
+            return;
+        }
+        double maxAbs = 0;
+        double maxDiff = 0;
+        for (int i = 0; i < ref.length; i++) {
+            maxAbs = Math.max(maxAbs, Math.abs(ref[i]));
+            maxDiff = Math.max(maxDiff, Math.abs(fast[i] - ref[i]));
+        }
+        assertTrue(maxDiff <= 1e-5 * Math.max(maxAbs, 1e-30),
+                String.format(Locale.ROOT, "%s: max|d| %.3g against max|logit| %.3g", what, maxDiff, maxAbs));
+    }
+
+    @TestFactory
+    List<DynamicTest> fastMatchesReference() throws IOException {
+        List<DynamicTest> tests = new ArrayList<>();
+        for (Golden.ModelRef ref : Golden.get().models.values()) {
+            tests.add(DynamicTest.dynamicTest(ref.name, () -> {
+                SeprtModel r = SeprtModel.load(ref.file, SeprtModel.Path.REFERENCE);
+                SeprtModel f = SeprtModel.load(ref.file, SeprtModel.Path.FAST);
+                assertEquals(SeprtModel.Path.FAST, f.path());
+                boolean exact = r.variant().equals("BQ") && !ref.name.equals("tiny-mixed");
+                List<float[]> inputs = new ArrayList<>();
+                for (Golden.Expect e : Golden.get().expects) {
+                    if (e.model.equals(ref.name)) {
+                        inputs.add(Golden.get().input(e.input, r));
+                    }
+                }
+                Random rnd = new Random(ref.name.hashCode());
+                for (int k = 0; k < 3; k++) {
+                    float[] x = new float[r.inputSize()];
+                    for (int i = 0; i < x.length; i++) {
+                        x[i] = (float) (rnd.nextGaussian() * (k + 1));
+                    }
+                    inputs.add(x);
+                }
+                for (int k = 0; k < inputs.size(); k++) {
+                    float[] x = inputs.get(k);
+                    assertSame(ref.name + " input " + k + " logits", r.logits(x), f.logits(x), exact);
+                    assertSame(ref.name + " input " + k + " embed", r.embed(x), f.embed(x), exact);
+                }
+                // run twice more in another order: the planned buffers carry nothing over
+                float[] first = f.logits(inputs.get(0));
+                f.logits(inputs.get(inputs.size() - 1));
+                assertArrayEquals(first, f.logits(inputs.get(0)), 0f, "same input, same logits");
+            }));
+        }
+        return tests;
+    }
+
+    @Test
+    void integerModelsRunOnlyFastKernels() throws IOException {
+        for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "sepnet-cifar-BQ8-all"}) {
+            SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
+            Graph g = f.graph();
+            boolean planar = false;
+            for (int i = 0; i < g.nodes.size(); i++) {
+                if (g.nodes.get(i).weighted()) {
+                    String k = f.runner().kernelName(i);
+                    assertTrue(k.startsWith("conv_i32_nhwc") || k.startsWith("conv_exact_f32_planar"),
+                            name + " " + g.nodes.get(i).name + " runs " + k);
+                    planar |= k.startsWith("conv_exact_f32_planar");
+                }
+            }
+            assertTrue(planar || name.startsWith("tiny"), name + ": no layer runs conv_exact_f32_planar");
+        }
+    }
+
+    /**
+     * Layers whose float32 partial sums could pass 2^24 move them to ints (none of the test models
+     * reaches the bound), so the flushes are forced here.
+     */
+    @Test
+    void exactPlanarFlushesToIntsBitIdentically() throws IOException {
+        String old = System.getProperty("seprt.flushEvery");
+        try {
+            System.setProperty("seprt.flushEvery", "1");
+            for (String name : new String[] {"demo", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
+                SeprtModel r = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.REFERENCE);
+                SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
+                boolean flushes = false;
+                for (int i = 0; i < f.graph().nodes.size(); i++) {
+                    FastConv c = ((FastExecutor) f.runner()).conv(i);
+                    if (c instanceof ConvExactPlanar) {
+                        flushes |= ((ConvExactPlanar) c).flushEvery() < c.geo.cg;
+                    }
+                }
+                assertTrue(flushes, name + ": no planar layer flushes");
+                Random rnd = new Random(7);
+                float[] x = new float[r.inputSize()];
+                for (int i = 0; i < x.length; i++) {
+                    x[i] = (float) rnd.nextGaussian();
+                }
+                assertSame(name + " flushing every channel", r.logits(x), f.logits(x), true);
+            }
+        } finally {
+            if (old == null) {
+                System.clearProperty("seprt.flushEvery");
+            } else {
+                System.setProperty("seprt.flushEvery", old);
+            }
+        }
+    }
+
+    /** Threads split output channels or rows; every output is still computed in the same order. */
+    @Test
+    void threadsGiveTheSameLogits() throws IOException {
+        for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
+            java.io.File file = Golden.get().models.get(name).file;
+            SeprtModel r = SeprtModel.load(file, SeprtModel.Path.REFERENCE);
+            Random rnd = new Random(3);
+            float[] x = new float[r.inputSize()];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = (float) rnd.nextGaussian();
+            }
+            float[] ref = r.logits(x);
+            for (int threads : new int[] {2, 3}) {
+                SeprtModel f = SeprtModel.load(file, SeprtModel.Path.FAST, threads);
+                assertEquals(threads, f.threads());
+                assertSame(name + " on " + threads + " threads", ref, f.logits(x), true);
+                assertSame(name + " on " + threads + " threads, again", ref, f.logits(x), true);
+            }
+        }
+    }
+
+    @Test
+    void benchPrintsTheSummaryFirstThenPerLayer() throws IOException {
+        java.io.PrintStream old = System.out;
+        java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        try {
+            System.setOut(new java.io.PrintStream(buf, true, "UTF-8"));
+            Main.main(new String[] {"--bench", Golden.get().models.get("tiny-BQ8").file.getPath(), "3", "--per-layer",
+                "--warmup", "0"});
+        } finally {
+            System.setOut(old);
+        }
+        String[] lines = buf.toString("UTF-8").split("\n");
+        assertTrue(lines[0].matches(".*: median [0-9.]+ ms, min [0-9.]+ ms over 3 runs .*, 1 thread, fast path"), lines[0]);
+        assertTrue(lines[1].startsWith("per layer (mean over 3 runs, fast path)"), lines[1]);
+        assertTrue(buf.toString("UTF-8").contains("conv_i32_"), buf.toString("UTF-8"));
+    }
+
+    @Test
+    void referencePathByProperty() throws IOException {
+        String old = System.getProperty("seprt.path");
+        try {
+            System.setProperty("seprt.path", "reference");
+            assertEquals(SeprtModel.Path.REFERENCE, SeprtModel.load(Golden.get().models.get("demo").file).path());
+            System.setProperty("seprt.path", "fast");
+            assertEquals(SeprtModel.Path.FAST, SeprtModel.load(Golden.get().models.get("demo").file).path());
+        } finally {
+            if (old == null) {
+                System.clearProperty("seprt.path");
+            } else {
+                System.setProperty("seprt.path", old);
+            }
+        }
+    }
+}

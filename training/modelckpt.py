@@ -147,8 +147,12 @@ def to_zoo(ck: dict) -> dict:
     reads it): ValueError if the model is not one of training.models or its
     binarized convs are not one of the zoo's modes (all / inner / prb)."""
     arch_id = next((a for a, s in models.ARCH_TO_SPEC.items() if s == ck["model"]), None)
-    if arch_id is None or ck["model_kwargs"]:
+    if arch_id is None:
         raise ValueError(f"model {ck['model']!r} is not a built-in architecture (training.models)")
+    n_cls = models.arch_mod.get(arch_id).num_classes
+    if ck["model_kwargs"] not in ({}, {"num_classes": n_cls}) or len(ck["labels"]) != n_cls:
+        raise ValueError(f"{arch_id} with {len(ck['labels'])} classes ({ck['model_kwargs']}): the zoo format "
+                         f"holds {n_cls}-class {arch_id} only; convert it with the tracing converter instead")
     names = models.zoo_name_map(arch_id)
     sd = {}
     binarized = set(ck["binarized"])

@@ -225,6 +225,7 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
         log(d, f"resuming {out} after epoch {start}/{cfg['epochs']}")
     elif before_first_epoch is not None:
         before_first_epoch(model, train_b)
+        history = list(prior_history or [])       # it may have recorded a step (e.g. BiPattern accuracy)
     model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     # weight decay on every trainable tensor (weights, BN, alpha, fc bias):

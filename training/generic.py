@@ -34,7 +34,8 @@ METHOD_DEFAULTS = {
 def _data(args, d, preprocess: dict, labels, log):
     """(train, val) Datasets decoded per `preprocess`; rank 0 fills the cache first."""
     from .train import log as dlog
-    kw = dict(preprocess=preprocess, labels=labels, cache_dir=args.cache_dir or None, progress=d.main,
+    kw = dict(preprocess=preprocess, labels=labels, cache_dir=args.cache_dir or None,
+              progress=d.main and not getattr(args, "quiet", False),
               log=(lambda *a: dlog(d, *a)))
     def both():
         ds = userdata.load(args.data, **kw)
@@ -124,6 +125,8 @@ def cmd_train_model(args, d):
 def cmd_pattern(args, d):
     """Full (module or zoo checkpoint) -> binarize -> [BN re-est.] -> refine or STE."""
     from .train import evaluate, fit, log
+    if os.path.abspath(args.out) in (os.path.abspath(args.init), os.path.abspath(args.teacher or args.init)):
+        raise SystemExit(f"error: --out {args.out} is an input of this command; write the pattern model elsewhere")
     src = modelckpt.read(args.init)
     if src["stage"] != "full":
         raise SystemExit(f"error: --init {args.init} is a {src['stage']} checkpoint; pattern starts from a Full one")
@@ -198,7 +201,8 @@ def cmd_eval_module(args, d, ck):
     from .train import evaluate, log
     model = modelckpt.build_model(ck)
     pre = ck["preprocess"]
-    ds = userdata.load(args.data, pre, ck["labels"], cache_dir=args.cache_dir or None, progress=d.main)
+    ds = userdata.load(args.data, pre, ck["labels"], cache_dir=args.cache_dir or None, progress=d.main,
+                       log=lambda *a: log(d, *a))
     if args.split != "all":
         tr, va = userdata.split(ds, args.split_rule, args.val_fraction, args.split_seed)
         ds = va if args.split == "val" else tr

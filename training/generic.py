@@ -87,20 +87,14 @@ def cmd_train_model(args, d):
     if not args.input_size:
         raise SystemExit("error: train --model needs --input-size H W (the size images are resized to)")
     kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
-    pre = {"size": list(args.input_size), "resize": args.resize, "mean": None, "std": None, "channel_order": "RGB"}
-    if args.resize == "center_crop":
-        pre["crop_fraction"] = args.crop_fraction
+    pre = _preprocess_from_args(args)
     tr, va = _data(args, d, pre, None, log)
     if "num_classes" not in kwargs and spec_mod.accepts(args.model, "num_classes"):
         kwargs["num_classes"] = len(tr.classes)
     torch.manual_seed(args.seed)
     model = spec_mod.build(args.model, kwargs)
     _check_outputs(model, len(tr.classes), args.input_size, args.model)
-    if args.mean or args.std:
-        if not (args.mean and args.std):
-            raise SystemExit("error: give both --mean and --std (3 numbers each, 0..1 scale)")
-        pre["mean"], pre["std"] = list(args.mean), list(args.std)
-    else:
+    if pre["mean"] is None:
         pre["mean"], pre["std"] = data_mod.mean_std(tr.images)
     init = None
     prior = []
@@ -122,12 +116,57 @@ def cmd_train_model(args, d):
     fit(model, cfg, args, d, tr, va, pre, stage="full", binarize=None, prior_history=prior, save_checkpoint=save)
 
 
+def _preprocess_from_args(args) -> dict:
+    pre = {"size": list(args.input_size), "resize": args.resize, "mean": None, "std": None, "channel_order": "RGB"}
+    if args.resize == "center_crop":
+        pre["crop_fraction"] = args.crop_fraction
+    if args.mean or args.std:
+        if not (args.mean and args.std):
+            raise SystemExit("error: give both --mean and --std (3 numbers each, 0..1 scale)")
+        pre["mean"], pre["std"] = list(args.mean), list(args.std)
+    return pre
+
+
+def _read_init(args, d) -> dict:
+    """--init as a module checkpoint: a module or zoo checkpoint as is, or a
+    plain state_dict of --model (weights trained elsewhere) wrapped in one,
+    with labels = DATA's sorted classes and preprocessing from the flags."""
+    import json
+    raw = None
+    if os.path.isfile(args.init):
+        try:
+            raw = torch.load(args.init, map_location="cpu", weights_only=True)
+        except Exception:
+            raw = None          # modelckpt.read reports it
+    if not (isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values())):
+        return modelckpt.read(args.init)
+    if not args.model or not args.input_size:
+        raise SystemExit(f"error: --init {args.init} is a plain state_dict; give --model SPEC and --input-size H W "
+                         f"(and --mean/--std if the model was trained with a normalization)")
+    kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    pre = _preprocess_from_args(args)
+    classes = sorted({c for c, _ in userdata._members(args.data)[0]})
+    if "num_classes" not in kwargs and spec_mod.accepts(args.model, "num_classes"):
+        kwargs["num_classes"] = len(classes)
+    m = spec_mod.build(args.model, kwargs)
+    try:
+        m.load_state_dict(raw, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"--init {args.init} does not fit {args.model}({kwargs}): {str(e).splitlines()[0]}") from None
+    _check_outputs(m, len(classes), pre["size"], args.model)
+    if pre["mean"] is None:
+        tr, _ = _data(args, d, dict(pre, mean=[0.0] * 3, std=[1.0] * 3), classes, None)
+        pre["mean"], pre["std"] = data_mod.mean_std(tr.images)
+    return modelckpt.make(m, spec=args.model, model_kwargs=kwargs, labels=classes, preprocess=pre, stage="full",
+                          train_config={"command": "import", "state_dict": os.path.abspath(args.init)})
+
+
 def cmd_pattern(args, d):
     """Full (module or zoo checkpoint) -> binarize -> [BN re-est.] -> refine or STE."""
     from .train import evaluate, fit, log
     if os.path.abspath(args.out) in (os.path.abspath(args.init), os.path.abspath(args.teacher or args.init)):
         raise SystemExit(f"error: --out {args.out} is an input of this command; write the pattern model elsewhere")
-    src = modelckpt.read(args.init)
+    src = _read_init(args, d)
     if src["stage"] != "full":
         raise SystemExit(f"error: --init {args.init} is a {src['stage']} checkpoint; pattern starts from a Full one")
     spec = args.model or src["model"]
@@ -228,6 +267,20 @@ def cmd_export_zoo(args, d):
         raise SystemExit(f"error: {args.out} exists; refusing to overwrite it (use --force)")
     zoo_ckpt.save(zk, args.out)
     print(f"{args.ckpt} -> {args.out}: zoo checkpoint {zk['arch']}, stage {zk['stage']}, binarize {zk['binarize']}")
+
+
+def add_model_args(s, pattern_cmd: bool = False) -> None:
+    """--input-size, --resize, --mean/--std, --model-kwargs (for pattern: only
+    when --init is a plain state_dict)."""
+    w = "plain-state_dict --init: " if pattern_cmd else "--model: "
+    s.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help=w + "the model's input size")
+    s.add_argument("--resize", choices=("stretch", "center_crop"), default="stretch",
+                   help=w + "how images of other sizes are resized (recorded for the converter)")
+    s.add_argument("--crop-fraction", type=float, default=0.875, help=w + "center_crop: crop / short side")
+    s.add_argument("--mean", type=float, nargs=3, help=w + "normalization mean (0..1); default: the training images'")
+    s.add_argument("--std", type=float, nargs=3, help=w + "normalization std (0..1); default: the training images'")
+    s.add_argument("--model-kwargs", help=w + "JSON keyword arguments for the SPEC's callable "
+                                              "(num_classes is filled in from the data if it takes it)")
 
 
 def add_data_args(s) -> None:

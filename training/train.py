@@ -6,6 +6,11 @@
     python -m training eval --ckpt models/resnet20-refined.pt
     python -m training export-val --out val/
 
+Any nn.Module on the user's own images (training/generic.py, docs/training.md):
+
+    python -m training train --model mynet.py:MyNet --data photos/ --input-size 64 64 --epochs 30 --out full.pt
+    python -m training pattern --init full.pt --data photos/ --method {refine,ste} --epochs 5 --out pattern.pt
+
 `train` and `refine` are resumable: after every epoch the weights go to the
 checkpoint (--out) and the optimizer/resume state to ``<out>.state.pt``
 (both written atomically). Rerunning the same command continues from the
@@ -486,14 +491,7 @@ def parser() -> argparse.ArgumentParser:
                                    "(module checkpoint format, docs/training.md)")
     common(s)
     fitting(s, lr=0.1, wd=5e-4, epochs=60)
-    s.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="--model: the model's input size")
-    s.add_argument("--resize", choices=("stretch", "center_crop"), default="stretch",
-                   help="--model: how images of other sizes are resized (recorded for the converter)")
-    s.add_argument("--crop-fraction", type=float, default=0.875, help="--model, center_crop: crop / short side")
-    s.add_argument("--mean", type=float, nargs=3, help="--model: normalization mean (0..1); default: the training images'")
-    s.add_argument("--std", type=float, nargs=3, help="--model: normalization std (0..1); default: the training images'")
-    s.add_argument("--model-kwargs", help="--model: JSON keyword arguments for the callable "
-                                          "(num_classes is filled in from the data if the callable takes it)")
+    generic.add_model_args(s)
     generic.add_data_args(s)
     s.add_argument("--binary-from-start", nargs="?", const="all", default=None, choices=nets.BINARIZE_MODES,
                    help="train with binary patterns from the start (STE); 'all' (default) or 'prb'")
@@ -524,7 +522,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_refine)
 
     s = sub.add_parser("pattern", help="binarize any Full module checkpoint and refine (frozen patterns) or STE")
-    s.add_argument("--init", required=True, help="Full checkpoint: a module checkpoint (train --model) or a zoo one")
+    s.add_argument("--init", required=True, help="Full model: a module checkpoint (train --model), a zoo checkpoint, "
+                                                 "or a plain state_dict of --model (then give --input-size too)")
     s.add_argument("--model", help="SPEC (default: the one --init records)")
     s.add_argument("--method", choices=pattern.METHODS, required=True,
                    help="refine: patterns frozen, distilled from --init; ste: patterns learned (straight-through)")
@@ -540,6 +539,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--bn-reestimate", action=argparse.BooleanOptionalAction, default=None,
                    help="recompute BN statistics after binarizing (default: on for refine, off for ste)")
     s.add_argument("--bn-batches", type=int, default=100)
+    generic.add_model_args(s, pattern_cmd=True)
     generic.add_data_args(s)
     s.set_defaults(func=generic.cmd_pattern)
 

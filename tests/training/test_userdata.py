@@ -187,3 +187,24 @@ def test_pattern_resumes_to_the_same_weights(tmp_path, photos):
         assert torch.allclose(v.float(), cb["state_dict"][k].float(), atol=1e-5), k
     with pytest.raises(SystemExit, match="refusing to resume"):
         train.main(args[:-len(SMALL)] + ["--lr", "0.5", "--out", str(b), "--epochs", "3", *SMALL])
+
+
+def test_pattern_from_a_plain_state_dict_trained_elsewhere(tmp_path, photos):
+    """The user's weights from their own training: --init STATE_DICT.pt --model SPEC --input-size."""
+    import torch
+    from training import modelckpt, models
+    net = models.resnet20(num_classes=2)
+    sd_path, out = tmp_path / "mine.pt", tmp_path / "p.pt"
+    torch.save(net.state_dict(), sd_path)
+    base = ["pattern", "--init", str(sd_path), "--data", photos, "--method", "ste", "--epochs", "0", "--out", str(out)]
+    with pytest.raises(SystemExit, match="plain state_dict; give --model SPEC and --input-size"):
+        train.main(base + SMALL)
+    assert train.main(base + ["--model", "training.models:resnet20", "--input-size", "16", "16",
+                              "--mean", "0.5", "0.5", "0.5", "--std", "0.2", "0.2", "0.2", *SMALL]) == 0
+    ck = modelckpt.read(str(out))
+    assert ck["stage"] == "bipattern" and ck["labels"] == ["cat", "dog"] and ck["model_kwargs"] == {"num_classes": 2}
+    assert ck["preprocess"]["mean"] == [0.5] * 3 and ck["preprocess"]["size"] == [16, 16]
+    for n in ck["binarized"]:       # epochs 0: exactly sign(W) * mean|W| of the user's weights
+        w = net.get_submodule(n).weight.detach()
+        assert torch.allclose(ck["state_dict"][n + ".weight"],
+                              w.abs().flatten(1).mean(1).view(-1, 1, 1, 1) * torch.where(w >= 0, 1.0, -1.0))

@@ -76,3 +76,22 @@ def test_zoo_checkpoints_load_exactly_and_round_trip(path):
             assert bool((b[k] >= 0).all())
         elif not k.endswith(".pattern"):
             assert torch.equal(b[k], v), k
+
+
+@pytest.mark.parametrize("ckpt,binfile", [("resnet20-ste.pt", "resnet20-ste-B.bin"),
+                                          ("sepnet-cifar-refined-prb.pt", "sepnet-cifar-B.bin")])
+def test_zoo_round_trip_converts_to_the_shipped_logits(tmp_path, ckpt, binfile, capsys):
+    """models/*.pt -> module checkpoint (import-zoo) -> zoo checkpoint (export-zoo) -> today's converter:
+    the same logits as the shipped .bin (B variant: no calibration images needed)."""
+    import numpy as np
+    import seprt
+    from converters.__main__ import main as convert
+    from training import train
+    mod, zoo, out = (str(tmp_path / n) for n in ("module.pt", "zoo.pt", "B.bin"))
+    assert train.main(["import-zoo", os.path.join(ROOT, "models", ckpt), "--out", mod]) == 0
+    assert train.main(["export-zoo", mod, "--out", zoo]) == 0
+    assert convert(["seprt", zoo, "-o", out, "--variant", "B"]) == 0
+    x = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype(np.float32)
+    ours = seprt.Model(out, engine="reference").logits(x)
+    shipped = seprt.Model(os.path.join(ROOT, "models", binfile), engine="reference").logits(x)
+    assert np.array_equal(ours, shipped)

@@ -139,3 +139,11 @@ def test_reestimate_bn_is_the_plain_average_over_batches():
     means = torch.stack([v.mean((0, 2, 3)) for v in h]).mean(0)
     assert torch.allclose(net[1].running_mean, means, atol=1e-5)
     assert net[1].momentum == 0.1
+
+
+def test_docstring_examples_run():
+    import doctest
+    from training import models, spec
+    for mod in (pattern, models, spec):
+        r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+        assert r.failed == 0 and r.attempted > 0, mod.__name__

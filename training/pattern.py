@@ -135,8 +135,11 @@ class PatternConv2d(nn.Conv2d):
 
 
 def is_kxk_conv(m: nn.Module) -> bool:
-    """A 2-D conv with a kernel larger than 1x1 (what seprt binarizes)."""
-    return isinstance(m, nn.Conv2d) and tuple(m.kernel_size) != (1, 1)
+    """A plain nn.Conv2d (or an already swapped PatternConv2d) with a kernel
+    larger than 1x1: what seprt binarizes. Subclasses of nn.Conv2d with a
+    forward of their own (weight standardization, ...) are not swapped: their
+    forward would be lost."""
+    return type(m) in (nn.Conv2d, PatternConv2d) and tuple(m.kernel_size) != (1, 1)
 
 
 def kxk_convs(model: nn.Module) -> list[str]:
@@ -182,8 +185,11 @@ def select(model: nn.Module, which: str | Iterable[str] | Callable[[str, nn.Modu
         hits = convs if body == "all" else [n for n in convs if fnmatch.fnmatchcase(n, body)]
         if not hits:
             ones = [n for n, m in mods.items() if isinstance(m, nn.Conv2d) and fnmatch.fnmatchcase(n, body)]
-            why = (f"it names only 1x1 conv(s) ({', '.join(ones[:4])}), which stay real"
-                   if ones else "it matches no k x k conv")
+            sub = [n for n in ones if type(mods[n]) is not nn.Conv2d and tuple(mods[n].kernel_size) != (1, 1)]
+            why = (f"it names {type(mods[sub[0]]).__name__} ({', '.join(sub[:4])}), a subclass of nn.Conv2d "
+                   f"with its own forward, which is not swapped" if sub else
+                   f"it names only 1x1 conv(s) ({', '.join(ones[:4])}), which stay real" if ones else
+                   "it matches no k x k conv")
             known = ", ".join(convs[:12]) + (f", ... ({len(convs)} in all)" if len(convs) > 12 else "")
             pre = f"; presets: {', '.join(presets)}" if presets else ""
             raise ValueError(f"--binarize pattern {p!r}: {why}; the k x k convs are: {known or 'none'}{pre}")

@@ -116,6 +116,18 @@ def test_select_all_globs_exclusions_presets_callables():
     assert pattern.select(net, "inner") == ["body.0", "body.4"]
 
 
+def test_conv2d_subclasses_with_their_own_forward_are_not_swapped():
+    class WSConv(nn.Conv2d):
+        def forward(self, x):
+            w = self.weight - self.weight.mean((1, 2, 3), keepdim=True)
+            return self._conv_forward(x, w, self.bias)
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), WSConv(4, 4, 3))
+    assert pattern.select(net, "all") == ["0"]
+    with pytest.raises(ValueError, match="names WSConv .*subclass of nn.Conv2d"):
+        pattern.select(net, "1")
+
+
 @pytest.mark.parametrize("which,msg", [("layer9.*", "matches no k x k conv"),
                                        ("body.2", "names only 1x1 conv"),
                                        ("", "empty --binarize")])

@@ -166,3 +166,16 @@ def test_builtin_arch_through_the_generic_path_converts(tmp_path, tiny_tar, caps
     m = seprt.Model(out)
     assert m.info()["arch"] == "resnet20" and list(m.labels) == ck["labels"]
     assert m.predict(next(iter(calib.rglob("*.jpg"))).read_bytes(), top_k=1)[0][0] in ck["labels"]
+
+
+def test_sepnet_refine_prb_from_the_zoo_full_checkpoint(tmp_path, tiny_tar):
+    """The zoo's SEP-Net procedure through the generic path: --init the zoo's Full
+    checkpoint, --binarize prb (the model's preset), refine distilled from it."""
+    out = str(tmp_path / "sep.pt")
+    assert train.main(["pattern", "--init", os.path.join(ROOT, "models", "sepnet-cifar-full.pt"), "--method",
+                       "refine", "--binarize", "prb", "--epochs", "1", "--out", out, "--data", tiny_tar,
+                       "--split-rule", "cifar", *SMALL]) == 0
+    ck = modelckpt.read(out)
+    assert ck["model"] == "training.models:sepnet_cifar" and len(ck["binarized"]) == 18
+    assert all(n.endswith(".conv3x3") for n in ck["binarized"]) and ck["train_config"]["kd_alpha"] == 0.5
+    assert modelckpt.to_zoo(ck)["binarize"] == "prb"

@@ -95,3 +95,18 @@ def test_zoo_round_trip_converts_to_the_shipped_logits(tmp_path, ckpt, binfile, 
     ours = seprt.Model(out, engine="reference").logits(x)
     shipped = seprt.Model(os.path.join(ROOT, "models", binfile), engine="reference").logits(x)
     assert np.array_equal(ours, shipped)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "sepnet_cifar"])
+def test_builtin_modules_trace_with_torch_fx(name):
+    """What the tracing converter sees: plain Conv2d/BatchNorm2d/Linear/Identity
+    modules, relu, add, adaptive_avg_pool2d, flatten; ResNet's option-A
+    shortcut (`ShortcutA`) traces to a strided slice + F.pad over channels."""
+    import torch.fx as fx
+    m = getattr(models, name)().eval()
+    g = fx.symbolic_trace(m)
+    kinds = {type(g.get_submodule(n.target)).__name__ for n in g.graph.nodes if n.op == "call_module"}
+    assert kinds <= {"Conv2d", "BatchNorm2d", "Linear", "Identity"}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(g(x), m(x))

@@ -102,6 +102,12 @@ def cmd_train_model(args, d):
         src = modelckpt.read(args.init)
         if src["stage"] != "full":
             raise SystemExit(f"error: --init {args.init} is a {src['stage']} checkpoint; train continues a Full one")
+        same = {k: src["preprocess"].get(k) for k in ("size", "resize", "crop_fraction")}
+        if same != {k: pre.get(k) for k in same}:
+            raise SystemExit(f"error: --init {args.init} was trained with preprocessing {src['preprocess']}; "
+                             f"give the same --input-size/--resize")
+        if src["labels"] != tr.classes:
+            raise SystemExit(f"error: --init {args.init} has labels {src['labels']}, {args.data} has {tr.classes}")
         model.load_state_dict(src["state_dict"])
         pre, prior, init = src["preprocess"], src["history"], os.path.abspath(args.init)
     cfg = _fit_cfg(args, command="train", model=args.model, model_kwargs=kwargs, init=init, **_data_cfg(args, tr, va))

@@ -6,6 +6,11 @@
     python -m training eval --ckpt models/resnet20-refined.pt
     python -m training export-val --out val/
 
+Any nn.Module on the user's own images (training/generic.py, docs/training.md):
+
+    python -m training train --model mynet.py:MyNet --data photos/ --input-size 64 64 --epochs 30 --out full.pt
+    python -m training pattern --init full.pt --data photos/ --method {refine,ste} --epochs 5 --out pattern.pt
+
 `train` and `refine` are resumable: after every epoch the weights go to the
 checkpoint (--out) and the optimizer/resume state to ``<out>.state.pt``
 (both written atomically). Rerunning the same command continues from the
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt_mod
 from . import data as data_mod
-from . import nets
+from . import generic, modelckpt, nets, pattern
 
 
 # ------------------------------------------------------------------ helpers
@@ -91,7 +96,7 @@ def load_data(args, d: Dist, labels, size):
 @torch.no_grad()
 def evaluate(model: nn.Module, batches) -> dict:
     """Top-1/top-5 accuracy and mean cross-entropy over all batches."""
-    net = nets.unwrap(model)
+    net = pattern.unwrap(nets.unwrap(model))
     was = net.training
     net.eval()
     n = c1 = c5 = 0
@@ -192,9 +197,13 @@ def check_resume(out: str, cfg: dict, force: bool):
 # ------------------------------------------------------------------ fitting
 
 def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess: dict, *, stage: str,
-        binarize: str | None, teacher: nets.Net | None = None, prior_history: list | None = None,
-        before_first_epoch=None) -> dict:
-    """Shared train/refine loop with per-epoch atomic checkpoint + state."""
+        binarize: str | None, teacher: nn.Module | None = None, prior_history: list | None = None,
+        before_first_epoch=None, save_checkpoint=None) -> dict:
+    """Shared train/refine loop with per-epoch atomic checkpoint + state.
+
+    `model` is any nn.Module (a nets.Net, training.models module or the
+    user's own); `save_checkpoint(model, history, val_top1)` writes the
+    checkpoint (default: the zoo format of training/checkpoint.py)."""
     out = args.out
     lock = lock_output(out) if d.main else None  # noqa: F841 (held until return)
     st = check_resume(out, cfg, args.force)
@@ -221,6 +230,7 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
         log(d, f"resuming {out} after epoch {start}/{cfg['epochs']}")
     elif before_first_epoch is not None:
         before_first_epoch(model, train_b)
+        history = list(prior_history or [])       # it may have recorded a step (e.g. BiPattern accuracy)
     model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     # weight decay on every trainable tensor (weights, BN, alpha, fc bias):
@@ -277,9 +287,11 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
                    "seconds": round(time.time() - t0, 1), "world_size": d.world}
             history.append(rec)
             finished = epoch + 1 == cfg["epochs"]
-            ck = ckpt_mod.make(model, stage=stage, binarize=binarize, preprocess=preprocess,
-                               val_top1=ev["top1"], history=history, train_config=cfg)
-            ckpt_mod.save(ck, out)
+            if save_checkpoint is not None:
+                save_checkpoint(model, history, ev["top1"])
+            else:
+                ckpt_mod.save(ckpt_mod.make(model, stage=stage, binarize=binarize, preprocess=preprocess,
+                                            val_top1=ev["top1"], history=history, train_config=cfg), out)
             ckpt_mod.atomic_save({"config": cfg, "epoch": epoch + 1, "finished": finished,
                                   "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
                                   "optimizer": opt.state_dict(), "history": history}, state_path(out))
@@ -307,6 +319,8 @@ def _common_train_cfg(args, **extra) -> dict:
 
 
 def cmd_train(args, d: Dist):
+    if args.model:
+        return generic.cmd_train_model(args, d)
     from seprt import arch as arch_mod
     a = arch_mod.get(args.arch)
     torch.manual_seed(args.seed)
@@ -405,6 +419,10 @@ def cmd_binarize(args, d: Dist):
 
 
 def cmd_eval(args, d: Dist):
+    raw = torch.load(args.ckpt, map_location="cpu", weights_only=True) if os.path.isfile(args.ckpt) else None
+    if isinstance(raw, dict) and raw.get("format") == modelckpt.FORMAT:
+        modelckpt.validate(raw, args.ckpt)
+        return generic.cmd_eval_module(args, d, raw)
     model, ck = ckpt_mod.load_model(args.ckpt)
     model = model.to(memory_format=torch.channels_last)
     a = model.arch
@@ -451,7 +469,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
         s.add_argument("--wd", type=float, default=wd)
         s.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
-        s.add_argument("--warmup-epochs", type=float, default=1.0 if lr >= 0.05 else 0.0)
+        s.add_argument("--warmup-epochs", type=float, default=None if lr is None else (1.0 if lr >= 0.05 else 0.0))
         s.add_argument("--label-smoothing", type=float, default=0.0)
         s.add_argument("--force", action="store_true", help="ignore any saved state and start over")
         s.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs of this invocation")
@@ -467,9 +485,14 @@ def parser() -> argparse.ArgumentParser:
     # smoothing by default (keeps plain cross-entropy logits, which the
     # BiPattern/Refined comparison and distillation use).
     s = sub.add_parser("train", help="train a Full model (or --binary-from-start)")
-    s.add_argument("--arch", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--arch", help="a built-in architecture id (zoo checkpoint format)")
+    g.add_argument("--model", help="SPEC of any nn.Module: package.module:callable or path/file.py:callable "
+                                   "(module checkpoint format, docs/training.md)")
     common(s)
     fitting(s, lr=0.1, wd=5e-4, epochs=60)
+    generic.add_model_args(s)
+    generic.add_data_args(s)
     s.add_argument("--binary-from-start", nargs="?", const="all", default=None, choices=nets.BINARIZE_MODES,
                    help="train with binary patterns from the start (STE); 'all' (default) or 'prb'")
     s.add_argument("--init", help="Full checkpoint of the same arch to continue from, under this command's "
@@ -498,11 +521,48 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--bn-batches", type=int, default=100)
     s.set_defaults(func=cmd_refine)
 
+    s = sub.add_parser("pattern", help="binarize any Full module checkpoint and refine (frozen patterns) or STE")
+    s.add_argument("--init", required=True, help="Full model: a module checkpoint (train --model), a zoo checkpoint, "
+                                                 "or a plain state_dict of --model (then give --input-size too)")
+    s.add_argument("--model", help="SPEC (default: the one --init records)")
+    s.add_argument("--method", choices=pattern.METHODS, required=True,
+                   help="refine: patterns frozen, distilled from --init; ste: patterns learned (straight-through)")
+    s.add_argument("--binarize", default="all",
+                   help="which k x k convs: 'all' (default), a preset of the model (e.g. prb, inner), or "
+                        "comma-separated module-name globs, '!glob' to exclude (e.g. 'all,!conv1')")
+    common(s)
+    fitting(s, lr=None, wd=None, epochs=5)
+    s.set_defaults(warmup_epochs=None)
+    s.add_argument("--teacher", help="Full module checkpoint to distil from (default: --init)")
+    s.add_argument("--kd-alpha", type=float, default=None, help="distillation weight (refine 0.5, ste 0)")
+    s.add_argument("--kd-t", type=float, default=4.0)
+    s.add_argument("--bn-reestimate", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute BN statistics after binarizing (default: on for refine, off for ste)")
+    s.add_argument("--bn-batches", type=int, default=100)
+    generic.add_model_args(s, pattern_cmd=True)
+    generic.add_data_args(s)
+    s.set_defaults(func=generic.cmd_pattern)
+
+    s = sub.add_parser("import-zoo", help="a zoo checkpoint (models/*.pt) -> module checkpoint of training.models")
+    s.add_argument("ckpt")
+    s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=generic.cmd_import_zoo, threads=1)
+
+    s = sub.add_parser("export-zoo", help="a module checkpoint of a built-in arch -> zoo checkpoint "
+                                          "(what today's `python -m converters seprt CKPT` reads)")
+    s.add_argument("ckpt")
+    s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=generic.cmd_export_zoo, threads=1)
+
     s = sub.add_parser("eval", help="validation top-1/top-5 of a checkpoint")
     s.add_argument("--ckpt", required=True)
     s.add_argument("--split", choices=("val", "all", "train"), default="val",
-                   help="val (default): files 4500-4999 of each class; all: every image (e.g. an exported folder)")
+                   help="val (default): files 4500-4999 of each class (zoo checkpoints) or --split-rule's "
+                        "validation share (module checkpoints); all: every image (e.g. an exported folder)")
     common(s)
+    generic.add_data_args(s)
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("export-val", help="write the validation split as <class>/<file>.jpg (original bytes)")
@@ -526,7 +586,7 @@ def main(argv=None) -> int:
     d = Dist()
     try:
         args.func(args, d)
-    except ValueError as e:
+    except ValueError as e:   # includes SpecError, bad data, bad checkpoints
         if d.main:
             print(f"error: {e}", file=sys.stderr)
         return 2

@@ -53,3 +53,25 @@ def test_ddp_two_cpu_processes_identical_weights(tiny_tar, tmp_path):
     c = ck.load(str(tmp_path / "ddp.pt"))
     assert c["history"][-1]["world_size"] == 2
     assert sorted(os.listdir(tmp_path)) == ["ddp.lock", "ddp.pt", "ddp.state.pt", "rank0.pt", "rank1.pt"]
+
+
+def _pattern_worker(rank, world, port, tiny_tar, tmp):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from training import train
+    common = ["--data", tiny_tar, "--split-rule", "cifar", "--batch-size", "8", "--quiet", "--cache-dir", "",
+              "--threads", "1"]
+    rc = train.main(["pattern", "--init", os.path.join(tmp, "full.pt"), "--method", "refine", "--epochs", "1",
+                     "--out", os.path.join(tmp, "pat.pt"), *common])
+    assert rc == 0
+
+
+def test_ddp_pattern_refine_on_a_user_module(tiny_tar, tmp_path):
+    """`pattern` (PatternConv2d with frozen weights, teacher, BN re-estimation) under 2 gloo processes."""
+    from training import modelckpt, train
+    assert train.main(["train", "--model", "training.models:resnet20", "--input-size", "32", "32", "--epochs", "1",
+                       "--out", str(tmp_path / "full.pt"), "--data", tiny_tar, "--split-rule", "cifar",
+                       "--batch-size", "8", "--quiet", "--cache-dir", "", "--threads", "1"]) == 0
+    mp.spawn(_pattern_worker, args=(2, _free_port(), tiny_tar, str(tmp_path)), nprocs=2, join=True)
+    c = modelckpt.read(str(tmp_path / "pat.pt"))
+    assert c["history"][-1]["world_size"] == 2 and c["method"] == "refine" and len(c["binarized"]) == 19

@@ -138,11 +138,11 @@ def test_bad_stacked_layers_are_format_errors():
         _set(n, "bank", np.zeros((257, 5), np.uint8))
     bad(too_big_bank, "must be 1..256")
 
-    def negative_alpha(n):
+    def nan_alpha(n):
         a = n.tensor("alpha").copy()
-        a[0] = -1
+        a[0] = np.nan
         _set(n, "alpha", a)
-    bad(negative_alpha, "alpha")
+    bad(nan_alpha, "alpha has NaN")
 
 
 def test_bad_sizes_in_the_file():
@@ -179,3 +179,18 @@ def test_fuzz_stacked_file_only_raises_format_error(data, fix_crc):
         fmt.from_bytes(bytes(b))
     except FormatError:
         pass
+
+
+@pytest.mark.parametrize("d,m,mode", [(4, 8, "stack"), (8, 20, "stack"), (4, 8, "expand"), (4, 8, "auto")])
+def test_fast_engine_bit_exact(monkeypatch, d, m, mode):
+    """Both lowerings (bank conv + gather-sum, and the expanded ±1 weight on the dot
+    tiles) give the reference's logits bit for bit; 1 and 2 threads."""
+    from seprt.engine import FastEngine
+    monkeypatch.setenv("SEPRT_STACK_KERNEL", mode)
+    g = stacked_graph("BQ", "resnet20", d, m, seed=d)
+    x = np.random.default_rng(3).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    want = reference.run(g, x)[g.output]
+    e = FastEngine(g)
+    assert any(p.startswith("stack-u8") for p in e.plan.paths) == (mode != "expand")
+    np.testing.assert_array_equal(e.run(x)[0], want)
+    np.testing.assert_array_equal(FastEngine(g, threads=2).run(x[:1])[0], want[:1])

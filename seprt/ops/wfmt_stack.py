@@ -13,7 +13,8 @@ Tensors, in file order:
     bank   u8 (m, ceil(k*k*d/8))  ±1 bank filters packed as `bin` patterns
                                   (bit j = (ky*k + kx)*d + c, LSB first, 1 = +1)
     index  u8 (K, Cg/d)           bank row of each slice, < m
-    alpha  f32 (K)                >= 0, the integer path's multiplier
+    alpha  f32 (K)                the integer path's multiplier; any sign (a BN fold
+                                  with gamma < 0 negates it: the bank need not hold -B)
     bias   f32 (K)
 m (1..256) and d are not stored: m is the bank's rows, d = Cg / (index
 columns); the index columns MUST divide Cg and the bank's row bytes MUST be
@@ -68,8 +69,8 @@ def _check(n, kernel, kshape):
         raise FormatError(f"node {n.name!r}: padding bits of packed bank filters must be 0")
     if index.size and int(index.max()) >= m:
         raise FormatError(f"node {n.name!r}: bank index {int(index.max())} out of range for a bank of {m} filters")
-    if not (np.all(np.isfinite(alpha)) and np.all(alpha >= 0)):
-        raise FormatError(f"node {n.name!r}: alpha must be finite and >= 0")
+    if not np.all(np.isfinite(alpha)):
+        raise FormatError(f"node {n.name!r}: alpha must be finite")
 
 
 def _int_weight(n, kshape):
@@ -88,5 +89,5 @@ STACK = register_wfmt(WeightFormat(
              Tensor("alpha", np.dtype("<f4"), lambda ks: ks[:1]),
              Tensor("bias", np.dtype("<f4"), lambda ks: ks[:1])),
     check=_check, float_weight=_float_weight, int_weight=_int_weight, scale_name="alpha",
-    doc="u8 (m, ceil(k*k*d/8)) packed ±1 bank (m 1..256); u8 (K, Cg/d) index < m; f32 (K) alpha >= 0; "
+    doc="u8 (m, ceil(k*k*d/8)) packed ±1 bank (m 1..256); u8 (K, Cg/d) index < m; f32 (K) alpha (any sign); "
         "f32 (K) bias"))

@@ -24,6 +24,7 @@ from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, Co
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
                                   add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32)
 from . import plan as P
+from .kernels.stack import OP_CONV_STACK, ConvStackRow as CS, conv_stack_u8
 from .kernels.sync import barrier, share, wait_generation
 
 WORKER_SPINS = 300_000     # a worker spins ~0.3 ms for the next job before it sleeps
@@ -107,6 +108,13 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                                   wu64[a[CB.PAT]:], a[CB.KG], a[CB.ZERO], wi32[a[CB.WSUM]:], wf32[a[E.MULT]:],
                                   wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], acc64, abuf,
                                   a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
+            elif op == OP_CONV_STACK:
+                lo, hi = share(a[CS.N_PIX], part, nparts, 8)
+                conv_stack_u8(abuf[a[CS.A]:], aux[a[CS.PIX]:a[CS.PIX] + a[CS.N_PIX]],
+                              aux[a[CS.KOFF]:a[CS.KOFF] + a[CS.NK]], a[CS.NK], wi8[a[CS.B]:], a[CS.MP], a[CS.S],
+                              a[CS.D], a[CS.G], a[CS.CGP], a[CS.KG], wi32[a[CS.IDX]:], a[CS.ZERO], wi32[a[CS.WSUM]:],
+                              wf32[a[E.MULT]:], wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU],
+                              acc32, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
             elif op == kc.OP_CONV_F32:
                 lo, hi = share(a[CF.HO] * a[CF.WO], part, nparts, 1)
                 conv_f32(fbuf, a[CF.IN], a[CF.H], a[CF.W], a[CF.C], wf32[a[CF.WT]:], a[CF.G], a[CF.KERNEL],

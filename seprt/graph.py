@@ -261,7 +261,8 @@ def _check_node(g: Graph, n: Node) -> None:
         shape = tuple(t.shape(kshape))
         if a is None:
             raise FormatError(f"node {n.name!r}: missing {t.name}")
-        if tuple(a.shape) != shape or a.dtype != t.dtype:
+        if (a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape))
+                or a.dtype != t.dtype):    # None: a size the format's check derives
             raise FormatError(f"node {n.name!r}: {t.name} is {a.dtype}{tuple(a.shape)}, "
                               f"expected {t.dtype}{shape}")
         if a.dtype.kind == "f" and not (np.all(np.isfinite(a)) and np.all(np.abs(a) <= MAX_ABS_PARAM)):

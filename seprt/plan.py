@@ -97,6 +97,23 @@ def bin_kernel_choice() -> str:
     return forced if forced in ("dot", "popcount") else "dot"
 
 
+def stack_kernel_choice(n, cg: int, kg: int) -> str:
+    """'stack' (bank conv per slice + gather-sum, seprt/kernels/stack.py) or
+    'expand' (the ±1 weight expanded, on the dot tiles) for a `stack` conv.
+    Measured on resnet20 (AMD EPYC Zen 4, 1 thread, batch 1; docs/results.md):
+    the expanded dot tiles are 3-30x faster than this first stack kernel even
+    at m = K/4 (short tile loops per slice, scalar gather), so 'expand' is the
+    default; SEPRT_STACK_KERNEL=stack selects it where d % 4 == 0, and
+    SEPRT_STACK_KERNEL=auto where it also does fewer MACs (m < K)."""
+    d = cg // n.tensor("index").shape[1]
+    forced = os.environ.get("SEPRT_STACK_KERNEL", "")
+    if d % 4 or forced not in ("stack", "auto"):
+        return "expand"
+    mp = -(-n.tensor("bank").shape[0] // 16) * 16
+    fewer = mp * cg * n.kernel ** 2 + kg * (cg // d) < kg * cg * n.kernel ** 2
+    return "stack" if forced == "stack" or fewer else "expand"
+
+
 def dot_isa() -> str:
     """The instruction set the dot tiles compile to."""
     return "vnni" if has_vnni() else "generic"
@@ -183,6 +200,8 @@ class Planner:
         cin, k = self.shape(n.inputs[0])[-1], self.shape(n.output)[-1]
         if groups > 1 and groups == cin == k:
             return "dw", 1
+        if n.wfmt == "stack" and stack_kernel_choice(n, cin // groups, k // groups) == "stack":
+            return "stack", groups
         if n.wfmt == "bin" and bin_kernel_choice() == "popcount":
             return "popcount", groups
         return "dot", (1 if k // groups < DENSE_BELOW else groups)
@@ -319,6 +338,29 @@ class Planner:
         self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, self.label(i), f"dot-u{v.q_bits}{n.wfmt}-{dot_isa()}", mac,
                   a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), koff=self.aux.add(koff), nk=len(koff),
                   b=self.wi8.add(b), g=qg, cgp=q["cgp"], kg=kgq, m=M, zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
+
+    def _conv_stack(self, i, w_int, epi, mac):
+        """Stacked binary filters: bank conv per d-slice + gather-sum (seprt/kernels/stack.py)."""
+        from .kernels import stack as ks
+        from .quant import unpack_pattern
+        n = self.g.nodes[i]
+        kernel, stride, pad, ho, wo = self._geometry(n)
+        qg = self.qgroups[i]
+        q = self.qbuffer(n.inputs[0], qg)
+        index, bank = n.tensor("index"), n.tensor("bank")
+        S, m = index.shape[1], bank.shape[0]
+        d = q["cg"] // S
+        bank_pm1 = unpack_pattern(bank, (kernel, kernel, d))
+        b, mp, idx, wsum = ks.pack_stack(bank_pm1, index, qg, kernel)
+        pix, koff = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], qg * q["cgp"], kernel, d)
+        kg = epi["k"] // qg
+        self.scratch = max(self.scratch, 8 * 16 + 8 * S * mp + kg)
+        v = self.g.values[n.inputs[0]]
+        self.emit(ks.OP_CONV_STACK, ks.ConvStackRow, self.label(i), f"stack-u{v.q_bits}-{dot_isa()}",
+                  ho * wo * qg * (q["cg"] * mp * kernel * kernel + kg * S),
+                  a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), koff=self.aux.add(koff), nk=len(koff),
+                  b=self.wi8.add(b), mp=mp, s=S, d=d, g=qg, cgp=q["cgp"], kg=kg, idx=self.wi32.add(idx),
+                  zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
 
     def _conv_dw(self, i, w_int, epi, mac):
         n = self.g.nodes[i]

@@ -59,7 +59,10 @@ def _weights(layers: dict[str, dict], variant: str) -> dict[str, dict]:
     w = {}
     for name, d in layers.items():
         bias = np.asarray(d["bias"], np.float32)
-        if variant != "R" and "pattern" in d:
+        if variant != "R" and "bank" in d:           # stacked binary filters (seprt/stacked.py)
+            from .stacked import stack_weights
+            w[name] = stack_weights(d)
+        elif variant != "R" and "pattern" in d:
             w[name] = {"wfmt": "bin", "weight": pack_pattern(d["pattern"]),
                        "scale": np.asarray(d["alpha"], np.float32), "bias": bias}
         elif variant == "BQ":
@@ -104,7 +107,7 @@ def build_graph(a: Arch, layers: dict[str, dict], variant: str, meta: dict,
             lo[v], hi[v] = min(lo[v], float(arr.min())), max(hi[v], float(arr.max()))
     act_quant = {}
     for v, wfmts in feeds.items():
-        bits = act_bits if ("bin" in wfmts and v != gb.input) else 8
+        bits = act_bits if (("bin" in wfmts or "stack" in wfmts) and v != gb.input) else 8
         act_quant[gb.values[v].name] = act_qparams(lo[v], hi[v], bits) + (bits,)
     return from_arch(a, _weights(layers, "BQ"), {**meta, "act_bits": act_bits}, act_quant)
 

@@ -84,7 +84,8 @@ class OpDef:
 class Tensor:
     """One tensor a weight format carries: dtype and shape rule.
     shape(kshape) -> shape, where kshape is the unpacked weight shape
-    (K, kh, kw, Cg) or (K, C)."""
+    (K, kh, kw, Cg) or (K, C); a None dim is any size, derived and checked
+    by the format's `check` (stack: bank rows m, slices Cg/d)."""
     name: str
     dtype: np.dtype
     shape: Callable

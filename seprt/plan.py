@@ -33,12 +33,14 @@ import numpy as np
 
 from .graph import Graph
 from .kernels import conv as kc
+from .kernels import stack as ks
 from .kernels.conv import Epilogue, pack_bin, pack_dw, pack_f32, pack_u8i8, window_offsets
 from .kernels.elementwise import OP_QUANT, QuantRow
 from .kernels.intrinsics import has_vnni
 from .ops import get_op, get_wfmt
 
 WIDTH = 40
+CONV_ROWS = (kc.ConvDotRow, kc.ConvBinRow, kc.ConvF32Row, kc.ConvDwRow, ks.ConvStackRow)   # end in Epilogue columns
 DENSE_BELOW = 16      # groups with fewer outputs run as one dense block-diagonal dot conv
 
 
@@ -216,7 +218,7 @@ class Planner:
     def emit(self, opcode: int, row: type[IntEnum], name: str, path: str, mac: int = 0, **fields) -> np.ndarray:
         """Append one instruction: `fields` names every column of `row` (lower
         case), and of the shared Epilogue for conv rows."""
-        cols = list(row) + (list(Epilogue) if row in kc.CONV_ROWS else [])
+        cols = list(row) + (list(Epilogue) if row in CONV_ROWS else [])
         if set(fields) != {m.name.lower() for m in cols}:
             raise ValueError(f"{row.__name__}: fields {sorted(fields)} are not its columns "
                              f"{sorted(m.name.lower() for m in cols)}")
@@ -341,7 +343,6 @@ class Planner:
 
     def _conv_stack(self, i, w_int, epi, mac):
         """Stacked binary filters: bank conv per d-slice + gather-sum (seprt/kernels/stack.py)."""
-        from .kernels import stack as ks
         from .quant import unpack_pattern
         n = self.g.nodes[i]
         kernel, stride, pad, ho, wo = self._geometry(n)

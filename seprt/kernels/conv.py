@@ -128,8 +128,6 @@ class ConvDwRow(IntEnum):
     WSUM = 9         # wi32: (K,)
 
 
-CONV_ROWS = (ConvDotRow, ConvBinRow, ConvF32Row, ConvDwRow)
-
 _tile_4x32 = make_dot_tile(4, 2)   # 4 pixels x 32 channels: 8 zmm accumulators
 _tile_1x32 = make_dot_tile(1, 2)
 _tile_8x16 = make_dot_tile(8, 1)   # 8 pixels x 16 channels, for groups of <= 16 outputs

@@ -17,7 +17,6 @@ from enum import IntEnum
 
 import numpy as np
 
-from . import conv as _conv
 from .conv import _tile_1x16, _tile_8x16, _write
 from .jit import jit
 
@@ -43,7 +42,6 @@ class ConvStackRow(IntEnum):
     WSUM = 15        # wi32: (K,) sums of the expanded ±1 filters
 
 
-_conv.CONV_ROWS = _conv.CONV_ROWS + (ConvStackRow,)     # its rows end in the shared Epilogue columns
 
 
 @jit

@@ -16,6 +16,7 @@ import numpy as np
 from . import __version__, image
 from .folders import count_labelled, is_image_source, iter_labelled
 from .errors import FormatError, ImageError
+from .kernels.intrinsics import dot_isa
 from .model import Model, demo_images, demo_model_path
 
 class UserError(Exception):
@@ -50,6 +51,7 @@ def cmd_info(args) -> int:
           f"std {fmt_list(info['preprocess']['std'])}; {len(info['labels'])} classes")
     if info["activation_bits"]:
         print(f"activation bits: {info['activation_bits']}")
+    print(f"dot tiles on this CPU: {info['dot_isa']} (fast engine's int8 and binary convs)")
     for k, v in p.items():
         print(f"{k}: {v}")
     print()
@@ -259,7 +261,7 @@ def engine_paths(m: Model) -> str:
     for p in m._fast.plan.paths:
         if p not in seen and not p.startswith(("quantize", "planes")):
             seen.append(p)
-    return ", ".join(seen)
+    return ", ".join(f"{p}-{dot_isa()}" if p.startswith("dot-") else p for p in seen)   # dot-u8i8-udot
 
 
 # ------------------------------------------------------------------ demo

@@ -10,6 +10,7 @@ from . import format as fmt
 from . import image, reference
 from .engine import FastEngine
 from .graph import Graph
+from .kernels.intrinsics import dot_isa
 
 ENGINES = ("fast", "reference")
 
@@ -157,6 +158,7 @@ class Model:
             "variant": self.meta["variant"],
             "engine": self.engine,
             "kernels": sorted(set(self._fast.plan.paths)) if self._fast else ["reference (numpy)"],
+            "dot_isa": dot_isa(),            # the dot tiles' path on this CPU: vnni | udot | generic
             "params": g.params(),
             "macs": g.macs(),
             "bytes": self.nbytes,

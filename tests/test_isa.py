@@ -45,6 +45,7 @@ def test_hwcaps_are_the_kernels_view_of_the_cpu():
         assert {"crc", "lse", "rdm", "fullfp16", "rcpc", "dotprod"} <= caps and "sve" not in caps
     feats = intrinsics._numba_features().split(",")
     assert all("-" + f in feats for f in intrinsics._HWCAP_BITS if f not in caps)   # numba cannot emit them
+    assert all("+" + f in feats for f in caps)        # nor miss them (LLVM's cpuinfo parser skips dotprod)
 
 
 def run_demo(env: dict) -> subprocess.CompletedProcess:

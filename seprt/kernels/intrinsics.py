@@ -123,21 +123,24 @@ def _feature_on(features: str, name: str) -> bool:
 
 
 def _guard_numba_target() -> list[str]:
-    """On Linux/aarch64, switch off in numba's target every feature the kernel
-    does not report (NUMBA_CPU_FEATURES += "-dotprod,-lse,..."), so a CPU name
-    that implies them (NUMBA_CPU_NAME=cortex-a76 on a Cortex-A72) cannot make
-    LLVM emit instructions this CPU lacks. Returns the features switched off.
+    """On Linux/aarch64, make numba's target features say what the kernel
+    reports: "-f" for each feature the CPU lacks (replacing any "+f"), so a
+    CPU name that implies it (NUMBA_CPU_NAME=cortex-a76 on a Cortex-A72)
+    cannot make LLVM emit it (SIGILL), and "+f" for each it has that the
+    string does not mention (LLVM's /proc/cpuinfo parser misses most, e.g.
+    dotprod). Sets NUMBA_CPU_FEATURES; returns the features it switched off.
     Must run before numba compiles anything (seprt imports this module first)."""
     caps = hwcaps()
     if caps is None:
         return []
     from numba.core import config
-    feats = _numba_features()
-    off = [f for f in _HWCAP_BITS if f not in caps and "-" + f not in feats.split(",")]
-    if off:
-        feats = ",".join([feats] * bool(feats) + ["-" + f for f in off])
-        os.environ["NUMBA_CPU_FEATURES"] = feats      # numba re-reads its config from the environment
-        config.reload_config()
+    feats = [f.strip() for f in _numba_features().split(",") if f.strip()]
+    off = [f for f in _HWCAP_BITS if f not in caps]
+    feats = [f for f in feats if f[1:] not in off]
+    named = {f[1:] for f in feats}
+    feats += ["-" + f for f in off] + ["+" + f for f in _HWCAP_BITS if f in caps and f not in named]
+    os.environ["NUMBA_CPU_FEATURES"] = ",".join(feats)   # numba re-reads its config from the environment
+    config.reload_config()
     return off
 
 
@@ -298,7 +301,7 @@ def make_dot_tile(P: int, M: int, isa: str | None = None):
                 for j in range(M):
                     w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
                     bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
-                                                      ir.Constant(V16I8, list(range(16 * q, 16 * q + 16))))
+                                                      ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
                                for q in range(4)])
                 ones = ir.Constant(V16I8, [1] * 16)
             new, snew = [], []

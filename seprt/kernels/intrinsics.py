@@ -81,6 +81,7 @@ def has_vnni() -> bool:
     f = ll.get_host_cpu_features()
     return bool(f.get("avx512vnni") and f.get("avx512f") and f.get("avx512bw"))
 
+
 # ------------------------------------------------------------- aarch64 / Linux
 
 # AT_HWCAP / AT_HWCAP2 bits (arch/arm64/include/uapi/asm/hwcap.h) of the

@@ -83,8 +83,8 @@ in_root() {
 t0=$(now)
 if [ ! -e "$ROOTFS/.seprt-rootfs-ok" ]; then
   step "building the arm64 $SUITE root in $ROOTFS (mmdebstrap, once)"
-  rm -rf "$ROOTFS"; mkdir -p "$DIR"
-  mmdebstrap --quiet --arch=arm64 --variant=minbase --include=python3-venv,ca-certificates \
+  rm -rf --one-file-system "$ROOTFS"; mkdir -p "$DIR"   # never into a leftover mount
+  setsid -w mmdebstrap --quiet --arch=arm64 --variant=minbase --include=python3-venv,ca-certificates \
     "$SUITE" "$ROOTFS" "$MIRROR" || die "mmdebstrap failed (network? binfmt?)"
   touch "$ROOTFS/.seprt-rootfs-ok"
   step "root built in $(( $(now) - t0 )) s"
@@ -100,7 +100,7 @@ stamp=$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -e "$ROOTFS/opt/venv/.seprt-$stamp" ]; then
   t1=$(now)
   step "installing numpy, numba, llvmlite, pillow, pytest, hypothesis from aarch64 wheels"
-  rm -rf "$ROOTFS/opt/venv"
+  rm -rf --one-file-system "$ROOTFS/opt/venv"
   in_root python3 -m venv /opt/venv
   in_root env PIP_CACHE_DIR=/var/cache/pip /opt/venv/bin/python -m pip install -q --disable-pip-version-check \
     --only-binary=:all: "pytest>=7" "hypothesis>=6" "setuptools>=68" wheel \

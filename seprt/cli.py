@@ -50,6 +50,7 @@ def cmd_info(args) -> int:
           f"std {fmt_list(info['preprocess']['std'])}; {len(info['labels'])} classes")
     if info["activation_bits"]:
         print(f"activation bits: {info['activation_bits']}")
+    print(f"dot tiles on this CPU: {info['dot_isa']} (fast engine's int8 and binary convs)")
     for k, v in p.items():
         print(f"{k}: {v}")
     print()
@@ -253,7 +254,7 @@ def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
 
 
 def engine_paths(m: Model) -> str:
-    """The kernel paths a model runs, e.g. 'dot-u8i8, dot-u8bin, f32'."""
+    """The kernel paths a model runs, e.g. 'dot-u8i8-vnni, dot-u8bin-vnni, f32'."""
     if m._fast is None:
         return "reference (numpy)"
     seen = []

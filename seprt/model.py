@@ -10,6 +10,7 @@ from . import image, reference
 from .engine import FastEngine
 from .errors import FormatError
 from .graph import Graph
+from .kernels.intrinsics import dot_isa
 from .ops import get_wfmt
 
 ENGINES = ("fast", "reference")
@@ -165,6 +166,7 @@ class Model:
             "variant": self.meta["variant"],
             "engine": self.engine,
             "kernels": sorted(set(self._fast.plan.paths)) if self._fast else ["reference (numpy)"],
+            "dot_isa": dot_isa(),            # the dot tiles' path on this CPU: vnni | udot | generic
             "params": g.params(),
             "macs": g.macs(),
             "bytes": self.nbytes,

@@ -12,7 +12,8 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
        binary patterns                  -> "dot-u{bits}bin-{isa}" on ±1 int8, or "popcount-u{bits}"
        depthwise (groups = C = K)       -> "dw-u{bits}{i8|bin}"
        float weights or float inputs    -> "f32-{wfmt}"
-   where isa is "vnni" (AVX-512 VNNI) or "generic" (portable vectors).
+   where isa is "vnni" (AVX-512 VNNI), "udot" (ARMv8.2 dot product) or "generic"
+   (portable vectors): kernels.intrinsics.dot_isa().
 3. Lowering. Each op's `lower` (seprt/ops) emits its rows through the
    Planner's helpers: buffers in the f32 arena (NHWC, one image) for every
    float value that survives fusion; a padded u8 buffer per quantized input
@@ -36,7 +37,7 @@ from .kernels import conv as kc
 from .kernels import stack as ks
 from .kernels.conv import Epilogue, pack_bin, pack_dw, pack_f32, pack_u8i8, window_offsets
 from .kernels.elementwise import OP_QUANT, QuantRow
-from .kernels.intrinsics import has_vnni
+from .kernels.intrinsics import dot_isa
 from .ops import get_op, get_wfmt
 
 WIDTH = 40
@@ -114,11 +115,6 @@ def stack_kernel_choice(n, cg: int, kg: int) -> str:
     mp = -(-n.tensor("bank").shape[0] // 16) * 16
     fewer = mp * cg * n.kernel ** 2 + kg * (cg // d) < kg * cg * n.kernel ** 2
     return "stack" if forced == "stack" or fewer else "expand"
-
-
-def dot_isa() -> str:
-    """The instruction set the dot tiles compile to."""
-    return "vnni" if has_vnni() else "generic"
 
 
 def fusions(g: Graph):

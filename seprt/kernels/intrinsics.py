@@ -1,27 +1,47 @@
-"""LLVM intrinsics exposed to numba, and the CPU check that guards them.
+"""LLVM intrinsics exposed to numba, and the CPU checks that guard them.
 
     popcount64(x)            llvm.ctpop.i64 (VPOPCNTQ when vectorized on AVX-512
-                             VPOPCNTDQ, POPCNT or a bit trick elsewhere)
+                             VPOPCNTDQ, POPCNT / NEON CNT or a bit trick elsewhere)
     roundeven32(x)           llvm.roundeven.f32: round half to even, as np.rint,
                              but inlined and vectorizable
     make_dot_tile(P, M)      an int8 GEMM tile: P pixels x (16*M) output channels,
-                             u8 activations x i8 weights, int32 accumulation:
-                             llvm.x86.avx512.vpdpbusd.512 on CPUs with AVX-512
-                             VNNI, the same arithmetic in generic LLVM vector IR
-                             (widen, multiply, add groups of 4) everywhere else
-    has_vnni()               which of the two the tile compiles to
+                             u8 activations x i8 weights, int32 accumulation, in
+                             one of three paths, all bit-identical:
+                               "vnni"    llvm.x86.avx512.vpdpbusd.512 (AVX-512 VNNI)
+                               "udot"    llvm.aarch64.neon.udot.v4i32.v16i8 (Armv8.2
+                                         dotprod: Cortex-A76 / Raspberry Pi 5, ...)
+                               "generic" target-independent LLVM vector IR (widen,
+                                         multiply, add groups of 4): any CPU
+    dot_isa()                which of the three the tiles compile to here
+    has_vnni()               AVX-512 VNNI usable by numba's target
+    hwcaps()                 Linux/aarch64: the kernel's AT_HWCAP/AT_HWCAP2 feature names
+
+The choice follows the CPU's real features, not only what LLVM guesses: on
+Linux/aarch64 `udot` needs the ASIMDDP bit of getauxval(AT_HWCAP). On
+aarch64 this module also removes from numba's target every feature the
+kernel says the CPU lacks (so NUMBA_CPU_NAME=cortex-a76 on a Cortex-A72
+compiles no udot and no LSE atomics instead of dying with SIGILL).
+SEPRT_DOT_ISA=vnni|udot|generic asks for a path; one the CPU cannot run
+falls back to "generic" with a warning.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import platform
+import sys
+import warnings
 
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-I32, I64 = ir.IntType(32), ir.IntType(64)
+I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 V16I32 = ir.VectorType(I32, 16)
+V4I32, V16I8, V64I8 = ir.VectorType(I32, 4), ir.VectorType(I8, 16), ir.VectorType(I8, 64)
+ISAS = ("vnni", "udot", "generic")
 
 
 @intrinsic
@@ -62,6 +82,112 @@ def has_vnni() -> bool:
     return bool(f.get("avx512vnni") and f.get("avx512f") and f.get("avx512bw"))
 
 
+# ------------------------------------------------------------- aarch64 / Linux
+
+# AT_HWCAP / AT_HWCAP2 bits (arch/arm64/include/uapi/asm/hwcap.h) of the
+# features LLVM may use, by LLVM's name for them
+_HWCAP_BITS = {"crc": (1, 7), "lse": (1, 8), "fullfp16": (1, 9), "rdm": (1, 12), "jsconv": (1, 13),
+               "complxnum": (1, 14), "rcpc": (1, 15), "dotprod": (1, 20), "sve": (1, 22),
+               "fp16fml": (1, 23), "sve2": (2, 1), "i8mm": (2, 13), "bf16": (2, 14)}
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
+
+
+def is_aarch64_linux() -> bool:
+    return sys.platform.startswith("linux") and platform.machine() in ("aarch64", "arm64")
+
+
+def hwcaps() -> set[str] | None:
+    """LLVM names of the features the Linux kernel reports for this CPU
+    (getauxval(AT_HWCAP), AT_HWCAP2); None when not on Linux/aarch64.
+
+    This is what the CPU can run: under qemu-user it follows QEMU_CPU, on a
+    Raspberry Pi 4 (Cortex-A72) it lacks "dotprod", on a Pi 5 (Cortex-A76) it has it.
+    """
+    if not is_aarch64_linux():
+        return None
+    getauxval = ctypes.CDLL(None).getauxval
+    getauxval.restype, getauxval.argtypes = ctypes.c_ulong, [ctypes.c_ulong]
+    words = {1: getauxval(_AT_HWCAP), 2: getauxval(_AT_HWCAP2)}
+    return {name for name, (w, bit) in _HWCAP_BITS.items() if words[w] >> bit & 1}
+
+
+def _numba_features() -> str:
+    """The feature string numba compiles with (its own rule: NUMBA_CPU_FEATURES or the host's)."""
+    from numba.core import config
+    from numba.core.codegen import get_host_cpu_features
+    return config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+
+
+def _feature_on(features: str, name: str) -> bool:
+    flags = [f.strip() for f in features.split(",")]
+    return "+" + name in flags and "-" + name not in flags
+
+
+def _guard_numba_target() -> list[str]:
+    """On Linux/aarch64, make numba's target features say what the kernel
+    reports: "-f" for each feature the CPU lacks (replacing any "+f"), so a
+    CPU name that implies it (NUMBA_CPU_NAME=cortex-a76 on a Cortex-A72)
+    cannot make LLVM emit it (SIGILL), and "+f" for each it has that the
+    string does not mention (LLVM's /proc/cpuinfo parser misses most, e.g.
+    dotprod). Sets NUMBA_CPU_FEATURES; returns the features it switched off.
+    Must run before numba compiles anything (seprt imports this module first)."""
+    caps = hwcaps()
+    if caps is None:
+        return []
+    from numba.core import config
+    feats = [f.strip() for f in _numba_features().split(",") if f.strip()]
+    off = [f for f in _HWCAP_BITS if f not in caps]
+    feats = [f for f in feats if f[1:] not in off]
+    named = {f[1:] for f in feats}
+    feats += ["-" + f for f in off] + ["+" + f for f in _HWCAP_BITS if f in caps and f not in named]
+    os.environ["NUMBA_CPU_FEATURES"] = ",".join(feats)   # numba re-reads its config from the environment
+    config.reload_config()
+    return off
+
+
+GUARDED = _guard_numba_target()
+
+
+def _best_isa() -> str:
+    if has_vnni():
+        return "vnni"
+    caps = hwcaps()
+    if (caps is not None and "dotprod" in caps and os.environ.get("NUMBA_CPU_NAME", "host") != "generic"
+            and _feature_on(_numba_features(), "dotprod")):
+        return "udot"
+    return "generic"
+
+
+def dot_isa() -> str:
+    """The path the dot tiles compile to here: "vnni", "udot" or "generic".
+
+    The best the CPU and numba's target both support (x86: AVX-512 VNNI;
+    Linux/aarch64: ASIMDDP in AT_HWCAP and +dotprod in numba's target), or
+    SEPRT_DOT_ISA when the CPU can run it; NUMBA_CPU_NAME=generic gives "generic".
+
+    >>> dot_isa() in ISAS
+    True
+    """
+    env = os.environ
+    return _choose(env.get("SEPRT_DOT_ISA", "").strip().lower(), env.get("NUMBA_CPU_NAME"),
+                   env.get("NUMBA_CPU_FEATURES"))
+
+
+@functools.lru_cache(maxsize=None)
+def _choose(want: str, cpu_name, cpu_features) -> str:
+    """dot_isa() for one setting of the environment (so it warns once)."""
+    best = _best_isa()
+    if want in ("", "auto", best):
+        return best
+    if want == "generic":
+        return "generic"
+    if want not in ISAS:
+        raise ValueError(f"SEPRT_DOT_ISA={want!r}: expected one of {', '.join(ISAS)} or auto")
+    warnings.warn(f"SEPRT_DOT_ISA={want}: this CPU (or numba's target) lacks it, the dot tiles use "
+                  f"'generic' (the CPU's best: '{best}')", RuntimeWarning, stacklevel=3)
+    return "generic"
+
+
 def _i64(v: int) -> ir.Constant:
     return ir.Constant(I64, v)
 
@@ -78,7 +204,24 @@ def _dot_generic(builder, acc, a, b):
     return acc
 
 
-def make_dot_tile(P: int, M: int):
+def _splat16(builder, x32, n):
+    """An i32 broadcast to n lanes."""
+    v = ir.VectorType(I32, n)
+    return builder.shuffle_vector(builder.insert_element(ir.Constant(v, ir.Undefined), x32, ir.Constant(I32, 0)),
+                                  ir.Constant(v, ir.Undefined), ir.Constant(v, [0] * n))
+
+
+def _udot_quarters(builder, udot, acc, a16, b_quarters):
+    """acc (16 x i32) += udot over 4 quarters: lanes 4q..4q+3 from a16 (16 x u8) . b_quarters[q]."""
+    undef = ir.Constant(V16I32, ir.Undefined)
+    q = [builder.call(udot, [builder.shuffle_vector(acc, undef, ir.Constant(V4I32, list(range(4 * i, 4 * i + 4)))),
+                             a16, b_quarters[i]]) for i in range(4)]
+    lo = builder.shuffle_vector(q[0], q[1], ir.Constant(ir.VectorType(I32, 8), list(range(8))))
+    hi = builder.shuffle_vector(q[2], q[3], ir.Constant(ir.VectorType(I32, 8), list(range(8))))
+    return builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(16))))
+
+
+def make_dot_tile(P: int, M: int, isa: str | None = None):
     """An intrinsic tile(acc, A, a_add, pix, pix_start, B, b_off, koff, nk) -> None.
 
     acc  int32[P*M*16] accumulators, written at exit:
@@ -88,12 +231,27 @@ def make_dot_tile(P: int, M: int):
     pix  int64[]  per output pixel: offset of its window's first tap in A
     B    int8[]   weights packed [kk][M][16][4]
     koff int64[]  per k4 step: offset of those 4 channels from the window start
+    isa  "vnni" | "udot" | "generic"; default dot_isa()
+
     Each k4 step is one vpdpbusd (or its generic equivalent) per (pixel,
     16-channel block), accumulators in registers from zero. They are stored
     lane by lane: the scalar epilogue that reads them back then hits store
     forwarding (a 64-byte vector store read as 4-byte loads stalls on x86).
+
+    "udot" (u8 x u8 only: Armv8.2 has no u8 x i8 dot before i8mm's usdot)
+    offsets the weights into u8 and subtracts the offset's share:
+        w' = w XOR 0x80 = w + 128 as u8, in [0, 255]
+        sum a*w' = sum a*w + 128 * sum a
+        sum a    = udot(a, 1...1), one per pixel and k4 step
+        acc      = sum a*w' - (sum a << 7)       (int32, exact mod 2^32)
+    so one 16-channel block is 4 udot (v4i32 += v16i8 . v16i8) on the
+    same 4 activation bytes and 16x4 weight bytes as one vpdpbusd. The
+    result is exactly sum a*w whenever that fits int32, as VNNI's.
     """
-    vnni = has_vnni()
+    isa = dot_isa() if isa is None else isa
+    if isa not in ISAS:
+        raise ValueError(f"isa {isa!r}: expected one of {ISAS}")
+
     @intrinsic
     def tile(typingctx, acc, A, a_add, pix, pix_start, B, b_off, koff, nk):
         sig = types.void(acc, A, a_add, pix, pix_start, B, b_off, koff, nk)
@@ -102,55 +260,90 @@ def make_dot_tile(P: int, M: int):
             a_add_v, ps_v, b_off_v, nk_v = args[2], args[4], args[6], args[8]
             data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
             ap, pixp, bp, koffp = data(1), data(3), data(5), data(7)
-            if vnni:
+            udot = None
+            if isa == "vnni":
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
                                                     "llvm.x86.avx512.vpdpbusd.512")
                 dot = lambda acc, a, b: builder.call(fn, [acc, a, b])
+            elif isa == "udot":
+                udot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4I32, [V4I32, V16I8, V16I8]),
+                                                      "llvm.aarch64.neon.udot.v4i32.v16i8")
             else:
                 dot = lambda acc, a, b: _dot_generic(builder, acc, a, b)
+            n_sum = P if udot else 0                                 # udot: sum a per pixel
             acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
+            sum0 = [ir.Constant(V4I32, None)] * n_sum
             rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
                     for p in range(P)]
             pre = builder.block
-            loop = builder.append_basic_block("vnni.loop")
-            done = builder.append_basic_block("vnni.done")
+            loop = builder.append_basic_block("dot.loop")
+            done = builder.append_basic_block("dot.done")
             builder.cbranch(builder.icmp_signed(">", nk_v, _i64(0)), loop, done)
 
             builder.position_at_end(loop)
             kk = builder.phi(I64)
             kk.add_incoming(_i64(0), pre)
-            phis = []
+            phis, sphis = [], []
             for k in range(P * M):
                 ph = builder.phi(V16I32)
                 ph.add_incoming(acc0[k], pre)
                 phis.append(ph)
+            for p in range(n_sum):
+                ph = builder.phi(V4I32)
+                ph.add_incoming(sum0[p], pre)
+                sphis.append(ph)
             ko = builder.load(builder.gep(koffp, [kk]))
             bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
             bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
                                                  V16I32.as_pointer()), align=1) for j in range(M)]
-            new = []
+            if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
+                flip = ir.Constant(V64I8, [0x80] * 64)
+                bq = []
+                for j in range(M):
+                    w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
+                    bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
+                                                      ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
+                               for q in range(4)])
+                ones = ir.Constant(V16I8, [1] * 16)
+            new, snew = [], []
             for p in range(P):
                 a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
                                    align=1)
-                splat = builder.shuffle_vector(builder.insert_element(ir.Constant(V16I32, ir.Undefined), a32,
-                                                                      ir.Constant(I32, 0)),
-                                               ir.Constant(V16I32, ir.Undefined), ir.Constant(V16I32, [0] * 16))
-                for j in range(M):
-                    new.append(dot(phis[p * M + j], splat, bvec[j]))
+                if udot:
+                    a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
+                    snew.append(builder.call(udot, [sphis[p], a16, ones]))
+                    for j in range(M):
+                        new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
+                else:
+                    splat = _splat16(builder, a32, 16)
+                    for j in range(M):
+                        new.append(dot(phis[p * M + j], splat, bvec[j]))
             nxt = builder.add(kk, _i64(1))
             end = builder.block
             kk.add_incoming(nxt, end)
-            for ph, v in zip(phis, new):
+            for ph, v in zip(phis + sphis, new + snew):
                 ph.add_incoming(v, end)
             builder.cbranch(builder.icmp_signed("<", nxt, nk_v), loop, done)
 
             builder.position_at_end(done)
-            outs = []
+            outs, souts = [], []
             for k in range(P * M):                     # phis first, then stores
                 out = builder.phi(V16I32)
                 out.add_incoming(acc0[k], pre)
                 out.add_incoming(new[k], end)
                 outs.append(out)
+            for p in range(n_sum):
+                out = builder.phi(V4I32)
+                out.add_incoming(sum0[p], pre)
+                out.add_incoming(snew[p], end)
+                souts.append(out)
+            if udot:                                   # acc -= 128 * sum a (every lane of souts[p] holds it)
+                undef4 = ir.Constant(V4I32, ir.Undefined)
+                for p in range(P):
+                    corr = builder.shl(builder.shuffle_vector(souts[p], undef4, ir.Constant(V16I32, [0] * 16)),
+                                       ir.Constant(V16I32, [7] * 16))
+                    for j in range(M):
+                        outs[p * M + j] = builder.sub(outs[p * M + j], corr)
             accs = data(0)
             for k, out in enumerate(outs):
                 for l in range(16):
@@ -158,4 +351,5 @@ def make_dot_tile(P: int, M: int):
                                   builder.gep(accs, [_i64(16 * k + l)]), align=4)
             return context.get_dummy_value()
         return sig, codegen
+    tile.isa = isa
     return tile

@@ -14,6 +14,8 @@ from pathlib import Path
 from numba import njit
 from numba.core.caching import FunctionCache
 
+from .intrinsics import dot_isa
+
 _HERE = Path(__file__).resolve().parent
 _SOURCES = sorted(_HERE.glob("*.py")) + [_HERE.parent / "engine.py", _HERE.parent / "plan.py"]
 SOURCE_HASH = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()
@@ -21,7 +23,7 @@ SOURCE_HASH = hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdige
 
 class _KernelCache(FunctionCache):
     def _index_key(self, sig, codegen):
-        return super()._index_key(sig, codegen) + (SOURCE_HASH,)
+        return super()._index_key(sig, codegen) + (dot_isa(), SOURCE_HASH)
 
 
 def jit(fn=None, **options):

@@ -20,7 +20,9 @@ from .kernels import conv as kc, elementwise as ke
 from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, ConvDwRow as DW, ConvF32Row as CF,
                            PlanesRow as PL, conv_bin_popcount, conv_dw_u8i8, conv_f32, conv_u8i8, planes_from_u8)
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
-                                  add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32)
+                                  add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32,
+                                  ActRow, AffineRow as AF, MulRow, ShuffleRow, act_f32, affine_f32, mul_f32,
+                                  shuffle_f32)
 from . import plan as P
 
 
@@ -70,7 +72,7 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
             elif op == ke.OP_POOL:
                 pool_f32(fbuf, a[PoolRow.IN], a[PoolRow.H], a[PoolRow.W], a[PoolRow.C], a[PoolRow.KERNEL],
                          a[PoolRow.STRIDE], a[PoolRow.PAD], a[PoolRow.HO], a[PoolRow.WO], a[PoolRow.OUT],
-                         a[PoolRow.IS_MAX])
+                         a[PoolRow.IS_MAX], a[PoolRow.COUNT_PAD])
             elif op == ke.OP_GAP:
                 gap_f32(fbuf, a[GapRow.IN], a[GapRow.N_PIX], a[GapRow.C], a[GapRow.OUT], accf)
             elif op == ke.OP_SHORTCUT:
@@ -79,6 +81,16 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
             elif op == ke.OP_CONCAT:
                 concat_f32(fbuf, a[ConcatRow.IN], a[ConcatRow.OUT], a[ConcatRow.N_PIX], a[ConcatRow.C_IN],
                            a[ConcatRow.C_OUT], a[ConcatRow.C0])
+            elif op == ke.OP_ACT:
+                act_f32(fbuf, a[ActRow.IN], a[ActRow.OUT], a[ActRow.N], a[ActRow.KIND], wf32[a[ActRow.SLOPE]])
+            elif op == ke.OP_MUL:
+                mul_f32(fbuf, a[MulRow.IN], a[MulRow.S], a[MulRow.OUT], a[MulRow.N_PIX], a[MulRow.C])
+            elif op == ke.OP_AFFINE:
+                affine_f32(fbuf, a[AF.IN], wf32[a[AF.WT]:], wf32[a[AF.BIAS]:], a[AF.OUT], a[AF.RES], a[AF.N_PIX],
+                           a[AF.C], a[AF.RELU])
+            elif op == ke.OP_SHUFFLE:
+                shuffle_f32(fbuf, a[ShuffleRow.IN], a[ShuffleRow.OUT], a[ShuffleRow.N_PIX], a[ShuffleRow.C],
+                            a[ShuffleRow.G])
         logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]
         embed[i] = fbuf[embed_off:embed_off + embed.shape[1]]
 

@@ -122,7 +122,7 @@ def _where(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
         what = f"module {node.target!r} ({type(gm.get_submodule(node.target)).__name__})"
     elif node.op == "call_function":
         what = f"function {getattr(node.target, '__module__', '') or ''}.{getattr(node.target, '__name__', node.target)}"
-        what = what.replace("_operator.", "operator.").lstrip(".")
+        what = what.replace("_operator.", "operator.").replace("torch._C._nn.", "torch.nn.functional.").lstrip(".")
     elif node.op == "call_method":
         what = f"method .{node.target}()"
     else:
@@ -718,8 +718,8 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
             v = g.values[n.inputs[0]]
             if v.q_bits and n.wfmt in ("i8", "bin"):
                 inp = _fq_act(inp, v)
-            w = torch.from_numpy(np.ascontiguousarray(g.float_weight(n)))
-            b = torch.from_numpy(np.ascontiguousarray(n.bias))
+            w = torch.tensor(np.array(g.float_weight(n), np.float32))
+            b = torch.tensor(np.array(n.bias, np.float32))
             if n.op == "affine":
                 shape = (1, -1, 1, 1) if inp.dim() == 4 else (1, -1)
                 y = inp * w.view(shape) + b.view(shape)

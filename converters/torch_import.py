@@ -28,7 +28,6 @@ is added as node "embed.gap".
 """
 from __future__ import annotations
 
-import math
 import operator
 import re
 from dataclasses import dataclass, field
@@ -339,8 +338,6 @@ class TorchImport:
         if mod is not None and isinstance(mod, nn.Hardtanh) and not isinstance(mod, nn.ReLU6):
             if (mod.min_val, mod.max_val) == (0.0, 6.0):
                 return act("relu6")
-            if mod.min_val == 0.0:
-                raise err(f"Hardtanh({mod.min_val}, {mod.max_val}) is not supported (only 0..6, relu6)")
             raise err(f"Hardtanh({mod.min_val}, {mod.max_val}) is not supported (only 0..6, relu6)")
         if mod is not None and type(mod) in ACT_MODULES:
             return act(ACT_MODULES[type(mod)])
@@ -351,8 +348,8 @@ class TorchImport:
         if op == "call_method" and tgt in ACT_METHODS:
             return act(ACT_METHODS[tgt])
         if op == "call_function" and tgt is F.hardtanh:
-            lo, hi = (list(args[1:3]) + [kwargs.get("min_val", -1.0), kwargs.get("max_val", 1.0)])[:2] \
-                if len(args) >= 3 else (kwargs.get("min_val", -1.0), kwargs.get("max_val", 1.0))
+            lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+            hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
             if (lo, hi) != (0.0, 6.0):
                 raise err(f"hardtanh({lo}, {hi}) is not supported (only 0..6, relu6)")
             return act("relu6")
@@ -446,7 +443,6 @@ class TorchImport:
             s, sb = _bn_scale_shift(gm.get_submodule(u[0].target))
             w = w * s.view(-1, 1, 1, 1)
             b = b * s + sb
-            base = f"{base}+{u[0].target}" if False else base
             fold_into = u[0]
         else:
             fold_into = None

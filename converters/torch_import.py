@@ -648,9 +648,9 @@ class TorchImport:
         if calib is None or len(calib) == 0:
             raise ImportError_("variant BQ needs calibration images")
         gb = self._graph(self._weights(layers, "B"), {**meta, "variant": "B"})
-        feeds = {}
+        feeds = {}          # values read by a conv or fc: quantized in BQ (an affine reads floats)
         for n in gb.nodes:
-            if n.wfmt in ("i8", "bin"):
+            if n.op in ("conv", "fc"):
                 feeds.setdefault(n.inputs[0], []).append(n.wfmt)
         lo = {v: np.inf for v in feeds}
         hi = {v: -np.inf for v in feeds}

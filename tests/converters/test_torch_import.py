@@ -42,6 +42,8 @@ def test_block_converts_with_parity(name):
         target = want if variant == "R" else imp.simulate(g, x)
         assert rel(got, target) <= (1e-4 if variant != "BQ" else 1e-2), (name, variant)
         assert m.embed(np.zeros((32, 32, 3), np.uint8)).ndim == 1
+        if variant == "BQ":     # every conv and fc runs on integers (its input value is quantized)
+            assert all(g.is_integer(n) for n in g.nodes if n.op in ("conv", "fc")), name
     fp32 = tflite.graph_to_tflite(imp.graph("R"))
     assert rel(tflite.run_tflite(fp32, x), want) <= 1e-4
     int8 = tflite.run_tflite(tflite.quantize_int8(fp32, x), x)

@@ -338,6 +338,16 @@ def _shuffle(b, g, n, xs, y, act):
     _reshape(b, f"{n.name}.joined", tt, (1, h, w, c), y)
 
 
+def _slice(b, g, n, xs, y, act):
+    """STRIDED_SLICE of channels c0..c0+k (masks: all of batch, H and W)."""
+    k, c0 = g.values[n.output].shape[-1], n.attrs["start"]
+    inputs = [xs[0], b.const(f"{n.name}.begin", np.array([0, 0, 0, c0], np.int32)),
+              b.const(f"{n.name}.end", np.array([0, 0, 0, c0 + k], np.int32)),
+              b.const(f"{n.name}.strides", np.array([1, 1, 1, 1], np.int32))]
+    b.op(tfl.BuiltinOperator.STRIDED_SLICE, inputs, [y], tfl.BuiltinOptions.StridedSliceOptions,
+         _options(tfl.StridedSliceOptionsT, beginMask=0b0111, endMask=0b0111))
+
+
 def _flatten(b, g, n, xs, y, act):
     _reshape(b, f"{n.name}.flat", xs[0], (1, g.values[n.output].shape[0]), y)
 
@@ -345,7 +355,7 @@ def _flatten(b, g, n, xs, y, act):
 # seprt op -> its TFLite lowering; ops whose TFLite op takes a fused relu
 EMIT = {"conv": _conv, "fc": _fc, "add": _add, "relu": _relu, "maxpool": _pool, "avgpool": _pool, "gap": _gap,
         "shortcut_a": _shortcut_a, "concat": _concat, "act": _act, "mul": _chanmul, "affine": _affine,
-        "shuffle": _shuffle, "flatten": _flatten}
+        "shuffle": _shuffle, "flatten": _flatten, "slice": _slice}
 FUSES_RELU = ("conv", "fc", "add", "affine")     # not CONCATENATION: with a fused relu it did not match (measured)
 
 

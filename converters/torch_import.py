@@ -301,6 +301,25 @@ class TorchImport:
                 attrs["slope"] = float(slope)
             return unary("act", attrs)
 
+        # ---- channel split (ShuffleNetV2): a tuple of slices; indexing it picks one
+        if (op == "call_method" and tgt in ("chunk", "split")) or (op == "call_function" and tgt in (torch.chunk,
+                                                                                                   torch.split)):
+            x = x0()
+            dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+            if x.layout != "map" or dim % 4 != 1 or not isinstance(res, (tuple, list)):
+                raise err("chunk/split other than of an (N, C, H, W) map along channels (dim 1)")
+            h, w, _ = self.shapes[x.value]
+            parts, c0 = [], 0
+            for j, r in enumerate(res):
+                k = r.shape[1]
+                parts.append(_T(self._add(f"{base}.{j}", "slice", [x.value], (h, w, k), where,
+                                          {"start": c0} if c0 else {}), "map"))
+                c0 += k
+            return tuple(parts)
+        if op == "call_function" and tgt is operator.getitem and isinstance(args[0], tuple) and \
+                all(isinstance(t, _T) for t in args[0]):
+            return args[0][args[1]]
+
         # ---- python values (x.size(), x.shape, indexing them): keep the concrete result
         if not isinstance(res, torch.Tensor):
             if tensors and not (op == "call_method" and tgt == "size") and not (
@@ -746,6 +765,9 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         elif n.op == "shuffle":
             a, gr = xs[0], n.attrs["groups"]
             y = a.view(a.shape[0], gr, a.shape[1] // gr, *a.shape[2:]).transpose(1, 2).reshape(a.shape)
+        elif n.op == "slice":
+            c0 = n.attrs["start"]
+            y = xs[0][:, c0:c0 + g.values[n.output].shape[-1]]
         elif n.op == "flatten":
             y = xs[0].permute(0, 2, 3, 1).reshape(len(xs[0]), -1)     # NHWC order, as seprt
         else:

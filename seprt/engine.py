@@ -21,8 +21,8 @@ from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, Co
                            PlanesRow as PL, conv_bin_popcount, conv_dw_u8i8, conv_f32, conv_u8i8, planes_from_u8)
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
                                   add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32,
-                                  ActRow, AffineRow as AF, MulRow, ShuffleRow, act_f32, affine_f32, mul_f32,
-                                  shuffle_f32)
+                                  ActRow, AffineRow as AF, MulRow, ShuffleRow, SliceRow, act_f32, affine_f32,
+                                  mul_f32, shuffle_f32, slice_f32)
 from . import plan as P
 
 
@@ -91,6 +91,9 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
             elif op == ke.OP_SHUFFLE:
                 shuffle_f32(fbuf, a[ShuffleRow.IN], a[ShuffleRow.OUT], a[ShuffleRow.N_PIX], a[ShuffleRow.C],
                             a[ShuffleRow.G])
+            elif op == ke.OP_SLICE:
+                slice_f32(fbuf, a[SliceRow.IN], a[SliceRow.OUT], a[SliceRow.N_PIX], a[SliceRow.C_IN],
+                          a[SliceRow.C_OUT], a[SliceRow.C0])
         logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]
         embed[i] = fbuf[embed_off:embed_off + embed.shape[1]]
 

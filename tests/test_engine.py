@@ -426,3 +426,12 @@ def test_jit_cache_is_keyed_by_kernel_sources():
 def test_info_names_the_kernels():
     m = seprt.Model(seprt.demo_model_path())
     assert m.info()["engine"] == "fast" and any(k.startswith("dot-u8") for k in m.info()["kernels"])
+
+
+def test_slice_kernel_bit_exact():
+    from seprt.kernels.elementwise import slice_f32
+    x = rng.standard_normal((1, 7, 5, 6)).astype(np.float32)
+    buf = np.concatenate([x.reshape(-1), np.zeros(7 * 5 * 3, np.float32)])
+    slice_f32(buf, 0, x.size, 35, 6, 3, 2)
+    want = run_op("slice", [x], k=3, start=2)
+    np.testing.assert_array_equal(buf[x.size:].reshape(want.shape), want)

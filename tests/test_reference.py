@@ -171,6 +171,7 @@ def test_mul_affine_shuffle_flatten():
             lambda x: x.view(2, 3, 2, 7, 5).transpose(1, 2).reshape(2, 6, 7, 5), x4())
     x = x4()
     np.testing.assert_array_equal(run_op("flatten", [x], k=7 * 5 * 6), nchw(x).permute(0, 2, 3, 1).reshape(2, -1))
+    compare(lambda x: run_op("slice", [x], k=4, start=2), lambda x: x[:, 2:6], x4())
 
 
 @pytest.mark.parametrize("k,stride,pad,ceil,cip,h,w", [

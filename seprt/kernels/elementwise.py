@@ -14,7 +14,7 @@ from .intrinsics import roundeven32
 
 # Instruction rows (see kernels/conv.py for the conventions): fbuf f32 and abuf u8 offsets.
 OP_QUANT, OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT, OP_CONCAT = 1, 6, 7, 8, 9, 10, 11
-OP_ACT, OP_MUL, OP_AFFINE, OP_SHUFFLE = 13, 14, 15, 16
+OP_ACT, OP_MUL, OP_AFFINE, OP_SHUFFLE, OP_SLICE = 13, 14, 15, 16, 17
 
 # act kinds (seprt/ops/op_act.py): the `kind` attribute of op act
 ACT_RELU6, ACT_LEAKY, ACT_SILU, ACT_HARDSWISH, ACT_SIGMOID, ACT_HARDSIGMOID = 1, 2, 3, 4, 5, 6
@@ -121,6 +121,16 @@ class AffineRow(IntEnum):
     N_PIX = 6
     C = 7
     RELU = 8
+
+
+class SliceRow(IntEnum):
+    """Channel slice: y[p, c] = x[p, c0 + c] for c < C_out."""
+    IN = 1           # fbuf: (n_pix, C_in)
+    OUT = 2          # fbuf: (n_pix, C_out)
+    N_PIX = 3
+    C_IN = 4
+    C_OUT = 5
+    C0 = 6           # first input channel taken
 
 
 class ShuffleRow(IntEnum):
@@ -317,3 +327,13 @@ def shuffle_f32(fbuf, in_off, out_off, n_pix, C, G):
         for g in range(G):
             for i in range(cg):
                 y[i * G + g] = x[g * cg + i]
+
+
+@jit
+def slice_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0):
+    """x (n_pix, C_in) -> y (n_pix, C_out) = x[:, c0:c0 + C_out]."""
+    for p in range(n_pix):
+        x = fbuf[in_off + p * C_in + c0:in_off + p * C_in + c0 + C_out]
+        y = fbuf[out_off + p * C_out:out_off + (p + 1) * C_out]
+        for c in range(C_out):
+            y[c] = x[c]

@@ -243,3 +243,20 @@ def asymmetric_padding():
 
 def not_a_module():
     return 42
+
+
+class ShuffleV2(nn.Module):          # ShuffleNetV2 unit: channel split (chunk), branch, concat, shuffle
+    def __init__(self, c=8):
+        super().__init__()
+        h = c // 2
+        self.branch = nn.Sequential(conv_bn(h, h, 1), nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False),
+                                    nn.BatchNorm2d(h), conv_bn(h, h, 1))
+
+    def forward(self, x):
+        x1, x2 = x.chunk(2, dim=1)
+        out = torch.cat((x1, self.branch(x2)), dim=1)
+        n, c, hh, ww = out.size()
+        return out.view(n, 2, c // 2, hh, ww).transpose(1, 2).contiguous().view(n, -1, hh, ww)
+
+
+BLOCKS["shuffle_v2"] = lambda: Stem(ShuffleV2())

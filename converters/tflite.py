@@ -13,7 +13,7 @@ Mapping (seprt op -> TFLite ops), input [1,H,W,3] float32, output [1,K] float32:
     conv        CONV_2D, filter OHWI (K, kh, kw, C/groups): grouped convs are
                 plain CONV_2D with I = C/groups
     fc          FULLY_CONNECTED, weights (K, C)
-    relu        fused into the producing CONV_2D / ADD / FULLY_CONNECTED when
+    relu, relu6 fused into the producing CONV_2D / ADD / FULLY_CONNECTED when
                 it is that value's only consumer, else RELU
     add         ADD
     maxpool     MAX_POOL_2D        avgpool   AVERAGE_POOL_2D
@@ -151,7 +151,8 @@ def _fused_relus(g: Graph) -> dict[int, int]:
     fused = {}
     for i, r in enumerate(g.nodes):
         v = r.inputs[0]
-        if (r.op == "relu" and v in producer and g.nodes[producer[v]].op in FUSES_RELU
+        relu6 = r.op == "act" and r.attrs["kind"] == KINDS["relu6"]
+        if ((r.op == "relu" or relu6) and v in producer and g.nodes[producer[v]].op in FUSES_RELU
                 and len(consumers[v]) == 1 and v not in (g.output, g.embed)):
             fused[producer[v]] = i
     return fused
@@ -383,7 +384,9 @@ def graph_to_tflite(g: Graph) -> bytes:
         out = g.nodes[fused[i]].output if i in fused else n.output
         v = g.values[out]
         tensor[out] = b.tensor(v.name, (1,) + v.shape)
-        act = tfl.ActivationFunctionType.RELU if i in fused else tfl.ActivationFunctionType.NONE
+        act = tfl.ActivationFunctionType.NONE
+        if i in fused:
+            act = tfl.ActivationFunctionType.RELU if g.nodes[fused[i]].op == "relu" else tfl.ActivationFunctionType.RELU6
         _emit(b, g, n, [tensor[j] for j in n.inputs], tensor[out], act)
     desc = f"seprt {g.meta.get('arch', '?')} {g.meta.get('variant', '?')} fp32 (converters.tflite)"
     return b.finish([tensor[g.input]], [tensor[g.output]], desc)

@@ -335,6 +335,12 @@ class TorchImport:
             return x0()
         if mod is not None and type(mod).__name__ in ("StochasticDepth", "DropPath"):
             return x0()
+        if op == "call_function" and getattr(tgt, "__name__", "") in ("stochastic_depth", "drop_path"):
+            # torchvision.ops.stochastic_depth(x, p, mode, training), timm drop_path(x, p, training): fx leaves
+            training = args[3] if len(args) > 3 else kwargs.get("training", args[2] if len(args) == 3 else False)
+            if training is True:
+                raise err("stochastic depth in training mode")
+            return x0()
 
         # ---- convolution / linear / batch norm
         if mod is not None and isinstance(mod, nn.Conv2d) and type(mod) is nn.Conv2d or \

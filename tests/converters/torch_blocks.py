@@ -260,3 +260,22 @@ class ShuffleV2(nn.Module):          # ShuffleNetV2 unit: channel split (chunk),
 
 
 BLOCKS["shuffle_v2"] = lambda: Stem(ShuffleV2())
+
+
+def stochastic_depth(x, p: float, mode: str, training: bool = True):
+    """torchvision.ops.stochastic_depth's signature; an fx leaf there too (torch.fx.wrap)."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty(x.shape[0], 1, 1, 1).bernoulli_(1 - p)
+    return x * keep / (1 - p)
+
+
+torch.fx.wrap("stochastic_depth")
+
+
+class SDResidual(InvertedResidual):  # EfficientNet-style residual with stochastic depth (identity in eval)
+    def forward(self, x):
+        return x + stochastic_depth(self.conv(x), 0.2, "row", self.training)
+
+
+BLOCKS["stochastic_depth"] = lambda: Stem(SDResidual())

@@ -63,6 +63,12 @@ class IRNode:
 
 
 @dataclass
+class _Const:
+    """A parameter or buffer the model reads directly (timm's BatchNormAct2d: F.batch_norm(x, self.running_mean, ...))."""
+    value: torch.Tensor
+
+
+@dataclass
 class _T:
     """A traced tensor: its seprt value and layout. layout "map" (H, W, C),
     "vec" (C,), "split" (a (N, g, C/g, H, W) view of a map), "splitT" (its
@@ -238,8 +244,9 @@ class TorchImport:
             if node in folded:
                 env[node] = folded[node]
                 continue
-            if node.op == "get_attr":
-                raise err("reads a parameter or buffer directly in forward(); only nn layers' weights are imported")
+            if node.op == "get_attr":      # a parameter or buffer read in forward(): a constant
+                env[node] = _Const(self.rec.results[node].detach())
+                continue
             args = list(torch.fx.node.map_arg(node.args, lambda a: env[a]))
             kwargs = dict(torch.fx.node.map_arg(node.kwargs, lambda a: env[a]))
             res = self.rec.results.get(node)
@@ -351,10 +358,37 @@ class TorchImport:
         if op == "call_function" and tgt is F.linear:
             raise err("F.linear with a weight that is not an nn.Linear layer; use nn.Linear")
         if mod is not None and isinstance(mod, nn.BatchNorm2d):
-            x = x0()
-            s, b = _bn_scale_shift(mod)
-            layer = {"weight": s.float().numpy(), "bias": b.float().numpy()}
-            return _T(self._add(base, "affine", [x.value], self.shapes[x.value], where, layer=layer), x.layout)
+            return self._batchnorm(mod, x0(), base, where, node, users)
+
+        if op == "call_function" and tgt is F.batch_norm:
+            names = ["running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"]
+            given = dict(zip(names, args[1:]))
+            given.update(kwargs)
+            const = lambda k: given.get(k).value if isinstance(given.get(k), _Const) else None
+            if given.get("training") or const("running_mean") is None or const("running_var") is None:
+                raise err("batch norm in training mode or without running statistics")
+            bn = nn.BatchNorm2d(len(const("running_var")), eps=float(given.get("eps", 1e-5)),
+                                affine=const("weight") is not None)
+            bn.running_mean, bn.running_var = const("running_mean"), const("running_var")
+            if bn.affine:
+                bn.weight.data = const("weight")
+                bn.bias.data = const("bias") if const("bias") is not None else torch.zeros_like(bn.weight)
+            return self._batchnorm(bn, x0(), base, where, node, users)
+
+        # ---- channel slice x[:, a:b] (GhostNet)
+        if op == "call_function" and tgt is operator.getitem and tensors:
+            x, idx = x0(), args[1]
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            full = lambda sl: isinstance(sl, slice) and sl == slice(None)
+            if x.layout == "map" and len(idx) >= 2 and full(idx[0]) and isinstance(idx[1], slice) and \
+                    idx[1].step in (None, 1) and all(full(i) for i in idx[2:]):
+                h, w, c = self.shapes[x.value]
+                start, stop, _ = idx[1].indices(c)
+                if start == 0 and stop == c:
+                    return x
+                return _T(self._add(base, "slice", [x.value], (h, w, stop - start), where,
+                                    {"start": start} if start else {}), "map")
+            raise err("indexing other than a channel slice x[:, a:b]")
 
         # ---- activations
         if (mod is not None and isinstance(mod, nn.ReLU)) or (op == "call_function" and tgt in RELU_FUNCS) or \
@@ -488,6 +522,20 @@ class TorchImport:
         if fold_into is not None:
             folded[fold_into] = t
         return t
+
+    def _batchnorm(self, bn, x, base, where, node, users):
+        """A batch norm not folded at its conv (module BN is folded there): fold it into the
+        conv or fc that produced x when x has no other reader, else an affine node."""
+        s, b = _bn_scale_shift(bn)
+        prod = self.nodes[-1] if self.nodes and self.nodes[-1].name == x.value else None
+        fx_in = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
+        if prod is not None and prod.op in ("conv", "fc") and fx_in is not None and len(users[fx_in]) == 1:
+            w = prod.layer["weight"].astype(np.float64)
+            prod.layer["weight"] = (w * s.numpy().reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+            prod.layer["bias"] = (prod.layer["bias"] * s.numpy() + b.numpy()).astype(np.float32)
+            return x
+        layer = {"weight": s.float().numpy(), "bias": b.float().numpy()}
+        return _T(self._add(base, "affine", [x.value], self.shapes[x.value], where, layer=layer), x.layout)
 
     def _fc_node(self, w, b, x, base, where):
         layer = {"weight": np.ascontiguousarray(w, np.float32), "bias": np.ascontiguousarray(b, np.float32)}

@@ -279,3 +279,30 @@ class SDResidual(InvertedResidual):  # EfficientNet-style residual with stochast
 
 
 BLOCKS["stochastic_depth"] = lambda: Stem(SDResidual())
+
+
+class BatchNormAct(nn.BatchNorm2d):  # timm's BatchNormAct2d: F.batch_norm on its own buffers (fx get_attr nodes)
+    def __init__(self, c):
+        super().__init__(c)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.1, self.eps)
+        return self.act(x)
+
+
+class GhostLike(nn.Module):          # timm-style BN-act after a conv (folded) and before a concat (affine);
+    def __init__(self, c=8):         # GhostNet's channel slice out[:, :c]
+        super().__init__()
+        self.c1, self.bn1 = nn.Conv2d(c, c, 1, bias=False), BatchNormAct(c)
+        self.c2 = nn.Conv2d(c, c, 3, 1, 1, groups=c, bias=False)
+        self.bn2 = BatchNormAct(2 * c)
+        self.c = c
+
+    def forward(self, x):
+        y = self.bn1(self.c1(x))
+        out = self.bn2(torch.cat([y, self.c2(y)], 1))
+        return out[:, :self.c, :, :]
+
+
+BLOCKS["timm_bn_act_ghost"] = lambda: Stem(GhostLike())

@@ -355,8 +355,12 @@ class TorchImport:
             return self._conv(mod, x0(), base, where, err, node, users, folded, gm)
         if mod is not None and isinstance(mod, nn.Linear):
             return self._linear(mod.weight, mod.bias, x0(), base, where, err)
-        if op == "call_function" and tgt is F.linear:
-            raise err("F.linear with a weight that is not an nn.Linear layer; use nn.Linear")
+        if op == "call_function" and tgt is F.linear:      # e.g. timm's Linear subclass: F.linear(x, self.weight, ...)
+            w = args[1] if len(args) > 1 else kwargs.get("weight")
+            b = args[2] if len(args) > 2 else kwargs.get("bias")
+            if not isinstance(w, _Const) or not (b is None or isinstance(b, _Const)):
+                raise err("F.linear with a computed weight; seprt imports constant weights")
+            return self._linear(w.value, b.value if b is not None else None, x0(), base, where, err)
         if mod is not None and isinstance(mod, nn.BatchNorm2d):
             return self._batchnorm(mod, x0(), base, where, node, users)
 

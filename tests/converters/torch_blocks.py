@@ -306,3 +306,12 @@ class GhostLike(nn.Module):          # timm-style BN-act after a conv (folded) a
 
 
 BLOCKS["timm_bn_act_ghost"] = lambda: Stem(GhostLike())
+
+
+class FunctionalLinear(nn.Linear):   # timm's Linear: F.linear on its own parameters
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+BLOCKS["functional_linear"] = lambda: nn.Sequential(Stem(nn.Identity()).stem, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                                    FunctionalLinear(8, 10))

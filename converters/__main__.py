@@ -12,11 +12,24 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p):
-        p.add_argument("ckpt", help="seprt PyTorch checkpoint (training/checkpoint.py)")
+        p.add_argument("ckpt", nargs="?", help="seprt PyTorch checkpoint (training/checkpoint.py); or --model")
         p.add_argument("-o", "--out", required=True)
-        p.add_argument("--binarize", choices=BINARIZE_MODES,
-                       help="convs to binarize from a full checkpoint (default: prb for SEP-Nets, all for ResNets; "
-                            "inner: all but the stem conv that reads the image)")
+        p.add_argument("--binarize", metavar="MODE",
+                       help=f"convs to binarize: {', '.join(BINARIZE_MODES)} (checkpoints; default: prb for SEP-Nets, "
+                            "all for ResNets; inner: all but the stem conv that reads the image); with --model: all "
+                            "(default), inner, none or kernel sizes such as 3x3, 5x5, 3x3,5x5")
+        g = p.add_argument_group("any PyTorch model (docs/byo-model.md)")
+        g.add_argument("--model", metavar="SPEC",
+                       help="package.module:callable or path/to/file.py:callable returning the nn.Module")
+        g.add_argument("--weights", metavar="STATE_DICT.pt", help="state dict to load into it (keys must match)")
+        g.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
+        g.add_argument("--labels", metavar="FILE", help="class names, one a line, in logit order")
+        g.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                       help="on the 0..1 pixel scale (default: ImageNet's)")
+        g.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"))
+        g.add_argument("--resize", choices=("stretch", "center_crop"),
+                       help="default: center_crop above 64 pixels, else stretch")
+        g.add_argument("--channel-order", choices=("RGB", "BGR"))
         p.add_argument("--calib", metavar="DATA", help="calibration images: folder or tar")
         p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
         p.add_argument("--check", metavar="DATA", help="validation images (<class>/<image>) for the parity check")
@@ -40,11 +53,26 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from . import convert
+    from . import convert, torch_convert
     fn = {"seprt": convert.to_seprt, "tflite": convert.to_tflite, "init": convert.init}[args.cmd]
     if args.cmd == "tflite" and args.binarize:
         args.binarized = True
     try:
+        if args.cmd != "init":
+            if args.model and args.ckpt:
+                raise convert.ConvertError("give a checkpoint or --model SPEC, not both")
+            if args.model:
+                fn = {"seprt": torch_convert.to_seprt, "tflite": torch_convert.to_tflite}[args.cmd]
+            elif not args.ckpt:
+                raise convert.ConvertError("give a checkpoint (CKPT) or --model SPEC")
+            else:
+                extra = [o for o in ("weights", "input_size", "labels", "mean", "std", "resize", "channel_order")
+                         if getattr(args, o)]
+                if extra:
+                    raise convert.ConvertError(f"--{extra[0].replace('_', '-')} applies to --model only")
+                if args.binarize and args.binarize not in BINARIZE_MODES:
+                    raise convert.ConvertError(f"--binarize {args.binarize!r}: a checkpoint takes "
+                                               f"{', '.join(BINARIZE_MODES)}")
         fn(args)
     except (ValueError, FormatError, OSError) as e:   # ConvertError, checkpoint errors, files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

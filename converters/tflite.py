@@ -13,7 +13,7 @@ Mapping (seprt op -> TFLite ops), input [1,H,W,3] float32, output [1,K] float32:
     conv        CONV_2D, filter OHWI (K, kh, kw, C/groups): grouped convs are
                 plain CONV_2D with I = C/groups
     fc          FULLY_CONNECTED, weights (K, C)
-    relu        fused into the producing CONV_2D / ADD / FULLY_CONNECTED when
+    relu, relu6 fused into the producing CONV_2D / ADD / FULLY_CONNECTED when
                 it is that value's only consumer, else RELU
     add         ADD
     maxpool     MAX_POOL_2D        avgpool   AVERAGE_POOL_2D
@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from seprt import reference
-from seprt.ops import conv_out
+from seprt.ops import conv_out, get_op
+from seprt.ops.op_act import KINDS
 from seprt.graph import Graph, Node
 
 try:  # exporter and quantizer need the full package (pip install 'seprt[tflite]')
@@ -150,7 +151,8 @@ def _fused_relus(g: Graph) -> dict[int, int]:
     fused = {}
     for i, r in enumerate(g.nodes):
         v = r.inputs[0]
-        if (r.op == "relu" and v in producer and g.nodes[producer[v]].op in FUSES_RELU
+        relu6 = r.op == "act" and r.attrs["kind"] == KINDS["relu6"]
+        if ((r.op == "relu" or relu6) and v in producer and g.nodes[producer[v]].op in FUSES_RELU
                 and len(consumers[v]) == 1 and v not in (g.output, g.embed)):
             fused[producer[v]] = i
     return fused
@@ -189,24 +191,64 @@ def _relu(b, g, n, xs, y, act):
     b.op(tfl.BuiltinOperator.RELU, xs, [y])
 
 
+def _nonneg(g: Graph, v: int) -> bool:
+    """Is value v >= 0 by construction (relu, relu6, sigmoids, and pools, concats,
+    sums, products and shuffles of such values)?"""
+    producer = {m.output: m for m in g.nodes}
+    m = producer.get(v)
+    if m is None:
+        return False
+    if m.op == "relu" or (m.op == "act" and m.attrs["kind"] in (KINDS["relu6"], KINDS["sigmoid"],
+                                                                 KINDS["hardsigmoid"])):
+        return True
+    if m.op in ("maxpool", "avgpool", "gap", "concat", "add", "mul", "shuffle", "flatten"):
+        return all(_nonneg(g, i) for i in m.inputs)
+    return False
+
+
 def _pool(b, g, n, xs, y, act):
     shape = g.values[n.inputs[0]].shape
+    ho, wo, _ = g.values[n.output].shape
     is_max = n.op == "maxpool"
-    nonneg = any(m.op == "relu" and m.output == n.inputs[0] for m in g.nodes)
+    nonneg = _nonneg(g, n.inputs[0])
     pad_value = float(np.finfo(np.float32).min) if is_max and not nonneg else 0.0
-    x, padding = _spatial_pad(b, n, xs[0], shape, pad_value)
-    explicit_avg = not is_max and x != xs[0]
+    ceil = n.attrs.get("ceil_mode", 0)
+    count_pad = n.attrs.get("count_include_pad", 0)
+    if ceil:    # explicit padding: p before, p plus the ceil-mode overhang after (past the input: ignored)
+        h, w, c = shape
+        eh, ew = ((ho - 1) * n.stride + n.kernel - h - n.pad, (wo - 1) * n.stride + n.kernel - w - n.pad)
+        x, padding = xs[0], tfl.Padding.VALID
+        if n.pad or eh > 0 or ew > 0:
+            pads = np.array([[0, 0], [n.pad, max(eh, 0)], [n.pad, max(ew, 0)], [0, 0]], np.int32)
+            x = b.tensor(f"{n.name}.padded", (1, h + n.pad + max(eh, 0), w + n.pad + max(ew, 0), c))
+            paddings = b.const(f"{n.name}.paddings", pads)
+            if pad_value == 0:
+                b.op(tfl.BuiltinOperator.PAD, [xs[0], paddings], [x], tfl.BuiltinOptions.PadOptions, tfl.PadOptionsT())
+            else:
+                value = b.const(f"{n.name}.pad_value", np.array([pad_value], np.float32))
+                b.op(tfl.BuiltinOperator.PADV2, [xs[0], paddings, value], [x], tfl.BuiltinOptions.PadV2Options,
+                     tfl.PadV2OptionsT())
+    else:
+        x, padding = _spatial_pad(b, n, xs[0], shape, pad_value)
+    explicit_avg = not is_max and (x != xs[0] or count_pad)
     pooled = b.tensor(f"{n.name}.sum_avg", b.tensors[y].shape) if explicit_avg else y
     b.op(tfl.BuiltinOperator.MAX_POOL_2D if is_max else tfl.BuiltinOperator.AVERAGE_POOL_2D, [x], [pooled],
          tfl.BuiltinOptions.Pool2DOptions,
          _options(tfl.Pool2DOptionsT, padding=padding, strideH=n.stride, strideW=n.stride,
                   filterHeight=n.kernel, filterWidth=n.kernel))
     if explicit_avg:
-        # VALID pooling of the zero-padded input divided by k*k; seprt divides
-        # by the count of non-padding pixels under each window
+        # pooling of the zero-padded input divides by k*k (VALID) or by the real pixels
+        # (SAME); seprt divides by its own count (op_pool): rescale per output pixel
         ones = np.ones((1,) + shape[:2] + (1,), np.float32)
-        count = reference.im2col(ones, n.kernel, n.stride, n.pad).sum(axis=(3, 4))   # (1, Ho, Wo, 1)
-        fix = b.const(f"{n.name}.count_fix", (n.kernel * n.kernel / count).astype(np.float32))
+        ref_n = Node("count", "avgpool", (0,), 1, dict(n.attrs))
+        want = reference.im2col(ones, n.kernel, n.stride, n.pad, 0, ho, wo).sum(axis=(3, 4))       # seprt sums
+        mean = get_op("avgpool").reference(None, ref_n, [ones])                                   # sums / count
+        count = want / mean                                                                        # seprt's divisor
+        if padding == tfl.Padding.VALID:
+            tfl_div = np.full_like(count, n.kernel * n.kernel)
+        else:
+            tfl_div = want
+        fix = b.const(f"{n.name}.count_fix", (tfl_div / count).astype(np.float32))
         b.op(tfl.BuiltinOperator.MUL, [pooled, fix], [y], tfl.BuiltinOptions.MulOptions, tfl.MulOptionsT())
 
 
@@ -237,10 +279,85 @@ def _concat(b, g, n, xs, y, act):
          _options(tfl.ConcatenationOptionsT, axis=3, fusedActivationFunction=act))
 
 
+def _reshape(b, name, x, shape, y=None):
+    """RESHAPE x to shape (a new tensor, or y); the batch dimension stays free (-1)."""
+    y = b.tensor(name, shape) if y is None else y
+    new = [-1] + list(shape[1:])
+    b.op(tfl.BuiltinOperator.RESHAPE, [x, b.const(f"{name}.shape", np.array(new, np.int32))], [y],
+         tfl.BuiltinOptions.ReshapeOptions, _options(tfl.ReshapeOptionsT, newShape=new))
+    return y
+
+
+def _mul(b, x, s, y):
+    b.op(tfl.BuiltinOperator.MUL, [x, s], [y], tfl.BuiltinOptions.MulOptions, tfl.MulOptionsT())
+
+
+def _act(b, g, n, xs, y, act):
+    """relu6 RELU6, leaky LEAKY_RELU, sigmoid LOGISTIC, hardswish HARD_SWISH,
+    silu x * LOGISTIC(x), hardsigmoid RELU6(x + 3) * (1/6)."""
+    kind, x, shape = n.attrs["kind"], xs[0], b.tensors[y].shape
+    if kind == KINDS["relu6"]:
+        b.op(tfl.BuiltinOperator.RELU6, [x], [y])
+    elif kind == KINDS["leaky"]:
+        b.op(tfl.BuiltinOperator.LEAKY_RELU, [x], [y], tfl.BuiltinOptions.LeakyReluOptions,
+             _options(tfl.LeakyReluOptionsT, alpha=float(n.attrs["slope"])))
+    elif kind == KINDS["sigmoid"]:
+        b.op(tfl.BuiltinOperator.LOGISTIC, [x], [y])
+    elif kind == KINDS["hardswish"]:
+        b.op(tfl.BuiltinOperator.HARD_SWISH, [x], [y])
+    elif kind == KINDS["silu"]:
+        sig = b.tensor(f"{n.name}.sigmoid", shape)
+        b.op(tfl.BuiltinOperator.LOGISTIC, [x], [sig])
+        _mul(b, x, sig, y)
+    else:
+        t = b.tensor(f"{n.name}.plus3", shape)
+        b.op(tfl.BuiltinOperator.ADD, [x, b.const(f"{n.name}.three", np.array([3], np.float32))], [t],
+             tfl.BuiltinOptions.AddOptions, _options(tfl.AddOptionsT, fusedActivationFunction=tfl.ActivationFunctionType.RELU6))
+        _mul(b, t, b.const(f"{n.name}.sixth", np.array([1 / 6], np.float32)), y)
+
+
+def _chanmul(b, g, n, xs, y, act):
+    c = g.values[n.inputs[1]].shape[0]
+    s4 = _reshape(b, f"{n.name}.gates", xs[1], (1, 1, 1, c))
+    _mul(b, xs[0], s4, y)
+
+
+def _affine(b, g, n, xs, y, act):
+    t = b.tensor(f"{n.name}.scaled", b.tensors[y].shape)
+    _mul(b, xs[0], b.const(f"{n.name}.weight", n.weight), t)
+    b.op(tfl.BuiltinOperator.ADD, [t, b.const(f"{n.name}.bias", n.bias)], [y], tfl.BuiltinOptions.AddOptions,
+         _options(tfl.AddOptionsT, fusedActivationFunction=act))
+
+
+def _shuffle(b, g, n, xs, y, act):
+    h, w, c = g.values[n.output].shape
+    gr = n.attrs["groups"]
+    t = _reshape(b, f"{n.name}.split", xs[0], (1, h, w, gr, c // gr))
+    tt = b.tensor(f"{n.name}.transposed", (1, h, w, c // gr, gr))
+    b.op(tfl.BuiltinOperator.TRANSPOSE, [t, b.const(f"{n.name}.perm", np.array([0, 1, 2, 4, 3], np.int32))], [tt],
+         tfl.BuiltinOptions.TransposeOptions, tfl.TransposeOptionsT())
+    _reshape(b, f"{n.name}.joined", tt, (1, h, w, c), y)
+
+
+def _slice(b, g, n, xs, y, act):
+    """STRIDED_SLICE of channels c0..c0+k (masks: all of batch, H and W)."""
+    k, c0 = g.values[n.output].shape[-1], n.attrs["start"]
+    inputs = [xs[0], b.const(f"{n.name}.begin", np.array([0, 0, 0, c0], np.int32)),
+              b.const(f"{n.name}.end", np.array([0, 0, 0, c0 + k], np.int32)),
+              b.const(f"{n.name}.strides", np.array([1, 1, 1, 1], np.int32))]
+    b.op(tfl.BuiltinOperator.STRIDED_SLICE, inputs, [y], tfl.BuiltinOptions.StridedSliceOptions,
+         _options(tfl.StridedSliceOptionsT, beginMask=0b0111, endMask=0b0111))
+
+
+def _flatten(b, g, n, xs, y, act):
+    _reshape(b, f"{n.name}.flat", xs[0], (1, g.values[n.output].shape[0]), y)
+
+
 # seprt op -> its TFLite lowering; ops whose TFLite op takes a fused relu
 EMIT = {"conv": _conv, "fc": _fc, "add": _add, "relu": _relu, "maxpool": _pool, "avgpool": _pool, "gap": _gap,
-        "shortcut_a": _shortcut_a, "concat": _concat}
-FUSES_RELU = ("conv", "fc", "add")     # not CONCATENATION: with a fused relu it did not match (measured)
+        "shortcut_a": _shortcut_a, "concat": _concat, "act": _act, "mul": _chanmul, "affine": _affine,
+        "shuffle": _shuffle, "flatten": _flatten, "slice": _slice}
+FUSES_RELU = ("conv", "fc", "add", "affine")     # not CONCATENATION: with a fused relu it did not match (measured)
 
 
 def _emit(b: _Builder, g: Graph, n: Node, xs: list[int], y: int, act: int) -> None:
@@ -267,7 +384,9 @@ def graph_to_tflite(g: Graph) -> bytes:
         out = g.nodes[fused[i]].output if i in fused else n.output
         v = g.values[out]
         tensor[out] = b.tensor(v.name, (1,) + v.shape)
-        act = tfl.ActivationFunctionType.RELU if i in fused else tfl.ActivationFunctionType.NONE
+        act = tfl.ActivationFunctionType.NONE
+        if i in fused:
+            act = tfl.ActivationFunctionType.RELU if g.nodes[fused[i]].op == "relu" else tfl.ActivationFunctionType.RELU6
         _emit(b, g, n, [tensor[j] for j in n.inputs], tensor[out], act)
     desc = f"seprt {g.meta.get('arch', '?')} {g.meta.get('variant', '?')} fp32 (converters.tflite)"
     return b.finish([tensor[g.input]], [tensor[g.output]], desc)

@@ -107,8 +107,9 @@ class Arch:
 
 
 def layer_attrs(l: Layer) -> dict:
-    """The op attributes of a layer (those its op declares in seprt/ops)."""
-    return {a.name: getattr(l, a.name) for a in get_op(l.op).attrs}
+    """The op attributes of a layer (those its op declares in seprt/ops; a
+    Layer field the op table gained later, e.g. ceil_mode, has its default)."""
+    return {a.name: getattr(l, a.name, a.default) for a in get_op(l.op).attrs}
 
 
 def layer_output_shape(l: Layer, ins: list[tuple[int, ...]]) -> tuple[int, ...]:

@@ -22,7 +22,9 @@ from .kernels import conv as kc, elementwise as ke
 from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, ConvDwRow as DW, ConvF32Row as CF,
                            PlanesRow as PL, conv_bin_popcount, conv_dw_u8i8, conv_f32, conv_u8i8, planes_from_u8)
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
-                                  add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32)
+                                  add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32,
+                                  ActRow, AffineRow as AF, MulRow, ShuffleRow, SliceRow, act_f32, affine_f32,
+                                  mul_f32, shuffle_f32, slice_f32)
 from . import plan as P
 from .kernels.stack import OP_CONV_STACK, ConvStackRow as CS, conv_stack_u8
 from .kernels.sync import barrier, share, wait_generation
@@ -139,7 +141,7 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 lo, hi = share(a[PoolRow.HO], part, nparts, 1)
                 pool_f32(fbuf, a[PoolRow.IN], a[PoolRow.H], a[PoolRow.W], a[PoolRow.C], a[PoolRow.KERNEL],
                          a[PoolRow.STRIDE], a[PoolRow.PAD], a[PoolRow.HO], a[PoolRow.WO], a[PoolRow.OUT],
-                         a[PoolRow.IS_MAX], lo, hi)
+                         a[PoolRow.IS_MAX], a[PoolRow.COUNT_PAD], lo, hi)
             elif op == ke.OP_GAP:
                 lo, hi = share(a[GapRow.C], part, nparts, 16)
                 gap_f32(fbuf, a[GapRow.IN], a[GapRow.N_PIX], a[GapRow.C], a[GapRow.OUT], accf, lo, hi)
@@ -151,6 +153,24 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 lo, hi = share(a[ConcatRow.N_PIX], part, nparts, 1)
                 concat_f32(fbuf, a[ConcatRow.IN], a[ConcatRow.OUT], a[ConcatRow.N_PIX], a[ConcatRow.C_IN],
                            a[ConcatRow.C_OUT], a[ConcatRow.C0], lo, hi)
+            elif op == ke.OP_ACT:
+                lo, hi = share(a[ActRow.N], part, nparts, 16)
+                act_f32(fbuf, a[ActRow.IN], a[ActRow.OUT], a[ActRow.N], a[ActRow.KIND], wf32[a[ActRow.SLOPE]], lo, hi)
+            elif op == ke.OP_MUL:
+                lo, hi = share(a[MulRow.N_PIX], part, nparts, 1)
+                mul_f32(fbuf, a[MulRow.IN], a[MulRow.S], a[MulRow.OUT], a[MulRow.N_PIX], a[MulRow.C], lo, hi)
+            elif op == ke.OP_AFFINE:
+                lo, hi = share(a[AF.N_PIX], part, nparts, 1)
+                affine_f32(fbuf, a[AF.IN], wf32[a[AF.WT]:], wf32[a[AF.BIAS]:], a[AF.OUT], a[AF.RES], a[AF.N_PIX],
+                           a[AF.C], a[AF.RELU], lo, hi)
+            elif op == ke.OP_SHUFFLE:
+                lo, hi = share(a[ShuffleRow.N_PIX], part, nparts, 1)
+                shuffle_f32(fbuf, a[ShuffleRow.IN], a[ShuffleRow.OUT], a[ShuffleRow.N_PIX], a[ShuffleRow.C],
+                            a[ShuffleRow.G], lo, hi)
+            elif op == ke.OP_SLICE:
+                lo, hi = share(a[SliceRow.N_PIX], part, nparts, 1)
+                slice_f32(fbuf, a[SliceRow.IN], a[SliceRow.OUT], a[SliceRow.N_PIX], a[SliceRow.C_IN],
+                          a[SliceRow.C_OUT], a[SliceRow.C0], lo, hi)
             k = barrier(sync, nparts, k)
         if part == 0:
             logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]

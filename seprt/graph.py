@@ -132,8 +132,8 @@ class Graph:
         return get_wfmt(n.wfmt).int_weight(n, self.kernel_shape(n))
 
     def node_params(self, n: Node) -> int:
-        """Conv/FC weights of a node (biases not counted)."""
-        return math.prod(self.kernel_shape(n)) if n.op in OPS and OPS[n.op].weighted else 0
+        """Conv/FC weights of a node (biases, and affine's per-channel batch-norm scales, not counted)."""
+        return math.prod(self.kernel_shape(n)) if n.op in OPS and OPS[n.op].weighted and n.op != "affine" else 0
 
     def params(self) -> int:
         return sum(self.node_params(n) for n in self.nodes)

@@ -331,16 +331,108 @@ def test_engine_is_correct_on_a_generic_cpu(tmp_path):
     assert " passed" in r.stdout
 
 
-@pytest.mark.parametrize("k,stride,pad,is_max", [(3, 2, 0, 1), (3, 2, 1, 1), (3, 2, 1, 0), (2, 2, 0, 0), (3, 1, 1, 1)])
-def test_pool_kernel_matches_reference(k, stride, pad, is_max):
+@pytest.mark.parametrize("k,stride,pad,is_max,ceil,cip", [
+    (3, 2, 0, 1, 0, 0), (3, 2, 1, 1, 0, 0), (3, 2, 1, 0, 0, 0), (2, 2, 0, 0, 0, 0), (3, 1, 1, 1, 0, 0),
+    (3, 2, 0, 1, 1, 0), (3, 2, 1, 0, 1, 1), (3, 2, 1, 0, 0, 1), (2, 2, 0, 0, 1, 0), (5, 3, 2, 0, 1, 1)])
+def test_pool_kernel_matches_reference(k, stride, pad, is_max, ceil, cip):
     from seprt.kernels.elementwise import pool_f32
+    from seprt.ops import conv_out
     h, w, c = 11, 9, 5
     x = rng.standard_normal((1, h, w, c)).astype(np.float32)
-    ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    ho, wo = conv_out(h, k, stride, pad, ceil), conv_out(w, k, stride, pad, ceil)
     buf = np.concatenate([x.reshape(-1), np.zeros(ho * wo * c, np.float32)])
-    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max, 0, ho)
-    want = run_op("maxpool" if is_max else "avgpool", [x], kernel=k, stride=stride, pad=pad)
+    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max, cip, 0, ho)
+    extra = {"ceil_mode": ceil} if is_max else {"ceil_mode": ceil, "count_include_pad": cip}
+    want = run_op("maxpool" if is_max else "avgpool", [x], kernel=k, stride=stride, pad=pad, **extra)
     np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
+
+
+def _elementwise_graph(op, attrs, shape=(7, 5, 6), weights=None, second=None):
+    """input (H, W, 3) -> 1x1 conv to `shape` channels -> op [-> gap] -> fc (3): runs one new op in the engine."""
+    from seprt.graph import Graph, Value, make_node
+    h, w, c = shape
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    vals = [Value("input", (h, w, 3)), Value("conv", shape)]
+    nodes = [make_node("conv", "conv", [0], 1, {}, {"wfmt": "f32", "weight": f(c, 1, 1, 3), "bias": f(c)})]
+    inputs = [1]
+    if second == "gates":
+        vals.append(Value("gates", (c,)))
+        nodes.append(make_node("gates", "gap", [1], 2))
+        inputs = [1, 2]
+    vals.append(Value("op", shape))
+    nodes.append(make_node("op", op, inputs, len(vals) - 1, attrs, weights))
+    out = len(vals) - 1
+    vals += [Value("pool", (c,)), Value("fc", (3,))]
+    nodes += [make_node("pool", "gap", [out], out + 1),
+              make_node("fc", "fc", [out + 1], out + 2, {}, {"wfmt": "f32", "weight": f(3, c), "bias": f(3)})]
+    meta = {"arch": "t", "variant": "R", "labels": ["a", "b", "c"], "preprocess.size": [h, w],
+            "preprocess.resize": "stretch", "preprocess.mean": [0.5] * 3, "preprocess.std": [0.25] * 3}
+    g = Graph(vals, nodes, 0, out + 2, out + 1, meta)
+    g.validate()
+    return g
+
+
+@pytest.mark.parametrize("op,attrs,exact", [
+    ("act", {"kind": 1}, True), ("act", {"kind": 2, "slope": 0.1}, True), ("act", {"kind": 3}, False),
+    ("act", {"kind": 4}, True), ("act", {"kind": 5}, False), ("act", {"kind": 6}, True),
+    ("shuffle", {"groups": 3}, True), ("affine", {}, True), ("mul", {}, True)])
+def test_new_elementwise_kernels_match_reference(op, attrs, exact):
+    """act, shuffle, affine, mul: each kernel on its own bit-exact against the op table's
+    numpy reference (silu/sigmoid within float32 exp rounding), and in a graph run by the engine."""
+    from seprt.kernels.elementwise import act_f32, affine_f32, mul_f32, shuffle_f32
+    x = rng.standard_normal((1, 7, 5, 6)).astype(np.float32) * 4
+    n = x.size
+    buf = np.concatenate([x.reshape(-1), np.zeros(n, np.float32), rng.standard_normal(6).astype(np.float32)])
+    s = buf[2 * n:].copy()
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    if op == "act":
+        act_f32(buf, 0, n, n, attrs["kind"], np.float32(attrs.get("slope", 0.01)), 0, n)
+        want = run_op("act", [x], **attrs)
+    elif op == "shuffle":
+        shuffle_f32(buf, 0, n, 35, 6, 3, 0, 35)
+        want = run_op("shuffle", [x], groups=3)
+    elif op == "affine":
+        affine_f32(buf, 0, w, b, n, -1, 35, 6, 0, 0, 35)
+        want = run_op("affine", [x], weights={"wfmt": "f32", "weight": w, "bias": b})
+    else:
+        mul_f32(buf, 0, 2 * n, n, 35, 6, 0, 35)
+        want = run_op("mul", [x, s[None]])
+    got = buf[n:2 * n].reshape(want.shape)
+    if exact:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+    weights = {"wfmt": "f32", "weight": rng.standard_normal(6).astype(np.float32),
+               "bias": rng.standard_normal(6).astype(np.float32)} if op == "affine" else None
+    g = _elementwise_graph(op, attrs, weights=weights, second="gates" if op == "mul" else None)
+    x = rng.standard_normal((3, 7, 5, 3)).astype(np.float32) * 4
+    env_ref = reference.run(g, x, outputs=(g.embed,))[g.embed]
+    _, embed = FastEngine(g).run(x)
+    np.testing.assert_allclose(embed, env_ref, rtol=1e-5, atol=1e-5)     # float convs: summation order
+
+
+def test_flatten_and_fused_affine_match_reference():
+    """flatten (a copy) before an fc; an affine with a fused residual add and relu."""
+    from seprt.graph import Graph, Value, make_node
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    vals = [Value("input", (4, 3, 3)), Value("conv", (4, 3, 5)), Value("bn", (4, 3, 5)), Value("sum", (4, 3, 5)),
+            Value("relu", (4, 3, 5)), Value("flat", (60,)), Value("fc", (2,))]
+    nodes = [make_node("conv", "conv", [0], 1, {"kernel": 3, "pad": 1}, {"wfmt": "f32", "weight": f(5, 3, 3, 3),
+                                                                         "bias": f(5)}),
+             make_node("bn", "affine", [1], 2, {}, {"wfmt": "f32", "weight": f(5), "bias": f(5)}),
+             make_node("sum", "add", [2, 1], 3), make_node("relu", "relu", [3], 4),
+             make_node("flat", "flatten", [4], 5),
+             make_node("fc", "fc", [5], 6, {}, {"wfmt": "f32", "weight": f(2, 60), "bias": f(2)})]
+    meta = {"arch": "t", "variant": "R", "labels": ["a", "b"], "preprocess.size": [4, 3],
+            "preprocess.resize": "stretch", "preprocess.mean": [0.5] * 3, "preprocess.std": [0.25] * 3}
+    g = Graph(vals, nodes, 0, 6, 5, meta)
+    g.validate()
+    eng = FastEngine(g)
+    assert any("(+" in name for name in eng.plan.names)             # add and relu fused into the affine
+    x = f(2, 4, 3, 3)
+    logits, embed = eng.run(x)
+    np.testing.assert_allclose(embed, reference.run(g, x, outputs=(g.embed,))[g.embed], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits, reference.run(g, x)[g.output], rtol=1e-5, atol=1e-5)
 
 
 def test_sepnet_t8_bq_matches_reference():
@@ -368,3 +460,12 @@ def test_jit_cache_is_keyed_by_kernel_sources():
 def test_info_names_the_kernels():
     m = seprt.Model(seprt.demo_model_path())
     assert m.info()["engine"] == "fast" and any(k.startswith("dot-u8") for k in m.info()["kernels"])
+
+
+def test_slice_kernel_bit_exact():
+    from seprt.kernels.elementwise import slice_f32
+    x = rng.standard_normal((1, 7, 5, 6)).astype(np.float32)
+    buf = np.concatenate([x.reshape(-1), np.zeros(7 * 5 * 3, np.float32)])
+    slice_f32(buf, 0, x.size, 35, 6, 3, 2, 0, 35)
+    want = run_op("slice", [x], k=3, start=2)
+    np.testing.assert_array_equal(buf[x.size:].reshape(want.shape), want)

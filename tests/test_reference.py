@@ -150,3 +150,36 @@ def test_gap_is_float32_sums_in_pixel_order():
     assert got[0, 0] == np.float32(1.0) / np.float32(5)
     assert got[0, 1] == (np.float32(4 * 2.0 ** -24) + np.float32(1.0)) / np.float32(5)
     assert got[0, 0] != np.float32(np.float64(x[0, 0, :, 0]).sum() / 5)     # float64 would differ
+
+
+# ------------------------------------------------ ops added for the torch.fx import
+
+@pytest.mark.parametrize("kind,attrs,theirs", [
+    (1, {}, F.relu6), (2, {"slope": 0.2}, lambda x: F.leaky_relu(x, 0.2)), (3, {}, F.silu),
+    (4, {}, F.hardswish), (5, {}, torch.sigmoid), (6, {}, F.hardsigmoid)])
+def test_act(kind, attrs, theirs):
+    compare(lambda x: run_op("act", [x], kind=kind, **attrs), theirs, x4() * 4, atol=1e-6)
+
+
+def test_mul_affine_shuffle_flatten():
+    s = rng.standard_normal((2, 6)).astype(np.float32)
+    compare(lambda x: run_op("mul", [x, s]), lambda x: x * torch.from_numpy(s)[:, :, None, None], x4())
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    compare(lambda x: run_op("affine", [x], weights={"wfmt": "f32", "weight": w, "bias": b}),
+            lambda x: x * torch.from_numpy(w)[:, None, None] + torch.from_numpy(b)[:, None, None], x4())
+    compare(lambda x: run_op("shuffle", [x], groups=3),
+            lambda x: x.view(2, 3, 2, 7, 5).transpose(1, 2).reshape(2, 6, 7, 5), x4())
+    x = x4()
+    np.testing.assert_array_equal(run_op("flatten", [x], k=7 * 5 * 6), nchw(x).permute(0, 2, 3, 1).reshape(2, -1))
+    compare(lambda x: run_op("slice", [x], k=4, start=2), lambda x: x[:, 2:6], x4())
+
+
+@pytest.mark.parametrize("k,stride,pad,ceil,cip,h,w", [
+    (3, 2, 0, 1, 0, 7, 8), (3, 2, 1, 1, 1, 7, 5), (3, 2, 1, 0, 1, 7, 5), (2, 2, 0, 1, 0, 5, 7), (5, 3, 2, 1, 1, 11, 9),
+    (3, 1, 1, 1, 1, 4, 4)])
+def test_pools_ceil_mode_and_count_include_pad(k, stride, pad, ceil, cip, h, w):
+    x = x4(2, h, w, 3)
+    compare(lambda x: run_op("maxpool", [x], kernel=k, stride=stride, pad=pad, ceil_mode=ceil),
+            lambda x: F.max_pool2d(x, k, stride, pad, ceil_mode=bool(ceil)), x)
+    compare(lambda x: run_op("avgpool", [x], kernel=k, stride=stride, pad=pad, ceil_mode=ceil, count_include_pad=cip),
+            lambda x: F.avg_pool2d(x, k, stride, pad, ceil_mode=bool(ceil), count_include_pad=bool(cip)), x)

@@ -14,6 +14,10 @@ from .intrinsics import roundeven32
 
 # Instruction rows (see kernels/conv.py for the conventions): fbuf f32 and abuf u8 offsets.
 OP_QUANT, OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT, OP_CONCAT = 1, 6, 7, 8, 9, 10, 11
+OP_ACT, OP_MUL, OP_AFFINE, OP_SHUFFLE, OP_SLICE = 13, 14, 15, 16, 17
+
+# act kinds (seprt/ops/op_act.py): the `kind` attribute of op act
+ACT_RELU6, ACT_LEAKY, ACT_SILU, ACT_HARDSWISH, ACT_SIGMOID, ACT_HARDSIGMOID = 1, 2, 3, 4, 5, 6
 
 
 class QuantRow(IntEnum):
@@ -58,6 +62,7 @@ class PoolRow(IntEnum):
     WO = 9
     OUT = 10         # fbuf: (Ho, Wo, C)
     IS_MAX = 11
+    COUNT_PAD = 12   # avgpool: 1 = divide by the window clipped to the padded input (count_include_pad)
 
 
 class GapRow(IntEnum):
@@ -87,6 +92,54 @@ class ConcatRow(IntEnum):
     C_IN = 4
     C_OUT = 5
     C0 = 6           # first output channel of this input
+
+
+class ActRow(IntEnum):
+    IN = 1           # fbuf: (n,)
+    OUT = 2          # fbuf: (n,)
+    N = 3
+    KIND = 4         # ACT_* above
+    SLOPE = 5        # wf32: leaky slope (one float)
+
+
+class MulRow(IntEnum):
+    """Channel-wise multiply (squeeze-and-excitation): y[p, c] = x[p, c] * s[c]."""
+    IN = 1           # fbuf: (n_pix, C)
+    S = 2            # fbuf: (C,)
+    OUT = 3          # fbuf: (n_pix, C)
+    N_PIX = 4
+    C = 5
+
+
+class AffineRow(IntEnum):
+    """Per-channel affine (standalone batch norm): y = x * w[c] + b[c] (+ res) (relu)."""
+    IN = 1           # fbuf: (n_pix, C)
+    WT = 2           # wf32: (C,) scale
+    BIAS = 3         # wf32: (C,) shift
+    OUT = 4          # fbuf: (n_pix, C)
+    RES = 5          # fbuf: (n_pix, C) residual, -1: none
+    N_PIX = 6
+    C = 7
+    RELU = 8
+
+
+class SliceRow(IntEnum):
+    """Channel slice: y[p, c] = x[p, c0 + c] for c < C_out."""
+    IN = 1           # fbuf: (n_pix, C_in)
+    OUT = 2          # fbuf: (n_pix, C_out)
+    N_PIX = 3
+    C_IN = 4
+    C_OUT = 5
+    C0 = 6           # first input channel taken
+
+
+class ShuffleRow(IntEnum):
+    """Channel shuffle (ShuffleNet): y[p, i*G + g] = x[p, g*(C/G) + i]."""
+    IN = 1           # fbuf: (n_pix, C)
+    OUT = 2          # fbuf: (n_pix, C)
+    N_PIX = 3
+    C = 4
+    G = 5
 
 
 @jit
@@ -136,9 +189,11 @@ def relu_f32(fbuf, in_off, out_off, n, lo, hi):
 
 
 @jit
-def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, oy_lo, oy_hi):
-    """Max pool (padding never wins) or average pool (divide by non-padding count),
-    output rows oy_lo..oy_hi.
+def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, count_pad, oy_lo, oy_hi):
+    """Max pool (padding never wins) or average pool (divide by the non-padding
+    count, or with count_pad by the window clipped to the padded input, as
+    PyTorch's count_include_pad). Ho, Wo may be ceil-mode sizes: windows past
+    the input are clipped. Output rows oy_lo..oy_hi.
 
     Input and output are separate views; channels are the inner contiguous loop
     with uint64 indices (no wraparound checks), so it vectorizes."""
@@ -164,7 +219,11 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, oy_
                             i = np.uint64(c)
                             y[o + i] += x[src + i]
             if not is_max:
-                inv = np.float32((y1 - y0) * (x1 - x0))
+                if count_pad:
+                    inv = np.float32((min(oy * stride - pad + k, H + pad) - (oy * stride - pad))
+                                     * (min(ox * stride - pad + k, W + pad) - (ox * stride - pad)))
+                else:
+                    inv = np.float32((y1 - y0) * (x1 - x0))
                 for c in range(C):
                     y[o + np.uint64(c)] /= inv
 
@@ -206,3 +265,78 @@ def shortcut_a_f32(fbuf, in_off, H, W, C, stride, Ho, Wo, Cout, out_off, oy_lo, 
             src = in_off + (oy * stride * W + ox * stride) * C
             for c in range(Cout):
                 fbuf[o + c] = fbuf[src + c - p] if p <= c < p + C else np.float32(0)
+
+
+@jit
+def act_f32(fbuf, in_off, out_off, n, kind, slope, lo, hi):
+    """y = act(x) elementwise, float32 (the formulas of seprt/ops/op_act.py, in the same order)."""
+    x, out = fbuf[in_off:in_off + n], fbuf[out_off:out_off + n]
+    zero, three, six, one = np.float32(0), np.float32(3), np.float32(6), np.float32(1)
+    sl = np.float32(slope)
+    if kind == ACT_RELU6:
+        for i in range(lo, hi):
+            out[i] = min(max(x[i], zero), six)
+    elif kind == ACT_LEAKY:
+        for i in range(lo, hi):
+            v = x[i]
+            out[i] = v if v > zero else v * sl
+    elif kind == ACT_SILU:
+        for i in range(lo, hi):
+            v = x[i]
+            out[i] = v / (one + np.exp(-v))
+    elif kind == ACT_HARDSWISH:
+        for i in range(lo, hi):
+            v = x[i]
+            out[i] = v * min(max(v + three, zero), six) / six
+    elif kind == ACT_SIGMOID:
+        for i in range(lo, hi):
+            out[i] = one / (one + np.exp(-x[i]))
+    else:   # ACT_HARDSIGMOID
+        for i in range(lo, hi):
+            out[i] = min(max(x[i] + three, zero), six) / six
+
+
+@jit
+def mul_f32(fbuf, in_off, s_off, out_off, n_pix, C, p_lo, p_hi):
+    """x (n_pix, C) * s (C,) -> y (n_pix, C)."""
+    s = fbuf[s_off:s_off + C]
+    for p in range(p_lo, p_hi):
+        x = fbuf[in_off + p * C:in_off + (p + 1) * C]
+        y = fbuf[out_off + p * C:out_off + (p + 1) * C]
+        for c in range(C):
+            y[c] = x[c] * s[c]
+
+
+@jit
+def affine_f32(fbuf, in_off, w, b, out_off, res_off, n_pix, C, relu, p_lo, p_hi):
+    """x (n_pix, C) * w (C,) + b (C,) (+ res (n_pix, C)) (relu) -> y (n_pix, C)."""
+    for p in range(p_lo, p_hi):
+        x = fbuf[in_off + p * C:in_off + (p + 1) * C]
+        y = fbuf[out_off + p * C:out_off + (p + 1) * C]
+        for c in range(C):
+            v = x[c] * w[c] + b[c]
+            if res_off >= 0:
+                v = v + fbuf[res_off + p * C + c]
+            y[c] = max(v, np.float32(0)) if relu else v
+
+
+@jit
+def shuffle_f32(fbuf, in_off, out_off, n_pix, C, G, p_lo, p_hi):
+    """x (n_pix, C) -> y (n_pix, C): y[p, i*G + g] = x[p, g*(C/G) + i]."""
+    cg = C // G
+    for p in range(p_lo, p_hi):
+        x = fbuf[in_off + p * C:in_off + (p + 1) * C]
+        y = fbuf[out_off + p * C:out_off + (p + 1) * C]
+        for g in range(G):
+            for i in range(cg):
+                y[i * G + g] = x[g * cg + i]
+
+
+@jit
+def slice_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0, p_lo, p_hi):
+    """x (n_pix, C_in) -> y (n_pix, C_out) = x[:, c0:c0 + C_out]."""
+    for p in range(p_lo, p_hi):
+        x = fbuf[in_off + p * C_in + c0:in_off + p * C_in + c0 + C_out]
+        y = fbuf[out_off + p * C_out:out_off + (p + 1) * C_out]
+        for c in range(C_out):
+            y[c] = x[c]

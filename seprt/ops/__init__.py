@@ -17,6 +17,7 @@ from .base import (OP_CODES, OPS, WFMT_CODES, WFMTS, Attr, OpDef, Tensor, Weight
                    get_wfmt)
 from . import wfmt_f32, wfmt_i8, wfmt_bin, wfmt_stack              # noqa: F401  (registers)
 from . import op_conv, op_fc, op_add, op_relu, op_pool, op_gap, op_shortcut_a, op_concat  # noqa: F401
+from . import op_act, op_mul, op_affine, op_shuffle, op_flatten, op_slice  # noqa: F401
 
 __all__ = ["OPS", "OP_CODES", "WFMTS", "WFMT_CODES", "Attr", "OpDef", "Tensor", "WeightFormat", "get_op",
            "get_wfmt", "conv_out"]

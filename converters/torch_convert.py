@@ -40,7 +40,7 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:400] or type(e).__name__
 
 
-def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
+def load_model(spec: str, weights: str | None = None, kwargs: dict | None = None) -> torch.nn.Module:
     """The nn.Module of a SPEC (module docstring), with a state dict loaded (strict)."""
     if ":" not in spec:
         raise ConvertError(f"--model {spec!r}: expected package.module:callable or path/to/file.py:callable")
@@ -64,7 +64,7 @@ def load_model(spec: str, weights: str | None = None) -> torch.nn.Module:
     if not callable(fn):
         raise ConvertError(f"--model {spec}: {where} has no callable {name!r}")
     try:
-        net = fn()
+        net = fn(**(kwargs or {}))
     except Exception as e:   # noqa: BLE001
         raise ConvertError(f"--model {spec}: {name}() failed ({type(e).__name__}: {_one_line(e)})") from None
     if not isinstance(net, torch.nn.Module):
@@ -106,11 +106,32 @@ def load_state_dict(net: torch.nn.Module, path: str) -> None:
     net.load_state_dict(sd, strict=True)
 
 
+def module_checkpoint(path: str | None) -> dict:
+    """The metadata of a training module checkpoint (docs/training.md: format
+    "seprt-module-checkpoint": labels, preprocess, binarized), or {} for a plain state dict."""
+    if not path or not os.path.isfile(path):
+        return {}
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:   # noqa: BLE001 -- load_state_dict reports it
+        return {}
+    return ck if isinstance(ck, dict) and ck.get("format") == "seprt-module-checkpoint" else {}
+
+
 def _import(args):
+    ck = module_checkpoint(args.weights)
+    pre_ck = ck.get("preprocess") or {}
+    if not args.input_size and pre_ck.get("size"):
+        args.input_size = list(pre_ck["size"])
+    for key in ("mean", "std", "resize", "channel_order"):
+        if getattr(args, key, None) is None and pre_ck.get(key) is not None:
+            setattr(args, key, pre_ck[key])
+    if getattr(args, "binarize", None) is None and ck.get("binarized") and getattr(args, "variant", "B") != "R":
+        args.binarize = ",".join(ck["binarized"])        # the convs training binarized
     if not args.input_size:
         raise ConvertError("--model needs --input-size H W")
-    net = load_model(args.model, args.weights)
-    labels = None
+    net = load_model(args.model, args.weights, ck.get("model_kwargs"))       # e.g. num_classes from training
+    labels = list(ck["labels"]) if ck.get("labels") and not args.labels else None
     if args.labels:
         try:
             with open(args.labels, encoding="utf-8") as f:

@@ -637,7 +637,8 @@ class TorchImport:
     # ------------------------------------------------------------ graphs
     def binarized(self, mode: str | None) -> set[str]:
         """Names of the convs `mode` turns into patterns: "all" (every k x k, k > 1),
-        "inner" (all but convs reading the image), "3x3", "5x5", "3x3,5x5" (by kernel), "none"."""
+        "inner" (all but convs reading the image), "3x3", "5x5", "3x3,5x5" (by kernel), "none",
+        or comma-separated module names of k x k convs."""
         if not mode or mode == "none":
             return set()
         convs = [n for n in self.nodes if n.op == "conv" and n.attrs["kernel"] > 1]
@@ -645,9 +646,13 @@ class TorchImport:
             return {n.name for n in convs}
         if mode == "inner":
             return {n.name for n in convs if n.inputs[0] != "input"}
+        names = {n.name for n in convs}
+        parts = [p.strip() for p in mode.split(",")]
+        if all(p in names for p in parts):        # module names (a training module checkpoint's "binarized")
+            return set(parts)
         ks = set()
-        for part in mode.split(","):
-            m = re.fullmatch(r"(\d+)x(\d+)", part.strip())
+        for part in parts:
+            m = re.fullmatch(r"(\d+)x(\d+)", part)
             if not m or m.group(1) != m.group(2) or int(m.group(1)) < 2:
                 raise ImportError_(f"--binarize {mode!r}: use all, inner, none or kernel sizes like 3x3 or 3x3,5x5")
             ks.add(int(m.group(1)))

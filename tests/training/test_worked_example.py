@@ -119,8 +119,8 @@ def test_worked_example_converts_and_predicts(workdir):
         pytest.skip("LEAD: the tracing converter (converters.from_torch, branch torch-import) is not in this "
                     "tree; this test runs the doc's conversion line once it is merged")
     cmds = doc_commands()
-    run_training_lines([c for c in cmds if c[2] == "training" and "ste" in c])
-    run_training_lines([cmds[0]])
+    run_training_lines([cmds[0]])                                          # Full
+    run_training_lines([c for c in cmds if c[2] == "training" and "ste" in c])   # then STE from it
     conv = cmds[-1]
     env = dict(os.environ, PYTHONPATH=ROOT)
     r = subprocess.run([sys.executable] + conv[1:], env=env, capture_output=True, text=True)

@@ -38,10 +38,10 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seprt import reference
+from seprt import variants
 from seprt.graph import Graph, Value, make_node
 from seprt.ops.op_act import KINDS
-from seprt.quant import act_qparams, binarize as binarize_w, pack_pattern, quantize_weights_i8
+from seprt.quant import binarize as binarize_w, pack_pattern, quantize_weights_i8
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -730,20 +730,8 @@ class TorchImport:
         if calib is None or len(calib) == 0:
             raise ImportError_("variant BQ needs calibration images")
         gb = self._graph(self._weights(layers, "B"), {**meta, "variant": "B"})
-        feeds = {}          # values read by a conv or fc: quantized in BQ (an affine reads floats)
-        for n in gb.nodes:
-            if n.op in ("conv", "fc"):
-                feeds.setdefault(n.inputs[0], []).append(n.wfmt)
-        lo = {v: np.inf for v in feeds}
-        hi = {v: -np.inf for v in feeds}
-        for i in range(0, len(calib), 8):
-            env = reference.run(gb, np.asarray(calib[i:i + 8], np.float32), outputs=tuple(feeds))
-            for v, arr in env.items():
-                lo[v], hi[v] = min(lo[v], float(arr.min())), max(hi[v], float(arr.max()))
-        act_quant = {}
-        for v, wfmts in feeds.items():
-            bits = act_bits if ("bin" in wfmts and v != gb.input) else 8
-            act_quant[gb.values[v].name] = act_qparams(lo[v], hi[v], bits) + (bits,)
+        # values read by a conv or fc are quantized in BQ (an affine reads floats)
+        act_quant = variants.calibrate(gb, calib, act_bits, reads=lambda n: n.op in ("conv", "fc"))
         return self._graph(self._weights(layers, "BQ"), {**meta, "act_bits": act_bits}, act_quant)
 
     # ------------------------------------------------------------ running

@@ -20,7 +20,6 @@ import mmap
 import os
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 

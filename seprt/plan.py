@@ -345,7 +345,7 @@ class Planner:
         qg = self.qgroups[i]
         q = self.qbuffer(n.inputs[0], qg)
         index, bank = n.tensor("index"), n.tensor("bank")
-        S, m = index.shape[1], bank.shape[0]
+        S = index.shape[1]
         d = q["cg"] // S
         bank_pm1 = unpack_pattern(bank, (kernel, kernel, d))
         b, mp, idx, wsum = ks.pack_stack(bank_pm1, index, qg, kernel)

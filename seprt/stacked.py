@@ -91,7 +91,7 @@ def stacked_by(l: Layer) -> bool:
 def stack_layers(a: Arch, layers: dict[str, dict], d: int, m: int, iters: int = 20) -> dict[str, dict]:
     """Add bank/index/alpha (the `stack` format's arrays) to every k x k conv,
     (d, m) per layer from `layer_dm`. bank is (m, k, k, d) ±1 int8."""
-    out, shapes = dict(layers), a.shapes()
+    out = dict(layers)
     for l in a.layers:
         if stacked_by(l):
             w = layers[l.name]["weight"]

@@ -93,11 +93,21 @@ def build_graph(a: Arch, layers: dict[str, dict], variant: str, meta: dict,
         return from_arch(a, _weights(layers, variant), meta)
     if calib is None or len(calib) == 0:
         raise ValueError("BQ needs calibration images")
-    # calibrate: ranges of every value that feeds a conv/fc, on the B graph
     gb = from_arch(a, _weights(layers, "B"), {**meta, "variant": "B"})
+    act_quant = calibrate(gb, calib, act_bits)
+    return from_arch(a, _weights(layers, "BQ"), {**meta, "act_bits": act_bits}, act_quant)
+
+
+LOW_BIT_FORMATS = ("bin", "stack")      # weight formats whose input values take act_bits (others: 8)
+
+
+def calibrate(gb: Graph, calib: np.ndarray, act_bits: int, reads=lambda n: bool(n.wfmt)) -> dict:
+    """Activation quantization (value name -> (scale, zero, bits)) of every value
+    a node selected by `reads` consumes, from its range over calib on the B graph
+    gb: act_bits where a LOW_BIT_FORMATS node reads it (not the image), else 8."""
     feeds = {}
     for n in gb.nodes:
-        if n.wfmt:
+        if reads(n):
             feeds.setdefault(n.inputs[0], []).append(n.wfmt)
     lo = {v: np.inf for v in feeds}
     hi = {v: -np.inf for v in feeds}
@@ -107,9 +117,9 @@ def build_graph(a: Arch, layers: dict[str, dict], variant: str, meta: dict,
             lo[v], hi[v] = min(lo[v], float(arr.min())), max(hi[v], float(arr.max()))
     act_quant = {}
     for v, wfmts in feeds.items():
-        bits = act_bits if (("bin" in wfmts or "stack" in wfmts) and v != gb.input) else 8
+        bits = act_bits if (any(w in LOW_BIT_FORMATS for w in wfmts) and v != gb.input) else 8
         act_quant[gb.values[v].name] = act_qparams(lo[v], hi[v], bits) + (bits,)
-    return from_arch(a, _weights(layers, "BQ"), {**meta, "act_bits": act_bits}, act_quant)
+    return act_quant
 
 
 def random_layers(a: Arch, seed: int = 0) -> dict[str, dict]:

@@ -114,3 +114,20 @@ def test_second_writer_is_refused(tiny_tar, tmp_path):
     finally:
         held.close()
     assert _train(tiny_tar, tmp_path, out, "--stop-after", "1") == 0
+
+
+def test_amp_flag_resolves_and_may_change_on_resume(tiny_tar, tmp_path, monkeypatch):
+    assert train.resolve_amp("off") is None and train.resolve_amp("bf16") == "bf16"
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    assert train.resolve_amp("auto") is None                   # no native bf16: float32
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert train.resolve_amp("auto") == "bf16"
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with train.autocast("bf16"):
+        assert conv(torch.randn(1, 3, 8, 8)).dtype == torch.bfloat16
+    # a run started in bf16 resumes in float32 (weights/optimizer are float32 either way)
+    out = tmp_path / "m.pt"
+    assert _train(tiny_tar, tmp_path, out, "--amp", "bf16", "--stop-after", "1") == 0
+    assert _train(tiny_tar, tmp_path, out, "--amp", "off") == 0
+    hist = ck.load(str(out))["history"]
+    assert [h["amp"] for h in hist] == ["bf16", "fp32", "fp32"]

@@ -203,7 +203,8 @@ final class GraphValidator {
             Tensor t = n.tensors[i];
             if (t.dtype != spec.dtype || (spec.rule != WfmtDef.Spec.FREE && !Arrays.equals(t.shape, shape))) {
                 throw new SeprtFormatException(where + spec.name + " is " + Tensor.dtypeName(t.dtype)
-                        + Value.shapeString(t.shape) + ", expected " + Tensor.dtypeName(spec.dtype) + Value.shapeString(shape));
+                        + Value.shapeString(t.shape) + ", expected " + Tensor.dtypeName(spec.dtype)
+                        + (spec.rule == WfmtDef.Spec.FREE ? "" : Value.shapeString(shape)));
             }
             if (t.dtype == Tensor.F32) {
                 for (float v : t.floats()) {

@@ -197,10 +197,17 @@ def new_ops(g, seed: int, exp: bool = True):
     return g
 
 
-def stacked_graph(a: Arch, variant: str, d: int, m: int, seed: int, act_bits: int = 8, negate: str = ""):
+def stacked_graph(a: Arch, variant: str, d: int, m: int, seed: int, act_bits: int = 8, negate: str = "",
+                  one_by_one: str = ""):
     """a with every k x k conv in the `stack` format (bank of m ±1 filters of depth d); negate:
-    a conv whose alpha is negated (alpha may be negative: a BN fold with gamma < 0)."""
+    a conv whose alpha is negated (alpha may be negative: a BN fold with gamma < 0); one_by_one:
+    a 1x1 conv stacked too (the format allows k = 1, bin does not)."""
     layers = stacked.stack_layers(a, variants.random_layers(a, seed), d, m, iters=3)
+    if one_by_one:
+        w = layers[one_by_one]["weight"]
+        dd, mm = stacked.layer_dm(w.shape[3], w.shape[0], d, m)
+        bank, index, alpha = stacked.cluster_slices(w, dd, mm, 3)
+        layers[one_by_one] = {**layers[one_by_one], "bank": bank, "index": index, "alpha": alpha}
     if negate:
         layers[negate] = {**layers[negate], "alpha": -np.asarray(layers[negate]["alpha"])}
     meta = {**variants.default_preprocess(a), "provenance.source": f"random weights, seed {seed} (not trained)"}
@@ -241,7 +248,7 @@ def random_models() -> dict:
         "newops-BQ8-exp": new_ops(variants.random_graph(t, "BQ", "all", seed=33), 33),   # silu, sigmoid
         # the stack weight format: integer path (BQ), float path (B), a negative alpha
         "tiny-stack-BQ8": stacked_graph(t, "BQ", 4, 8, 40, negate="b1.conv2"),
-        "tiny-stack-BQ4": stacked_graph(t, "BQ", 2, 5, 41, act_bits=4),
+        "tiny-stack-BQ4": stacked_graph(t, "BQ", 2, 5, 41, act_bits=4, one_by_one="wide"),
         "concat-dw-stack-BQ8": stacked_graph(cat, "BQ", 4, 6, 42),
         "tiny-stack-B": stacked_graph(t, "B", 4, 8, 43, negate="b1.conv2"),
     }

@@ -243,6 +243,33 @@ class NewOpsFormatTest {
     }
 
     @Test
+    void rejectsStackOnAnFcAndAffineWithoutF32() throws IOException {
+        Graph g = ModelReader.read(ByteBuffer.wrap(generated(STACKED)));
+        Node conv = null;
+        for (Node n : g.nodes) {
+            conv = n.name.equals("b1.conv2") ? n : conv;
+        }
+        for (int i = 0; i < g.nodes.size(); i++) {
+            Node n = g.nodes.get(i);
+            if (n.op == OpDef.FC) {         // the conv's stack tensors on the fc: K differs too, the rule comes first
+                g.nodes.set(i, new Node(n.name, n.op, n.inputs, n.output, n.attrs, WfmtDef.STACK, conv.tensors));
+            }
+        }
+        String msg = invalid(g);
+        assertTrue(msg.contains("node 'fc'") && msg.contains("stack weights need a k x k conv"), msg);
+
+        Graph h = ModelReader.read(ByteBuffer.wrap(generated("newops-BQ8")));
+        for (int i = 0; i < h.nodes.size(); i++) {
+            Node n = h.nodes.get(i);
+            if (n.op == OpDef.AFFINE) {
+                h.nodes.set(i, new Node(n.name, n.op, n.inputs, n.output, n.attrs, WfmtDef.STACK, conv.tensors));
+            }
+        }
+        String aff = invalid(h);
+        assertTrue(aff.contains("affine takes f32 weights (scale, shift), got stack"), aff);
+    }
+
+    @Test
     void expandsTheSpecExample() {
         // docs/format.md: k = 1, Cg = 6, d = 3, m = 2, bank rows 0x05 (+ - +) and 0x02 (- + -),
         // index rows [0, 1] and [1, 1]: filters + - + - + - and - + - - + -

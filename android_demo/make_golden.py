@@ -36,9 +36,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from seprt import arch, format, image, reference, variants  # noqa: E402
+from seprt import arch, format, image, reference, stacked, variants  # noqa: E402
 from seprt.arch import ROLE_PATTERN, Arch, Layer  # noqa: E402
-from seprt.graph import Value  # noqa: E402
+from seprt.graph import Value, make_node  # noqa: E402
+from seprt.ops import get_op  # noqa: E402
 from seprt.model import Model, demo_images, demo_model_path  # noqa: E402
 
 
@@ -108,6 +109,112 @@ def float_inputs(g, names):
     return g
 
 
+def add(g, name: str, op: str, inputs, attrs=None, weights=None, width=None, replace=None):
+    """Graph surgery: a new node `name = op(*inputs)` (value names), placed right after the last
+    producer of its inputs. replace: a value that the new one replaces for every later reader
+    (and as graph output/embed); the new value keeps its quantization, so convs that read it stay
+    on the integer path. width: the output's last dim where the op takes it from the output
+    (slice). Shapes downstream are recomputed."""
+    idx = {v.name: i for i, v in enumerate(g.values)}
+    ins = tuple(idx[x] for x in inputs)
+    first = g.values[ins[0]]
+    q = g.values[idx[replace]] if replace else Value("", ())
+    g.values.append(Value(name, tuple(first.shape[:-1]) + (width or first.shape[-1],), q.q_scale, q.q_zero,
+                          q.q_bits))
+    new = len(g.values) - 1
+    at = max([0] + [i + 1 for i, n in enumerate(g.nodes) if n.output in ins])
+    if replace:
+        for n in g.nodes[at:]:
+            n.inputs = tuple(new if v == idx[replace] else v for v in n.inputs)
+        g.output = new if g.output == idx[replace] else g.output
+        g.embed = new if g.embed == idx[replace] else g.embed
+    g.nodes.insert(at, make_node(name, op, ins, new, attrs, weights))
+    reshape(g)
+    return g
+
+
+def after(g, value: str, op: str, attrs=None, weights=None, name=None):
+    """op(value) replacing value for its readers."""
+    return add(g, name or f"{value}.{op}", op, (value,), attrs, weights, replace=value)
+
+
+def reshape(g):
+    """Every value's shape from the op shape rules, in node order (conv weights do not depend on
+    H and W, so a pool that changes them only changes the shapes downstream)."""
+    for n in g.nodes:
+        v = g.values[n.output]
+        shape = get_op(n.op).shape(n.attrs, [tuple(g.values[i].shape) for i in n.inputs], v.shape[-1])
+        g.values[n.output] = Value(v.name, tuple(shape), v.q_scale, v.q_zero, v.q_bits)
+
+
+def affine_weights(rng, c: int) -> dict:
+    return {"wfmt": "f32", "weight": rng.uniform(0.5, 1.5, c).astype(np.float32),
+            "bias": rng.normal(0, 0.1, c).astype(np.float32)}
+
+
+def new_ops(g, seed: int, exp: bool = True):
+    """tiny with the ops added to the op table spliced in: act (all six kinds, leaky with f32
+    slopes), mul (a squeeze-and-excitation gate), affine on (H, W, C) and (C,), shuffle, slice +
+    concat, flatten before the classifier (an fc over the whole map), and pools with ceil_mode and
+    count_include_pad. exp=False: hardsigmoid and leaky in place of sigmoid and silu (whose float32
+    exp is not bit-identical across platforms), for models that must be bit-identical."""
+    rng = np.random.default_rng(seed)
+    for n in g.nodes:
+        if n.name == "pool1":       # 3x3/2 pad 1 on 12x10: ceil mode gives 7x6 (floor: 6x5)
+            n.attrs = {**n.attrs, "ceil_mode": 1}
+        if n.name == "b3.pool":     # 3x3/2 pad 1 on 4x3 in ceil mode: windows past the input
+            n.attrs = {**n.attrs, "ceil_mode": 1, "count_include_pad": 1}
+    reshape(g)
+    after(g, "conv1.relu", "act", {"kind": 1})                                   # relu6
+    after(g, "pool1", "shuffle", {"groups": 2})
+    after(g, "b1.conv1", "act", {"kind": 2, "slope": 0.2})                       # leaky, f32 attribute
+    after(g, "b1.conv2", "affine", weights=affine_weights(rng, 8))
+    after(g, "b1.sum", "act", {"kind": 4})                                       # hardswish
+    # squeeze-and-excitation on b2.relu (16 channels): gap -> sigmoid -> mul -> hardsigmoid
+    add(g, "se.pool", "gap", ("b2.relu",))
+    add(g, "se.gate", "act", ("se.pool",), {"kind": 5 if exp else 6})             # sigmoid
+    add(g, "se.mul", "mul", ("b2.relu", "se.gate"), replace="b2.relu")
+    after(g, "se.mul", "act", {"kind": 6})                                       # hardsigmoid
+    after(g, "wide.relu", "act", {"kind": 3} if exp else {"kind": 2, "slope": 0.125})  # silu
+    # the 80 channels sliced into 32 + 48 and concatenated back (K from the output value)
+    add(g, "lo", "slice", ("wide.relu.act",), {"start": 0}, width=32)
+    add(g, "hi", "slice", ("wide.relu.act",), {"start": 32}, width=48)
+    add(g, "cat", "concat", ("lo", "hi"), replace="wide.relu.act")
+    # the classifier over the whole (flattened) pooled map instead of the gap
+    fc = next(n for n in g.nodes if n.op == "fc")
+    gap = next(n for n in g.nodes if n.output == fc.inputs[0])
+    gap.op, gap.attrs = "flatten", {}
+    reshape(g)
+    cin, k = g.values[gap.output].shape[0], g.values[fc.output].shape[0]
+    w = fc.tensors[0]
+    w = (rng.normal(0, (2 / cin) ** 0.5, (k, cin)).astype(np.float32) if fc.wfmt == "f32"
+         else rng.integers(-127, 128, (k, cin)).astype(w.dtype))
+    fc.tensors = (w,) + tuple(fc.tensors[1:])
+    pooled = g.values[gap.output].name
+    after(g, pooled, "act", {"kind": 2, "slope": -0.5})                          # negative slope, rank 1
+    after(g, pooled + ".act", "affine", weights=affine_weights(rng, cin))        # affine on a (C,) value
+    g.validate()
+    return g
+
+
+def stacked_graph(a: Arch, variant: str, d: int, m: int, seed: int, act_bits: int = 8, negate: str = "",
+                  one_by_one: str = ""):
+    """a with every k x k conv in the `stack` format (bank of m ±1 filters of depth d); negate:
+    a conv whose alpha is negated (alpha may be negative: a BN fold with gamma < 0); one_by_one:
+    a 1x1 conv stacked too (the format allows k = 1, bin does not)."""
+    layers = stacked.stack_layers(a, variants.random_layers(a, seed), d, m, iters=3)
+    if one_by_one:
+        w = layers[one_by_one]["weight"]
+        dd, mm = stacked.layer_dm(w.shape[3], w.shape[0], d, m)
+        bank, index, alpha = stacked.cluster_slices(w, dd, mm, 3)
+        layers[one_by_one] = {**layers[one_by_one], "bank": bank, "index": index, "alpha": alpha}
+    if negate:
+        layers[negate] = {**layers[negate], "alpha": -np.asarray(layers[negate]["alpha"])}
+    meta = {**variants.default_preprocess(a), "provenance.source": f"random weights, seed {seed} (not trained)"}
+    calib = np.random.default_rng(seed + 1).standard_normal((8,) + a.input_shape).astype(np.float32)
+    return variants.build_graph(a, layers, variant, meta, calib if variant == "BQ" else None, act_bits)
+
+
 def random_models() -> dict:
     """name -> Graph of every generated test model."""
     t = tiny_arch()
@@ -134,6 +241,16 @@ def random_models() -> dict:
         "concat-dw-BQ8": variants.random_graph(cat, "BQ", "all", seed=22),
         "concat-dw-BQ4": variants.random_graph(cat, "BQ", "all", seed=23, act_bits=4),
         "concat-dw-BQ8-i8": variants.random_graph(cat, "BQ", "prb", seed=24),    # no pattern convs: i8 depthwise
+        # today's ops (act, mul, affine, shuffle, flatten, slice, ceil-mode pools) in float and BQ
+        "newops-R": new_ops(variants.random_graph(t, "R", seed=30), 30),
+        "newops-BQ8": new_ops(variants.random_graph(t, "BQ", "all", seed=31), 31, exp=False),
+        "newops-BQ4": new_ops(variants.random_graph(t, "BQ", "all", seed=32, act_bits=4), 32, exp=False),
+        "newops-BQ8-exp": new_ops(variants.random_graph(t, "BQ", "all", seed=33), 33),   # silu, sigmoid
+        # the stack weight format: integer path (BQ), float path (B), a negative alpha
+        "tiny-stack-BQ8": stacked_graph(t, "BQ", 4, 8, 40, negate="b1.conv2"),
+        "tiny-stack-BQ4": stacked_graph(t, "BQ", 2, 5, 41, act_bits=4, one_by_one="wide"),
+        "concat-dw-stack-BQ8": stacked_graph(cat, "BQ", 4, 6, 42),
+        "tiny-stack-B": stacked_graph(t, "B", 4, 8, 43, negate="b1.conv2"),
     }
 
 
@@ -230,7 +347,7 @@ def main() -> int:
         if m.input_shape == (32, 32, 3):
             cases = [(s, x) for s, (_, x) in inputs.items()]
         else:   # tiny (12x10) and sepnet-t8 (224x224): the model preprocesses the decoded pixels
-            picks = list(inputs) if name.startswith(("tiny", "concat")) else ["cat-4774", "ship-4751"]
+            picks = list(inputs) if name.startswith(("tiny", "concat", "newops")) else ["cat-4774", "ship-4751"]
             cases = [(s + ".rgb", m.preprocess(inputs[s][0])) for s in picks]
         for input_name, x in cases:
             logits = m.logits(x)[0]

@@ -3,7 +3,7 @@ package ai.seprt.core;
 /**
  * A conv or fc node with its weights prepared for one of three kernels:
  * {@link FloatConv} (float path), {@link Int8Conv} (i8 weights, integer path) and
- * {@link BinaryConv} (bit-packed patterns, integer path by AND + popcount).
+ * {@link BinaryConv} (bit-packed patterns, bin or stack expanded, integer path by AND + popcount).
  */
 abstract class ConvKernel {
     final ConvGeometry geo;
@@ -30,7 +30,7 @@ abstract class ConvKernel {
             ActivationQuantizer quant = new ActivationQuantizer(in);
             return n.wfmt == Node.WeightFormat.I8
                     ? new Int8Conv(geo, bias, n.weight.bytes(), mult, quant)
-                    : new BinaryConv(geo, bias, n.weight.bytes(), mult, quant);
+                    : new BinaryConv(geo, bias, n.wfmt.patterns(n, geo.k, geo.taps()), mult, quant);
         }
         return new FloatConv(geo, bias, effectiveWeight(n, geo));
     }

@@ -21,7 +21,7 @@ final class Executor implements Runner {
         java.util.Arrays.fill(lastUse, -1);
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
-            if (n.weighted()) {
+            if (n.convLike()) {
                 kernels[i] = ConvKernel.create(g, n);
             }
             for (int v : n.inputs) {

@@ -37,7 +37,7 @@ final class FastExecutor implements Runner {
         java.util.Arrays.fill(lastUse, -1);
         for (int i = 0; i < nodes.size(); i++) {
             Node n = nodes.get(i);
-            if (n.weighted()) {
+            if (n.convLike()) {
                 convs[i] = FastKernels.create(g, n, par, scratch);
             }
             for (int v : n.inputs) {
@@ -48,7 +48,7 @@ final class FastExecutor implements Runner {
         for (int i = 0; i + 1 < nodes.size(); i++) {
             Node n = nodes.get(i);
             Node next = nodes.get(i + 1);
-            boolean fusable = n.weighted() || n.op == Node.Op.ADD;
+            boolean fusable = n.convLike() || n.op == Node.Op.ADD;
             if (fusable && next.op == Node.Op.RELU && next.inputs[0] == n.output && readers[n.output] == 1
                     && n.output != g.output && n.output != g.embed) {
                 reluAfter[i] = true;
@@ -134,7 +134,8 @@ final class FastExecutor implements Runner {
                 OpsChw.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
                 break;
             case AVGPOOL:
-                OpsChw.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
+                OpsChw.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1],
+                        n.i32("count_include_pad") != 0, y);
                 break;
             case GAP:
                 OpsChw.gap(x, s[0] * s[1], s[2], y);
@@ -149,6 +150,51 @@ final class FastExecutor implements Runner {
                     System.arraycopy(env[v], 0, y, at, len);
                     at += len;
                 }
+                break;
+            }
+            case ACT:                       // elementwise: the layout does not matter
+                Ops.act(x, n.i32("kind"), n.f32("slope"), y);
+                break;
+            case MUL: {                       // planar: channel plane ch times s[ch]
+                float[] sc = env[n.inputs[1]];
+                int hw = s[0] * s[1];
+                for (int ch = 0; ch < s[2]; ch++) {
+                    float v = sc[ch];
+                    for (int p = ch * hw, e = p + hw; p < e; p++) {
+                        y[p] = x[p] * v;
+                    }
+                }
+                break;
+            }
+            case AFFINE: {                    // planar (C, H, W) or flat (C,): plane ch is x * w[ch] + b[ch]
+                float[] w = n.weight.floats();
+                float[] b = n.bias.floats();
+                int hw = s.length == 3 ? s[0] * s[1] : 1;
+                for (int ch = 0; ch < w.length; ch++) {
+                    float wc = w[ch];
+                    float bc = b[ch];
+                    for (int p = ch * hw, e = p + hw; p < e; p++) {
+                        y[p] = x[p] * wc + bc;
+                    }
+                }
+                break;
+            }
+            case SHUFFLE: {                   // planar: output plane i*G + g is input plane g*(C/G) + i
+                int hw = s[0] * s[1];
+                int per = s[2] / n.groups;
+                for (int g2 = 0; g2 < n.groups; g2++) {
+                    for (int i2 = 0; i2 < per; i2++) {
+                        System.arraycopy(x, (g2 * per + i2) * hw, y, (i2 * n.groups + g2) * hw, hw);
+                    }
+                }
+                break;
+            }
+            case FLATTEN:                     // (C, H, W) -> the (H, W, C) order of the flat value
+                OpsChw.toHwc(x, s[0], s[1], s[2], y);
+                break;
+            case SLICE: {                     // planar: planes start..start+K-1, contiguous
+                int hw = s[0] * s[1];
+                System.arraycopy(x, n.i32("start") * hw, y, 0, out[2] * hw);
                 break;
             }
             default:

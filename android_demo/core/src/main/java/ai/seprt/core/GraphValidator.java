@@ -139,9 +139,9 @@ final class GraphValidator {
         }
         for (Attr a : op.attrs) {
             int v = n.attrs.get(a.name);
-            if (v < a.lo || v > a.hi) {
-                throw new SeprtFormatException(where + "attribute " + a.name + "=" + v + " out of range " + a.lo
-                        + ".." + a.hi);
+            if (!a.inRange(v)) {
+                throw new SeprtFormatException(where + "attribute " + a.name + "=" + a.show(v) + " out of range "
+                        + a.range());
             }
         }
         try {
@@ -181,7 +181,7 @@ final class GraphValidator {
         String where = "node '" + n.name + "': ";
         WfmtDef wf = n.wfmt;
         if (wf == WfmtDef.NONE) {
-            throw new SeprtFormatException(where + n.opName() + " needs a weight format (f32, i8, bin)");
+            throw new SeprtFormatException(where + n.opName() + " needs a weight format (f32, i8, bin, stack)");
         }
         if (n.tensors.length != wf.tensors.length) {
             throw new SeprtFormatException(where + "weight format " + wf.fmtName + " has " + wf.tensors.length
@@ -189,7 +189,8 @@ final class GraphValidator {
         }
         int k = out[out.length - 1];
         int cin = x[x.length - 1];
-        int[] kshape = n.op == OpDef.FC ? new int[] {k, cin} : new int[] {k, n.kernel, n.kernel, cin / n.groups};
+        int[] kshape = n.op == OpDef.FC ? new int[] {k, cin} : n.op == OpDef.AFFINE ? new int[] {k}
+                : new int[] {k, n.kernel, n.kernel, cin / n.groups};
         if (n.kernel < wf.minKernel) {
             throw new SeprtFormatException(where + wf.fmtName + " weights need a k x k conv with k >= " + wf.minKernel);
         }
@@ -200,9 +201,10 @@ final class GraphValidator {
                 throw new SeprtFormatException(where + wf.fmtName + " weights need a k x k conv");
             }
             Tensor t = n.tensors[i];
-            if (t.dtype != spec.dtype || !Arrays.equals(t.shape, shape)) {
+            if (t.dtype != spec.dtype || (spec.rule != WfmtDef.Spec.FREE && !Arrays.equals(t.shape, shape))) {
                 throw new SeprtFormatException(where + spec.name + " is " + Tensor.dtypeName(t.dtype)
-                        + Value.shapeString(t.shape) + ", expected " + Tensor.dtypeName(spec.dtype) + Value.shapeString(shape));
+                        + Value.shapeString(t.shape) + ", expected " + Tensor.dtypeName(spec.dtype)
+                        + (spec.rule == WfmtDef.Spec.FREE ? "" : Value.shapeString(shape)));
             }
             if (t.dtype == Tensor.F32) {
                 for (float v : t.floats()) {

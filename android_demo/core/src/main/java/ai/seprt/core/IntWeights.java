@@ -2,7 +2,7 @@ package ai.seprt.core;
 
 /**
  * Integer weights of an integer-path conv/fc as the fast kernels take them: (K, k, k, Cg) OHWI
- * ints, i8 as stored, bin patterns expanded to ±1 (the file's sign order, bit 1 = +1), and the
+ * ints, i8 as stored, bin patterns (and stack filters) expanded to ±1 (the file's sign order, bit 1 = +1), and the
  * per-output epilogue y = f32(acc) * mult[o] + bias[o] with mult[o] = f32(s * scale[o]).
  */
 final class IntWeights {
@@ -26,8 +26,8 @@ final class IntWeights {
         for (int o = 0; o < mult.length; o++) {
             mult[o] = in.qScale * mult[o];
         }
-        byte[] raw = n.weight.bytes();
         int taps = geo.taps();
+        byte[] raw = n.wfmt == Node.WeightFormat.I8 ? n.weight.bytes() : n.wfmt.patterns(n, geo.k, taps);
         ohwi = new int[geo.k * taps];
         for (int o = 0; o < geo.k; o++) {
             for (int j = 0; j < taps; j++) {

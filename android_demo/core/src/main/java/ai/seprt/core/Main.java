@@ -147,7 +147,7 @@ public final class Main {
             Node n = g.nodes.get(i);
             double us = ns[i] / 1e3 / runs;
             String rate = "";
-            if (n.weighted()) {
+            if (n.convLike()) {
                 ConvGeometry geo = new ConvGeometry(g, n);
                 double macs = (double) geo.ho * geo.wo * geo.k * geo.taps();
                 rate = String.format(Locale.ROOT, "%9.2f", macs / (us * 1e3));

@@ -445,7 +445,7 @@ final class ModelReader {
                 throw new SeprtFormatException("node '" + name + "': attribute '" + key + "' has type " + type
                         + ", expected " + a.type());
             }
-            if (raw == a.dflt) {
+            if (a.isDefault(raw)) {
                 throw new SeprtFormatException("node '" + name + "': attribute '" + key
                         + "' holds its default and must be omitted");
             }

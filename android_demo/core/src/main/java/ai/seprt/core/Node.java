@@ -21,6 +21,12 @@ final class Node {
         static final OpDef GAP = OpDef.GAP;
         static final OpDef SHORTCUT_A = OpDef.SHORTCUT_A;
         static final OpDef CONCAT = OpDef.CONCAT;
+        static final OpDef ACT = OpDef.ACT;
+        static final OpDef MUL = OpDef.MUL;
+        static final OpDef AFFINE = OpDef.AFFINE;
+        static final OpDef SHUFFLE = OpDef.SHUFFLE;
+        static final OpDef FLATTEN = OpDef.FLATTEN;
+        static final OpDef SLICE = OpDef.SLICE;
 
         private Op() {
         }
@@ -32,6 +38,7 @@ final class Node {
         static final WfmtDef F32 = WfmtDef.F32;
         static final WfmtDef I8 = WfmtDef.I8;
         static final WfmtDef BIN = WfmtDef.BIN;
+        static final WfmtDef STACK = WfmtDef.STACK;
 
         private WeightFormat() {
         }
@@ -80,6 +87,16 @@ final class Node {
         this.bias = tensor("bias");
     }
 
+    /** An integer attribute of the op (its default filled in). */
+    int i32(String key) {
+        return attrs.get(key);
+    }
+
+    /** An f32 attribute of the op (kept as its IEEE bits in attrs). */
+    float f32(String key) {
+        return Float.intBitsToFloat(attrs.get(key));
+    }
+
     private int attr(String key, int dflt) {
         Integer v = attrs.get(key);
         return v == null ? dflt : v;
@@ -89,6 +106,11 @@ final class Node {
     Tensor tensor(String tensorName) {
         int i = wfmt.index(tensorName);
         return i >= 0 && i < tensors.length ? tensors[i] : null;
+    }
+
+    /** conv or fc: runs through a {@link ConvKernel} / {@link FastConv} (affine is weighted but is not one). */
+    boolean convLike() {
+        return op == OpDef.CONV || op == OpDef.FC;
     }
 
     boolean weighted() {

@@ -73,7 +73,7 @@ enum OpDef {
             return Ops.relu(xs[0]);
         }
     },
-    MAXPOOL(5, "maxpool", 1, 1, false, Attr.window()) {
+    MAXPOOL(5, "maxpool", 1, 1, false, Attr.plus(Attr.window(), ceilMode())) {
         @Override
         int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
             return poolShape(this, n, in[0]);
@@ -90,7 +90,8 @@ enum OpDef {
             return Ops.maxpool(xs[0], s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1]);
         }
     },
-    AVGPOOL(6, "avgpool", 1, 1, false, Attr.window()) {
+    AVGPOOL(6, "avgpool", 1, 1, false,
+            Attr.plus(Attr.plus(Attr.window(), ceilMode()), new Attr("count_include_pad", 0, 0, 1))) {
         @Override
         int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
             return poolShape(this, n, in[0]);
@@ -104,7 +105,8 @@ enum OpDef {
         @Override
         float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
             int[] s = in[0];
-            return Ops.avgpool(xs[0], s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1]);
+            return Ops.avgpool(xs[0], s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1],
+                    n.i32("count_include_pad") != 0);
         }
     },
     GAP(7, "gap", 1, 1, false) {
@@ -160,6 +162,99 @@ enum OpDef {
                 channels[i] = in[i][2];
             }
             return Ops.concat(xs, channels, out[0] * out[1], out[2]);
+        }
+    },
+    ACT(10, "act", 1, 1, false, new Attr("kind", 1, 1, 6), Attr.f32("slope", 0.01f, -1e6f, 1e6f)) {
+        @Override
+        int[] shape(Node n, int[][] in, int k) {
+            return in[0];
+        }
+
+        @Override
+        float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
+            return Ops.act(xs[0], n.i32("kind"), n.f32("slope"), new float[xs[0].length]);
+        }
+    },
+    MUL(11, "mul", 2, 2, false) {
+        @Override
+        int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
+            int[] x = hwc(this, in[0]);
+            if (in[1].length != 1 || in[1][0] != x[2]) {
+                throw new SeprtFormatException("mul scales an (H, W, C) value by a (C,) value, got "
+                        + Value.shapeString(in[0]) + " and " + Value.shapeString(in[1]));
+            }
+            return in[0];
+        }
+
+        @Override
+        float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
+            return Ops.mul(xs[0], xs[1], in[0][2], new float[xs[0].length]);
+        }
+    },
+    AFFINE(12, "affine", 1, 1, true) {
+        @Override
+        int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
+            if (in[0].length != 3 && in[0].length != 1) {
+                throw new SeprtFormatException("affine needs an (H, W, C) or (C,) input, got " + Value.shapeString(in[0]));
+            }
+            return in[0];
+        }
+
+        @Override
+        void check(Node n) throws SeprtFormatException {
+            if (n.wfmt != WfmtDef.F32) {
+                throw new SeprtFormatException("affine takes f32 weights (scale, shift), got " + n.wfmt.fmtName);
+            }
+        }
+
+        @Override
+        float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
+            return Ops.affine(xs[0], n.weight.floats(), n.bias.floats(), new float[xs[0].length]);
+        }
+    },
+    SHUFFLE(13, "shuffle", 1, 1, false, new Attr("groups", 1, 1, 1 << 16)) {
+        @Override
+        int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
+            int[] x = hwc(this, in[0]);
+            if (x[2] % n.groups != 0) {
+                throw new SeprtFormatException("shuffle groups=" + n.groups + " does not divide " + x[2] + " channels");
+            }
+            return in[0];
+        }
+
+        @Override
+        float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
+            return Ops.shuffle(xs[0], in[0][0] * in[0][1], in[0][2], n.groups);
+        }
+    },
+    FLATTEN(14, "flatten", 1, 1, false) {
+        @Override
+        int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
+            int[] x = hwc(this, in[0]);
+            long size = (long) x[0] * x[1] * x[2];
+            return new int[] {(int) Math.min(size, Integer.MAX_VALUE)};
+        }
+
+        @Override
+        float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
+            return xs[0].clone();           // (H, W, C) row-major is already H, W, C order
+        }
+    },
+    SLICE(15, "slice", 1, 1, false, new Attr("start", 0, 0, (1 << 16) - 1)) {
+        @Override
+        int[] shape(Node n, int[][] in, int k) throws SeprtFormatException {
+            int[] x = hwc(this, in[0]);
+            int start = n.i32("start");
+            if ((long) start + k > x[2]) {
+                throw new SeprtFormatException("slice of channels " + start + ".." + ((long) start + k - 1) + " from "
+                        + x[2] + " channels");
+            }
+            return new int[] {x[0], x[1], k};
+        }
+
+        @Override
+        float[] run(Node n, float[][] xs, int[][] in, int[] out, ConvKernel kernel) {
+            return Ops.slice(xs[0], in[0][0] * in[0][1], in[0][2], n.i32("start"), out[2]);
         }
     };
 
@@ -233,7 +328,26 @@ enum OpDef {
 
     static int[] poolShape(OpDef op, Node n, int[] in) throws SeprtFormatException {
         int[] x = hwc(op, in);
-        return new int[] {convOut(x[0], n), convOut(x[1], n), x[2]};
+        boolean ceil = n.i32("ceil_mode") != 0;
+        return new int[] {convOut(x[0], n, ceil), convOut(x[1], n, ceil), x[2]};
+    }
+
+    static Attr ceilMode() {
+        return new Attr("ceil_mode", 0, 0, 1);
+    }
+
+    /**
+     * Pool output length: floor mode as {@link #convOut(int, Node)}; ceil mode
+     * ceil((in + 2 pad - kernel) / stride) + 1, minus 1 when the last window would start at or
+     * past in + pad (docs/format.md, PyTorch's rule).
+     */
+    static int convOut(int size, Node n, boolean ceil) {
+        if (!ceil) {
+            return convOut(size, n);
+        }
+        int span = size + 2 * n.pad - n.kernel;
+        int o = (span >= 0 ? (span + n.stride - 1) / n.stride : -((-span) / n.stride)) + 1;
+        return (long) (o - 1) * n.stride >= size + n.pad ? o - 1 : o;
     }
 
     static void checkWindow(Node n) throws SeprtFormatException {

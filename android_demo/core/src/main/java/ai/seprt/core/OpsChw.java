@@ -59,8 +59,12 @@ final class OpsChw {
         }
     }
 
-    /** (C, H, W) -> (C, Ho, Wo): window sum (row-major taps, from 0) / count of non-padding taps. */
-    static void avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo, float[] y) {
+    /**
+     * (C, H, W) -> (C, Ho, Wo): window sum (row-major taps, from 0) / count of non-padding taps, or
+     * with countPad / the window clipped to the padded input ({@link Ops#padSpan}).
+     */
+    static void avgpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo,
+                        boolean countPad, float[] y) {
         java.util.Arrays.fill(y, 0, c * ho * wo, 0f);
         for (int ch = 0; ch < c; ch++) {
             int xc = ch * h * w;
@@ -85,8 +89,9 @@ final class OpsChw {
                 }
                 for (int ox = 0; ox < wo; ox++) {
                     int x0 = ox * stride - pad;
-                    int cols = Math.min(kernel, w - x0) - Math.max(0, -x0);
-                    y[yb + ox] /= rows * cols;
+                    int cols = Math.max(0, Math.min(kernel, w - x0) - Math.max(0, -x0));
+                    y[yb + ox] /= countPad ? Ops.padSpan(oy, stride, pad, kernel, h) * Ops.padSpan(ox, stride, pad, kernel, w)
+                            : rows * cols;
                 }
             }
         }

@@ -70,15 +70,105 @@ enum WfmtDef {
 
         @Override
         float[] floatWeight(Node n, int k, int taps) {     // ±1 * alpha[o]
-            byte[] p = n.tensors[0].bytes();
-            float[] alpha = n.tensors[1].floats();
-            float[] w = new float[k * taps];
-            for (int o = 0; o < k; o++) {
-                for (int j = 0; j < taps; j++) {
-                    w[o * taps + j] = BinaryConv.sign(p, o, taps, j) * alpha[o];
+            return signTimes(n.tensors[0].bytes(), n.tensors[1].floats(), k, taps);
+        }
+
+        @Override
+        byte[] patterns(Node n, int k, int taps) {
+            return n.weight.bytes();
+        }
+    },
+    /**
+     * Stacked low-dimensional binary filters (seprt/ops/wfmt_stack.py): slice s (d channels) of
+     * filter o is bank row index[o][s], a packed (k, k, d) ±1 filter; the whole filter is scaled
+     * by alpha[o] (any sign). m = bank rows, d = Cg / index columns. Both paths run the filters
+     * expanded to packed (k, k, Cg) patterns, i.e. exactly as {@link #BIN}.
+     */
+    STACK(4, "stack", true, "alpha", 1,
+            new Spec("bank", Tensor.U8, Spec.FREE), new Spec("index", Tensor.U8, Spec.FREE),
+            new Spec("alpha", Tensor.F32, Spec.PER_CHANNEL), new Spec("bias", Tensor.F32, Spec.PER_CHANNEL)) {
+        static final int MAX_BANK = 256;
+
+        @Override
+        void check(Node n, int[] kshape) throws SeprtFormatException {
+            String where = "node '" + n.name + "': ";
+            Tensor bank = n.tensors[0];
+            Tensor index = n.tensors[1];
+            if (bank.shape.length != 2 || index.shape.length != 2) {
+                throw new SeprtFormatException(where + "stack bank and index must be 2-d, got bank "
+                        + Value.shapeString(bank.shape) + " and index " + Value.shapeString(index.shape));
+            }
+            if (index.shape[0] != kshape[0]) {
+                throw new SeprtFormatException(where + "index has " + index.shape[0] + " rows, the conv " + kshape[0]
+                        + " output channels");
+            }
+            int m = bank.shape[0];
+            int slices = index.shape[1];
+            int cg = kshape[3];
+            if (m < 1 || m > MAX_BANK) {
+                throw new SeprtFormatException(where + "bank has " + m + " filters, must be 1.." + MAX_BANK);
+            }
+            if (cg % slices != 0) {
+                throw new SeprtFormatException(where + slices + " slices per filter do not divide its " + cg
+                        + " input channels (slice depth d must divide Cg)");
+            }
+            int d = cg / slices;
+            long bits = (long) kshape[1] * kshape[2] * d;
+            int nb = (int) ((bits + 7) / 8);
+            if (bank.shape[1] != nb) {
+                throw new SeprtFormatException(where + "bank rows are " + bank.shape[1] + " bytes, a " + kshape[1] + "x"
+                        + kshape[2] + "x" + d + " binary filter needs " + nb);
+            }
+            int used = (int) (bits % 8);
+            byte[] b = bank.bytes();
+            if (used != 0) {
+                for (int r = 0; r < m; r++) {
+                    if (((b[r * nb + nb - 1] & 0xFF) >> used) != 0) {
+                        throw new SeprtFormatException(where + "padding bits of packed bank filters must be 0");
+                    }
                 }
             }
-            return w;
+            int max = -1;
+            for (byte v : index.bytes()) {
+                max = Math.max(max, v & 0xFF);
+            }
+            if (max >= m) {
+                throw new SeprtFormatException(where + "bank index " + max + " out of range for a bank of " + m
+                        + " filters");
+            }
+        }
+
+        @Override
+        byte[] patterns(Node n, int k, int taps) {
+            byte[] bank = n.tensors[0].bytes();
+            byte[] index = n.tensors[1].bytes();
+            int slices = n.tensors[1].shape[1];
+            int cg = taps / (n.kernel * n.kernel);
+            int d = cg / slices;
+            int kk = n.kernel * n.kernel;
+            int nb = (kk * d + 7) / 8;
+            int rowBytes = (taps + 7) / 8;
+            byte[] p = new byte[k * rowBytes];
+            for (int o = 0; o < k; o++) {
+                for (int s = 0; s < slices; s++) {
+                    int row = (index[o * slices + s] & 0xFF) * nb;
+                    for (int t = 0; t < kk; t++) {
+                        for (int c = 0; c < d; c++) {
+                            int src = t * d + c;                    // (ky*k + kx)*d + c in the bank row
+                            if (((bank[row + src / 8] >> (src % 8)) & 1) != 0) {
+                                int j = t * cg + s * d + c;         // (ky*k + kx)*Cg + s*d + c in the filter
+                                p[o * rowBytes + j / 8] |= (byte) (1 << (j % 8));
+                            }
+                        }
+                    }
+                }
+            }
+            return p;
+        }
+
+        @Override
+        float[] floatWeight(Node n, int k, int taps) {     // ±1 * alpha[o]
+            return BIN.signTimes(patterns(n, k, taps), n.tensors[2].floats(), k, taps);
         }
     };
 
@@ -87,6 +177,7 @@ enum WfmtDef {
         static final int KSHAPE = 0;        // the unpacked weight shape
         static final int PER_CHANNEL = 1;   // (K,)
         static final int PACKED = 2;        // (K, ceil(k*k*Cg / 8)), conv only
+        static final int FREE = 3;          // conv only; its shape is checked by the format's check
 
         final String name;
         final int dtype;
@@ -105,6 +196,8 @@ enum WfmtDef {
                     return kshape;
                 case PER_CHANNEL:
                     return new int[] {kshape[0]};
+                case FREE:
+                    return kshape.length == 4 ? kshape : null;
                 default:
                     if (kshape.length != 4) {
                         return null;
@@ -152,6 +245,25 @@ enum WfmtDef {
     /** The effective float32 weight, (K, taps) row-major, taps = k*k*Cg (conv) or C (fc). */
     float[] floatWeight(Node n, int k, int taps) {
         throw new IllegalStateException(fmtName + " has no weights");
+    }
+
+    /**
+     * The integer path's ±1 filters as packed (K, ceil(taps/8)) rows in the bin sign order
+     * (bin: as stored; stack: expanded from the bank). Only for bin and stack.
+     */
+    byte[] patterns(Node n, int k, int taps) {
+        throw new IllegalStateException(fmtName + " has no binary patterns");
+    }
+
+    /** ±1 (packed rows p) times alpha[o], (K, taps) float32. */
+    float[] signTimes(byte[] p, float[] alpha, int k, int taps) {
+        float[] w = new float[k * taps];
+        for (int o = 0; o < k; o++) {
+            for (int j = 0; j < taps; j++) {
+                w[o * taps + j] = BinaryConv.sign(p, o, taps, j) * alpha[o];
+            }
+        }
+        return w;
     }
 
     /** The format of an on-disk code, or null when this reader does not know it. */

@@ -75,12 +75,13 @@ class FastPathTest {
 
     @Test
     void integerModelsRunOnlyFastKernels() throws IOException {
-        for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "sepnet-cifar-BQ8-all"}) {
+        for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "sepnet-cifar-BQ8-all", "tiny-stack-BQ8",
+                "concat-dw-stack-BQ8", "newops-BQ8"}) {
             SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
             Graph g = f.graph();
             boolean planar = false;
             for (int i = 0; i < g.nodes.size(); i++) {
-                if (g.nodes.get(i).weighted()) {
+                if (g.nodes.get(i).convLike()) {
                     String k = f.runner().kernelName(i);
                     assertTrue(k.startsWith("conv_i32_nhwc") || k.startsWith("conv_exact_f32_planar"),
                             name + " " + g.nodes.get(i).name + " runs " + k);

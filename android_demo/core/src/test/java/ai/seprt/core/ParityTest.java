@@ -22,6 +22,17 @@ import org.junit.jupiter.api.TestFactory;
  */
 class ParityTest {
     static final double TOLERANCE = 1e-4;
+    /** Integer models with silu or sigmoid (act kinds 3, 5): exp is not bit-identical across platforms. */
+    static final double EXP_TOLERANCE = 1e-5;
+
+    static boolean usesExp(Graph g) {
+        for (Node n : g.nodes) {
+            if (n.op == OpDef.ACT && (n.i32("kind") == Ops.ACT_SILU || n.i32("kind") == Ops.ACT_SIGMOID)) {
+                return true;
+            }
+        }
+        return false;
+    }
     private static final Map<String, SeprtModel> loaded = new HashMap<>();
     private static final Map<String, double[]> worst = new TreeMap<>();   // model -> {max rel err, cases}
 
@@ -68,7 +79,12 @@ class ParityTest {
                 assertArrayEquals(e.top5, top5, "top-5 class indices");
                 assertTrue(rel <= TOLERANCE, String.format(Locale.ROOT, "max|d|/max|logit| = %.3g > %.0e", rel, TOLERANCE));
                 if (m.variant().equals("BQ") && !e.model.equals("tiny-mixed")) {
-                    assertArrayEquals(e.logits, logits, 0f, "integer-path model: logits must be bit-identical");
+                    if (usesExp(m.graph())) {       // silu/sigmoid: float32 exp differs across platforms
+                        assertTrue(rel <= EXP_TOLERANCE, String.format(Locale.ROOT,
+                                "integer model with silu/sigmoid: max|d|/max|logit| = %.3g > %.0e", rel, EXP_TOLERANCE));
+                    } else {
+                        assertArrayEquals(e.logits, logits, 0f, "integer-path model: logits must be bit-identical");
+                    }
                 }
             }));
         }

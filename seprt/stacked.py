@@ -85,7 +85,7 @@ def cluster_slices(w: np.ndarray, d: int, m: int, iters: int = 20, seed: int = 0
 
 def stacked_by(l: Layer) -> bool:
     """Every conv with kernel > 1 (the stem included) is stacked."""
-    return get_op(l.op).weighted and l.op == "conv" and l.kernel > 1
+    return get_op(l.op).weighted and l.kernel > 1          # only convs have k x k windows
 
 
 def stack_layers(a: Arch, layers: dict[str, dict], d: int, m: int, iters: int = 20) -> dict[str, dict]:
@@ -115,7 +115,7 @@ def kxk_bytes(g) -> dict:
     from .ops import get_wfmt
     stored = floats = 0
     for n in g.nodes:
-        if n.op == "conv" and n.kernel > 1:
+        if n.wfmt and n.kernel > 1:                         # the k x k convs
             wf = get_wfmt(n.wfmt)
             per_ch = {"bias", wf.scale_name}
             stored += sum(a.nbytes for t, a in zip(wf.tensors, n.tensors) if t.name not in per_ch)

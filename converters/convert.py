@@ -152,6 +152,19 @@ def check_inputs(args, meta: dict, a: arch_mod.Arch, calib: np.ndarray | None) -
     return x, [], "8 random inputs"
 
 
+def write_checked(g, data: bytes, logits, classes, what: str, report: dict, out: str, inputs: list, log) -> bytes:
+    """Record the checked model's validation top-1 in its metadata when the check
+    images are labelled, then write the file atomically (never over an input)."""
+    acc = accuracy(logits, classes, g.meta["labels"])
+    if acc is not None:
+        report["val_top1"] = acc
+        log(f"validation top-1 of the converted model on {what}: {acc:.4f}")
+        g.meta["provenance.val_top1"] = acc
+        data = fmt.to_bytes(g)
+    atomic_write(data, out, inputs)
+    return data
+
+
 def accuracy(logits: np.ndarray, classes: list[str], labels: list[str]) -> float | None:
     if not classes or any(c not in labels for c in classes):
         return None
@@ -210,13 +223,7 @@ def to_seprt(args, log=print) -> dict:
             f"(target <= {REAL_REL_TOL:g})")
         if d > REAL_REL_TOL:
             raise ConvertError(f"check failed: relative logit difference {d:.2e} > {REAL_REL_TOL:g}; nothing written")
-    acc = accuracy(ours, classes, g.meta["labels"])
-    if acc is not None:
-        report["val_top1"] = acc
-        log(f"validation top-1 of the converted model on {what}: {acc:.4f}")
-        g.meta["provenance.val_top1"] = acc
-        data = fmt.to_bytes(g)
-    atomic_write(data, args.out, [args.ckpt, args.calib, args.check])
+    data = write_checked(g, data, ours, classes, what, report, args.out, [args.ckpt, args.calib, args.check], log)
     sections = seprt.Model.from_bytes(data).info()["sections"]
     log("bytes per section: " + ", ".join(f"{k} {v:,}" for k, v in sections.items()))
     log(f"wrote {args.out}: {len(data):,} bytes ({len(data) / 1e6:.3f} MB), {g.params():,} weights")

@@ -32,7 +32,7 @@ import seprt
 from seprt import format as fmt
 
 from .convert import (BQ_TOP1_AGREEMENT, RANDOM_BQ_REL_TOL, REAL_REL_TOL, ConvertError, accuracy, atomic_write,
-                      describe, load_images, rel_diff, seprt_logits)
+                      write_checked, describe, load_images, rel_diff, seprt_logits)
 from .torch_import import ImportError_, from_torch
 
 
@@ -223,13 +223,7 @@ def to_seprt(args, log=print) -> dict:
             log(f"check: the lowered graph's float weights vs PyTorch: {d0:.2e}")
             if d0 > REAL_REL_TOL:
                 raise ConvertError(f"check failed: lowered graph differs from PyTorch by {d0:.2e}; nothing written")
-    acc = accuracy(ours, classes, g.meta["labels"])
-    if acc is not None:
-        report["val_top1"] = acc
-        log(f"validation top-1 of the converted model on {what}: {acc:.4f}")
-        g.meta["provenance.val_top1"] = acc
-        data = fmt.to_bytes(g)
-    atomic_write(data, args.out, _inputs(args))
+    data = write_checked(g, data, ours, classes, what, report, args.out, _inputs(args), log)
     log(f"wrote {args.out}: {len(data):,} bytes ({len(data) / 1e6:.3f} MB), {g.params():,} weights")
     return report
 

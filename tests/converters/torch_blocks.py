@@ -308,6 +308,15 @@ class GhostLike(nn.Module):          # timm-style BN-act after a conv (folded) a
 BLOCKS["timm_bn_act_ghost"] = lambda: Stem(GhostLike())
 
 
+class BatchNormActAssert(BatchNormAct):  # timm 1.0's BatchNormAct2d: x.ndim read before F.batch_norm
+    def forward(self, x):
+        torch._assert(x.ndim == 4, "expected 4D input")
+        return super().forward(x)
+
+
+BLOCKS["timm_bn_act_assert"] = lambda: Stem(nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, bias=False), BatchNormActAssert(8)))
+
+
 class FunctionalLinear(nn.Linear):   # timm's Linear: F.linear on its own parameters
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)

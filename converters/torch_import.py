@@ -11,7 +11,8 @@ How (docs/byo-model.md):
    of `x.size()`).
 2. Lower: walk the fx graph in order; each node becomes zero or one seprt
    node (`IRNode`): conv (BN after it folded in), fc, relu, act, add, mul,
-   affine, concat, shuffle, pools, gap, flatten. Dropout, Identity, eval-mode
+   affine, concat, shuffle, slice, shortcut_a (`x[:, :, ::s, ::s]` then
+   `F.pad` over channels: ResNet option A), pools, gap, flatten. Dropout, Identity, eval-mode
    stochastic depth, `contiguous` and no-op reshapes vanish. A torch tensor
    is NCHW with batch; its seprt value is (H, W, C) -- a "map" -- or (C,) --
    a "vec": a globally pooled (N, C, 1, 1) or flat (N, C) tensor, on which
@@ -392,7 +393,34 @@ class TorchImport:
                     return x
                 return _T(self._add(base, "slice", [x.value], (h, w, stop - start), where,
                                     {"start": start} if start else {}), "map")
-            raise err("indexing other than a channel slice x[:, a:b]")
+            # x[:, :, ::s, ::s]: the first half of a ResNet option-A shortcut (F.pad over channels follows)
+            sp = lambda sl: isinstance(sl, slice) and sl.start in (None, 0) and sl.stop is None
+            if x.layout == "map" and len(idx) == 4 and full(idx[0]) and full(idx[1]) and sp(idx[2]) and \
+                    sp(idx[3]) and idx[2].step == idx[3].step and (idx[2].step or 1) > 1:
+                h, w, c = self.shapes[x.value]
+                s = idx[2].step
+                return _T(self._add(base, "shortcut_a", [x.value], (-(-h // s), -(-w // s), c), where,
+                                    {"stride": s}), "map")
+            raise err("indexing other than a channel slice x[:, a:b] or a spatial subsample x[:, :, ::s, ::s]")
+
+        # ---- zero channel padding F.pad(x, (0, 0, 0, 0, p, p)): the second half of option A
+        if op == "call_function" and tgt is F.pad and tensors:
+            x = x0()
+            pad = tuple(args[1] if len(args) > 1 else kwargs.get("pad", ()))
+            mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+            value = args[3] if len(args) > 3 else kwargs.get("value", None)
+            if x.layout != "map" or len(pad) != 6 or any(pad[:4]) or pad[4] != pad[5] or pad[4] < 0 or \
+                    mode != "constant" or value not in (None, 0, 0.0):
+                raise err(f"F.pad {pad} (mode {mode!r}); seprt pads channels with zeros equally on both sides "
+                          "(F.pad(x, (0, 0, 0, 0, p, p)))")
+            h, w, c = self.shapes[x.value]
+            last = self.nodes[-1] if self.nodes else None
+            src = node.args[0]
+            if last is not None and last.name == x.value and last.op == "shortcut_a" and len(users[src]) == 1:
+                last.shape = (h, w, c + 2 * pad[4])            # fuse into the subsample: one shortcut_a
+                self.shapes[last.name] = last.shape
+                return x
+            return _T(self._add(base, "shortcut_a", [x.value], (h, w, c + 2 * pad[4]), where, {"stride": 1}), "map")
 
         # ---- activations
         if (mod is not None and isinstance(mod, nn.ReLU)) or (op == "call_function" and tgt in RELU_FUNCS) or \
@@ -667,7 +695,7 @@ class TorchImport:
                 continue
             d = dict(n.layer)
             if n.name in chosen:
-                d["pattern"], d["alpha"] = binarize_w(d["weight"])
+                d["pattern"], d["alpha"] = _binarize(d["weight"])
             out[n.name] = d
         return out
 
@@ -766,6 +794,16 @@ class TorchImport:
         return {"full": full, "pattern": pat, "real": full - pat}
 
 
+def _binarize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pattern and alpha of w (K, kh, kw, c). A weight that already is alpha * pattern
+    (a trained pattern conv, BN folded) gives back exactly that alpha = |w[o]|;
+    any other weight alpha = mean |w| (paper Eq. 1, `seprt.quant.binarize`)."""
+    a = np.abs(np.asarray(w, np.float32)).reshape(len(w), -1)
+    if (a == a[:, :1]).all():
+        return np.where(w >= 0, 1, -1).astype(np.int8), a[:, 0].copy()
+    return binarize_w(w)
+
+
 def _fq_act(x, v):
     s = torch.tensor(v.q_scale, dtype=torch.float32)
     q = torch.clamp(torch.round(x / s) + v.q_zero, 0, (1 << v.q_bits) - 1)
@@ -819,6 +857,9 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         elif n.op == "slice":
             c0 = n.attrs["start"]
             y = xs[0][:, c0:c0 + g.values[n.output].shape[-1]]
+        elif n.op == "shortcut_a":
+            p = (g.values[n.output].shape[-1] - xs[0].shape[1]) // 2
+            y = F.pad(xs[0][:, :, ::n.stride, ::n.stride], (0, 0, 0, 0, p, p))
         elif n.op == "flatten":
             y = xs[0].permute(0, 2, 3, 1).reshape(len(xs[0]), -1)     # NHWC order, as seprt
         else:

@@ -34,7 +34,8 @@ import seprt
 from converters.convert import load_images
 from converters.tflite import run_tflite
 from seprt import arch as arch_mod
-from training import checkpoint, nets
+from seprt import variants
+from training import checkpoint
 
 
 def paper_params(arch_id: str, mode: str) -> dict:
@@ -42,8 +43,7 @@ def paper_params(arch_id: str, mode: str) -> dict:
     paper: a binarized k x k kernel (one input channel of one filter) is one
     number (its pattern index), every other weight one number each."""
     a = arch_mod.get(arch_id)
-    model = nets.build(arch_id)
-    binarized = {n for n, c in nets.conv_layers(model) if nets.selected_for_binarize(c, mode)}
+    binarized = {l.name for l in a.layers if l.op == "conv" and variants.binarized_by(l, mode)}
     full = pattern = 0
     for name, n in a.weight_counts().items():
         full += n

@@ -43,6 +43,7 @@ from seprt import variants
 from seprt.graph import Graph, Value, make_node
 from seprt.ops.op_act import KINDS
 from seprt.quant import binarize as binarize_w, pack_pattern, quantize_weights_i8
+from seprt.stacked import stack_weights
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -156,8 +157,16 @@ class _Recorder(torch.fx.Interpreter):
         return r
 
 
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer; modules that declare ``fx_leaf = True`` (e.g.
+    training.stacked.StackedConv2d) stay leaves, like nn layers."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return bool(getattr(m, "fx_leaf", False)) or super().is_leaf_module(m, qualname)
+
+
 def trace(module: nn.Module) -> torch.fx.GraphModule:
-    tracer = torch.fx.Tracer()
+    tracer = _Tracer()
     tracer.record_stack_traces = True
     try:
         graph = tracer.trace(module)
@@ -352,7 +361,7 @@ class TorchImport:
 
         # ---- convolution / linear / batch norm
         if mod is not None and isinstance(mod, nn.Conv2d) and type(mod) is nn.Conv2d or \
-                (mod is not None and type(mod).__name__ in ("Conv2dSame",)):
+                (mod is not None and type(mod).__name__ in ("Conv2dSame",)) or hasattr(mod, "stack_export"):
             return self._conv(mod, x0(), base, where, err, node, users, folded, gm)
         if mod is not None and isinstance(mod, nn.Linear):
             return self._linear(mod.weight, mod.bias, x0(), base, where, err)
@@ -549,6 +558,11 @@ class TorchImport:
                 raise err(f"padding {pad} >= kernel {k}; seprt pads less than the kernel")
             ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
             layer = {"weight": _ohwi(w.float()), "bias": b.float().numpy()}
+            if hasattr(m, "stack_export"):       # stacked binary filters: bank + index, alpha scaled by BN
+                e = m.stack_export()
+                s = _bn_scale_shift(gm.get_submodule(fold_into.target))[0] if fold_into is not None else 1.0
+                alpha = torch.from_numpy(e["alpha"]).double() * s
+                layer.update(bank=e["bank"], index=e["index"], alpha=alpha.float().numpy())
             attrs = {"kernel": k, "stride": stride, "pad": pad, "groups": m.groups}
             t = _T(self._add(base, "conv", [x.value], (ho, wo, w.shape[0]), where, attrs, layer), "map")
         if fold_into is not None:
@@ -708,6 +722,8 @@ class TorchImport:
             bias = np.asarray(d["bias"], np.float32)
             if n.op == "affine":
                 w[n.name] = {"wfmt": "f32", "weight": np.asarray(d["weight"], np.float32), "bias": bias}
+            elif variant != "R" and "bank" in d:
+                w[n.name] = stack_weights(d)
             elif variant != "R" and "pattern" in d:
                 w[n.name] = {"wfmt": "bin", "weight": pack_pattern(d["pattern"]),
                              "scale": np.asarray(d["alpha"], np.float32), "bias": bias}
@@ -752,7 +768,7 @@ class TorchImport:
         if variant == "R" or not binarize or binarize == "none":
             meta.pop("provenance.binarize", None)
         else:
-            meta["provenance.binarize"] = binarize
+            meta.setdefault("provenance.binarize", binarize)     # a caller's name for the selection wins
         if variant != "BQ":
             return self._graph(self._weights(layers, variant), meta)
         if calib is None or len(calib) == 0:
@@ -820,7 +836,7 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         if n.op in ("conv", "fc", "affine"):
             inp = xs[0]
             v = g.values[n.inputs[0]]
-            if v.q_bits and n.wfmt in ("i8", "bin"):
+            if v.q_bits and n.wfmt in ("i8", "bin", "stack"):
                 inp = _fq_act(inp, v)
             w = torch.tensor(np.array(g.float_weight(n), np.float32))
             b = torch.tensor(np.array(n.bias, np.float32))

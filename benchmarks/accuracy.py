@@ -35,7 +35,7 @@ from converters.convert import load_images
 from converters.tflite import run_tflite
 from seprt import arch as arch_mod
 from seprt import variants
-from training import checkpoint
+from training import modelckpt
 
 
 def paper_params(arch_id: str, mode: str) -> dict:
@@ -55,8 +55,8 @@ def paper_params(arch_id: str, mode: str) -> dict:
 def stages(arch_id: str, mode: str, models: str, work: str) -> dict:
     """Validation top-1 per training stage, read from the checkpoints' history
     (the plain BiPattern checkpoint from WORK, see training/run_zoo.sh)."""
-    ref = checkpoint.load(os.path.join(models, f"{arch_id}-refined-{mode}.pt"))
-    plain = checkpoint.load(os.path.join(work, f"{arch_id}-bipattern-{mode}.pt"))
+    ref = modelckpt.read(os.path.join(models, f"{arch_id}-refined-{mode}.pt"))     # zoo or module checkpoints
+    plain = modelckpt.read(os.path.join(work, f"{arch_id}-bipattern-{mode}.pt"))
     h = ref["history"]
     full = [r for r in h if r["stage"] == "full"]
     bip = [r for r in h if r["stage"] == "bipattern"][-1]

@@ -62,10 +62,6 @@ def load_images(data: str, meta: dict, what: str, limit: int | None = None) -> t
     return np.stack(xs), classes
 
 
-def nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
 def preprocess_meta(pre: dict) -> dict:
     """Checkpoint preprocess dict -> seprt metadata keys."""
     meta = {"preprocess.size": [int(v) for v in pre["size"]], "preprocess.resize": pre["resize"],

@@ -5,7 +5,7 @@
                                --epochs N --out PATTERN.pt [--binarize WHICH]
     python -m training eval    --ckpt PATTERN.pt --data DATA
     python -m training import-zoo models/resnet20-full.pt --out resnet20-full-module.pt
-    python -m training export-zoo PATTERN.pt --out zoo.pt    # built-in archs: for today's converter
+    python -m training export-zoo PATTERN.pt --out zoo.pt    # built-in archs: the zoo's (legacy) format
 
 The same loop as the zoo (`train.fit`: SGD + Nesterov, cosine, resumable
 from <out>.state.pt, DDP under torchrun, tqdm progress bars); checkpoints

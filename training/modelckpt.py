@@ -143,8 +143,8 @@ def from_zoo(zk: dict) -> dict:
 
 
 def to_zoo(ck: dict) -> dict:
-    """The inverse of `from_zoo` for a built-in model (so today's converter
-    reads it): ValueError if the model is not one of training.models or its
+    """The inverse of `from_zoo` for a built-in model (the zoo's format,
+    `training/checkpoint.py`): ValueError if the model is not one of training.models or its
     binarized convs are not one of the zoo's modes (all / inner / prb)."""
     arch_id = next((a for a, s in models.ARCH_TO_SPEC.items() if s == ck["model"]), None)
     if arch_id is None:

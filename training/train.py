@@ -645,7 +645,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=generic.cmd_import_zoo, threads=1)
 
     s = sub.add_parser("export-zoo", help="a module checkpoint of a built-in arch -> zoo checkpoint "
-                                          "(what today's `python -m converters seprt CKPT` reads)")
+                                          "(the format of models/*.pt; every command reads both)")
     s.add_argument("ckpt")
     s.add_argument("--out", required=True)
     s.add_argument("--force", action="store_true")

@@ -342,14 +342,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     /** x (C, H, W) float32 -> qf (C, H, W) q - z -> xp (C)(phases, hph, wph) at the real pixels. */
     private void quantize(float[] x) {
         final ConvGeometry g = geo;
-        final float scale = iw.scale;
-        final float zero = iw.zero;
-        final float qmax = iw.qmax;
         final float[] qf = scratch.qf();
-        final int size = g.c * g.h * g.w;
-        for (int i = 0; i < size; i++) {            // vectorized; see FastConv.centered
-            qf[i] = Math.min(Math.max(((x[i] / scale + ROUND) - ROUND) + zero, 0f), qmax) - zero;
-        }
+        quantizeCentered(x, g.c * g.h * g.w, iw.scale, iw.zero, iw.qmax, qf);
         for (int c = 0; c < g.c; c++) {
             float[] dst = xp[c];
             for (int iy = 0; iy < g.h; iy++) {

@@ -9,10 +9,11 @@ package ai.seprt.core;
  * every array by the loop counter, which HotSpot vectorizes (see {@link ConvExactPlanar}).
  *
  * <p>The input is quantized into a zero-padded (Hp, Wp, C) buffer of (q - z) ints, prepared once
- * (the padding stays 0): first over the whole value into the shared float32 scratch (the
- * vectorized loop of {@link ConvExactPlanar}), then converted and scattered into (Hp, Wp, C). For each output pixel, acc (Kb) += (q - z)[tap, c] * W[tap, c, :] over
- * contiguous rows of Kb weights. Groups whose Kg is small are run as one dense block-diagonal
- * conv (the weights of other groups are 0), so that the inner loop is long enough to vectorize.
+ * (the padding stays 0): first over the whole value into the shared float32 scratch
+ * ({@link FastConv#quantizeCentered}, vectorized), then converted and scattered into (Hp, Wp, C).
+ * For each output pixel, acc (Kb) += (q - z)[tap, c] * W[tap, c, :] over contiguous rows of Kb
+ * weights. Groups whose Kg is small are run as one dense block-diagonal conv (the weights of
+ * other groups are 0), so that the inner loop is long enough to vectorize.
  */
 final class ConvI32Nhwc extends FastConv implements Parallel.Part {
     /** Grouped convs with fewer output channels per group than this run as one dense block. */
@@ -26,7 +27,7 @@ final class ConvI32Nhwc extends FastConv implements Parallel.Part {
     private final int[][] w;        // (blocks * kk * cb)(kb): w[(blk*kk + t)*cb + c][o']
     private final int[] xq;         // (hp, wp, C) q - z, padding 0
     private final Parallel par;
-    private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input as float32
+    private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input, float32
     private final int[][] acc;      // (threads)(kb)
     private float[] curY;           // the current call, for the parts (run)
     private boolean curRelu;

@@ -34,8 +34,8 @@ abstract class FastConv {
      * qf[i] = q - z of x[i] for i &lt; n, as float32: q = clip(rint(x / scale) + zero, 0, qmax),
      * bit-identical to {@link ActivationQuantizer}. rint is the float32 round-to-even trick, exact
      * for |v| &lt; 2^22; larger |v| (or +-Inf) still land far beyond 0..qmax on the same side, so
-     * the clip gives the same q (activations are never NaN). One loop with no float-to-int conversion, which
-     * C2 vectorizes; the results are exact small integers.
+     * the clip gives the same q (activations are never NaN). One loop with no float-to-int
+     * conversion, which C2 vectorizes; the results are exact small integers.
      */
     static void quantizeCentered(float[] x, int n, float scale, int zero, int qmax, float[] qf) {
         final float z = zero;

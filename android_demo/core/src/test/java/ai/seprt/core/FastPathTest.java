@@ -73,7 +73,7 @@ class FastPathTest {
         return tests;
     }
 
-    /** Output size of a pool along one axis: floor or ceil mode (the last window starts inside the input or left pad). */
+    /** Pool output size along one axis, floor or ceil mode (ceil: the last window starts inside input or left pad). */
     private static int poolOut(int in, int kernel, int stride, int pad, boolean ceil) {
         int span = in + 2 * pad - kernel;
         int out = (ceil ? (span + stride - 1) / stride : span / stride) + 1;

@@ -62,6 +62,7 @@ def test_lowering_is_what_the_blocks_say():
     # BN after a conv is folded: no affine in the residual block
     assert "affine" not in ops("residual")
     assert ops("shortcut_a").count("shortcut_a") == 1 and "slice" not in ops("shortcut_a")
+    assert "affine" not in ops("timm_bn_act_assert")                 # x.ndim is no second reader of the conv
     ghost = from_torch(tb.block("timm_bn_act_ghost"), 32).nodes
     assert [n.op for n in ghost].count("affine") == 1 and ghost[-3].op == "slice"   # bn1 folded, bn2 affine
     kinds = {n.attrs["kind"] for n in from_torch(tb.block("activations"), 32).nodes if n.op == "act"}

@@ -20,6 +20,9 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
    (border = zero point, written once), shared by all consumers with the same
    layout; bit planes for popcount consumers; weights packed once into the
    layouts the kernels want (read-only, shared by all threads).
+   A max pool between a conv and integer convs runs on quantized values
+   (`Planner.u8_maxpool`): the conv quantizes with the pool output's scale,
+   which is exact because quantization is monotonic.
 
 Each row is WIDTH int64 columns, named per opcode by the IntEnums next to
 the kernel that reads them (seprt/kernels/conv.py, elementwise.py).
@@ -168,6 +171,7 @@ class Planner:
         self.scratch = 8 * 32
         self.fbuf = {g.input: self.f32.reserve(self.size(g.input))}   # value -> f32 arena offset
         self.qbufs = {}                                                 # (value, groups) -> padded u8 buffer
+        self.pool_in = {}                                               # value -> plain u8 buffer (u8_maxpool)
         self.emitted = set()
         self.kind, self.qgroups = {}, {}
         for i, n in enumerate(g.nodes):
@@ -207,8 +211,27 @@ class Planner:
     def float_needed(self, v: int) -> bool:
         """Does anything read value v as float (not as a quantized conv input)?"""
         g = self.g
-        return v in (g.output, g.embed) or any(i not in self.qgroups or g.nodes[i].inputs[0] != v
-                                               for i in self.cons.get(v, []))
+        return v in (g.output, g.embed) or any((i not in self.qgroups or g.nodes[i].inputs[0] != v)
+                                               and not self.u8_maxpool(i) for i in self.cons.get(v, []))
+
+    def u8_maxpool(self, i: int) -> bool:
+        """Does maxpool node i run on quantized values? When a conv/fc writes its
+        only input and only integer convs (one buffer layout, channels unpadded)
+        read its output: the conv then quantizes with the pool output's scale
+        into a plain (H, W, C) u8 buffer, and the pool writes the consumers'
+        padded buffer. max(q(x)) = q(max(x)) as q is monotonic: bit-exact."""
+        g, n = self.g, self.g.nodes[i]
+        if n.op != "maxpool" or i in self.skipped:
+            return False
+        x, p = n.inputs[0], n.output
+        w = self.writer.get(x, -1)
+        if w < 0 or not get_op(g.nodes[w].op).weighted or self.cons.get(x) != [i] or x in (g.output, g.embed):
+            return False
+        readers = self.cons.get(p, [])
+        keys = {self.qgroups.get(j) for j in readers}
+        return (p not in (g.output, g.embed) and len(readers) > 0 and len(keys) == 1 and None not in keys
+                and all(g.nodes[j].inputs[0] == p for j in readers)
+                and self.shape(p)[2] // keys.pop() % 4 == 0)
 
     # ------------------------------------------------------------ emit
     def emit(self, opcode: int, row: type[IntEnum], name: str, path: str, mac: int = 0, **fields) -> np.ndarray:
@@ -297,6 +320,13 @@ class Planner:
         g, n = self.g, self.g.nodes[i]
         w_val = self.writes[i]
         qspec = self.fused_quant(w_val)
+        pool = [j for j in self.cons.get(w_val, []) if self.u8_maxpool(j)]
+        if pool:                                       # quantized for the max pool that reads it
+            h, wd, c = self.hwc(w_val)
+            p = self.g.values[self.g.nodes[pool[0]].output]
+            self.pool_in[w_val] = self.u8.reserve(h * wd * c)
+            qspec = {"q_off": self.pool_in[w_val], "q_wo": wd, "q_pad": 0, "q_wp": wd, "q_zero": p.q_zero,
+                     "q_max": (1 << p.q_bits) - 1, "q_scale": self.wf32.add([p.q_scale])}
         if self.float_needed(w_val) or qspec["q_off"] < 0:
             self.float_out(i)
         res = self.residual[i]

@@ -347,6 +347,45 @@ def test_pool_kernel_matches_reference(k, stride, pad, is_max, ceil, cip):
     np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("k,stride,pad,ceil", [(3, 2, 0, 0), (3, 2, 1, 0), (3, 2, 0, 1), (2, 2, 0, 1), (3, 1, 1, 0)])
+def test_maxpool_u8_kernel_matches_reference(k, stride, pad, ceil):
+    """The quantized max pool equals the float max pool of the dequantized
+    input (max commutes with the monotonic quantization), into a padded buffer."""
+    from seprt.kernels.elementwise import maxpool_u8
+    from seprt.ops import conv_out
+    h, w, c, opad = 11, 9, 8, 1
+    q = rng.integers(0, 256, (1, h, w, c)).astype(np.uint8)
+    ho, wo = conv_out(h, k, stride, pad, ceil), conv_out(w, k, stride, pad, ceil)
+    wp = wo + 2 * opad
+    buf = np.concatenate([q.reshape(-1), np.full((ho + 2 * opad) * wp * c, 7, np.uint8)])
+    maxpool_u8(buf, 0, h, w, c, k, stride, pad, ho, wo, q.size, wp, opad, 0, ho)
+    want = run_op("maxpool", [q.astype(np.float32)], kernel=k, stride=stride, pad=pad, ceil_mode=ceil)
+    out = buf[q.size:].reshape(ho + 2 * opad, wp, c)
+    np.testing.assert_array_equal(out[opad:opad + ho, opad:opad + wo], want[0])
+    assert (out[0] == 7).all() and (out[:, 0] == 7).all()             # the border is left alone
+
+
+def test_maxpool_between_convs_runs_quantized():
+    """conv -> relu -> max pool -> conv only (VGG, SqueezeNet): the pool runs on
+    u8 values, the conv before it quantizes with the pool's scale; bit-exact."""
+    from seprt import variants
+    from seprt.arch import CIFAR10_LABELS, Arch, Layer
+    layers = (Layer("c1", "conv", ("input",), out_channels=16, kernel=3, pad=1), Layer("c1.relu", "relu", ("c1",)),
+              Layer("p1", "maxpool", ("c1.relu",), kernel=3, stride=2, pad=1),
+              Layer("c2", "conv", ("p1",), out_channels=24, kernel=3, pad=1), Layer("c2.relu", "relu", ("c2",)),
+              Layer("p2", "maxpool", ("c2.relu",), kernel=2, stride=2),
+              Layer("c3", "conv", ("p2",), out_channels=8, kernel=1), Layer("pool", "gap", ("c3",)),
+              Layer("fc", "fc", ("pool",), out_channels=10))
+    a = Arch("vggish", (18, 15, 3), 10, layers, CIFAR10_LABELS)
+    calib = np.random.default_rng(6).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, variants.random_layers(a, seed=5), "BQ", variants.default_preprocess(a), calib)
+    e = FastEngine(g)
+    assert e.plan.paths.count("maxpool-u8") == 2 and not {"quantize p1", "quantize p2"} & set(e.plan.names)
+    x = np.random.default_rng(8).standard_normal((3,) + a.input_shape).astype(np.float32)
+    np.testing.assert_array_equal(e.run(x)[0], reference.run(g, x)[g.output])
+    np.testing.assert_array_equal(FastEngine(g, threads=3).run(x[:1])[0], e.run(x[:1])[0])
+
+
 def _elementwise_graph(op, attrs, shape=(7, 5, 6), weights=None, second=None):
     """input (H, W, 3) -> 1x1 conv to `shape` channels -> op [-> gap] -> fc (3): runs one new op in the engine."""
     from seprt.graph import Graph, Value, make_node

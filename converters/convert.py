@@ -249,15 +249,18 @@ def to_tflite(args, log=print) -> dict:
         calib, _ = load_images(args.calib, meta, "--calib", args.calib_limit)
     x, classes, what = check_inputs(args, meta, a, calib)
     want = torch_logits(net, x)
-    got32 = tflite.run_tflite(fp32, x)
+    got32 = tflite.run_tflite_checked(fp32, x, "the fp32 model")
     d = rel_diff(got32, want)
     log(f"check: TFLite fp32 vs PyTorch on {what}: max|dlogit|/max|logit| {d:.2e} (target <= {REAL_REL_TOL:g})")
     if d > REAL_REL_TOL:
         raise ConvertError(f"check failed: relative logit difference {d:.2e} > {REAL_REL_TOL:g}; nothing written")
     data, report = fp32, {"quant": args.quant, "rel_diff": d, "check_inputs": what}
     if args.quant == "int8":
-        data = tflite.quantize_int8(fp32, calib)
-        got8 = tflite.run_tflite(data, x)
+        try:
+            data = tflite.quantize_int8(fp32, calib)
+        except ValueError as e:
+            raise ConvertError(f"{e}; nothing written") from None
+        got8 = tflite.run_tflite_checked(data, x, "the int8 model")
         agree = float(np.mean(got8.argmax(1) == want.argmax(1)))
         report["top1_agreement_with_pytorch"] = agree
         log(f"TFLite int8 vs PyTorch float on {what}: top-1 agreement {agree:.4f}")

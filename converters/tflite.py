@@ -3,6 +3,8 @@
     graph_to_tflite(g) -> bytes            fp32 .tflite with the graph's effective weights
     quantize_int8(fp32_tflite, calib) -> bytes   full-integer per-channel int8 .tflite
     run_tflite(model, x, threads=1) -> logits (N, K)
+    run_tflite_isolated(model, x)  -> the same in a child process (LiteRT may abort)
+    run_tflite_checked(model, x)   -> run_tflite after a child process ran 4 inputs
 
 Both models come from the same seprt graph, so seprt and TFLite run exactly the
 same weights: f32 as is, i8 dequantized (q * scale), bin as alpha * (±1 pattern).
@@ -19,6 +21,7 @@ Mapping (seprt op -> TFLite ops), input [1,H,W,3] float32, output [1,K] float32:
     maxpool     MAX_POOL_2D        avgpool   AVERAGE_POOL_2D
     gap         MEAN over axes [1, 2], keep_dims false
     shortcut_a  STRIDED_SLICE (stride s on H and W) + PAD on channels
+    affine      DEPTHWISE_CONV_2D 1x1 (weight as the filter, bias), not MUL + ADD
 Padding: seprt (like PyTorch) pads `pad` pixels on every side; TFLite SAME puts
 the odd pixel at the end. A padded conv/pool uses SAME only where SAME gives
 exactly seprt's windows, otherwise an explicit pad op before a VALID op:
@@ -35,6 +38,7 @@ carries the relu's name; constants are "<node>.weight", "<node>.bias", ...
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -323,10 +327,25 @@ def _chanmul(b, g, n, xs, y, act):
 
 
 def _affine(b, g, n, xs, y, act):
-    t = b.tensor(f"{n.name}.scaled", b.tensors[y].shape)
-    _mul(b, xs[0], b.const(f"{n.name}.weight", n.weight), t)
-    b.op(tfl.BuiltinOperator.ADD, [t, b.const(f"{n.name}.bias", n.bias)], [y], tfl.BuiltinOptions.AddOptions,
-         _options(tfl.AddOptionsT, fusedActivationFunction=act))
+    """DEPTHWISE_CONV_2D 1x1: filter (1, 1, 1, C) = weight, bias (C,) = bias.
+    Not MUL + ADD: the int8 quantizer gives an all-zero bias constant (a fresh
+    batch norm's) scale 1.0, and LiteRT's int8 ADD aborts the process when
+    2 * max(input scales) >= 2^20 * output scale (see _check_int8_add), which
+    small activations then break; a conv's int32 bias has no such rule.
+    A (C,) vector is reshaped to (1, 1, 1, C) and back."""
+    c = n.weight.shape[0]
+    shape = b.tensors[y].shape
+    x, out = xs[0], y
+    if len(shape) == 2:
+        x = _reshape(b, f"{n.name}.map", xs[0], (1, 1, 1, c))
+        out = b.tensor(f"{n.name}.map_out", (1, 1, 1, c))
+    inputs = [x, b.const(f"{n.name}.weight", n.weight.reshape(1, 1, 1, c).astype(np.float32)),
+              b.const(f"{n.name}.bias", n.bias.astype(np.float32))]
+    b.op(tfl.BuiltinOperator.DEPTHWISE_CONV_2D, inputs, [out], tfl.BuiltinOptions.DepthwiseConv2DOptions,
+         _options(tfl.DepthwiseConv2DOptionsT, padding=tfl.Padding.VALID, strideH=1, strideW=1,
+                  depthMultiplier=1, fusedActivationFunction=act))
+    if out != y:
+        _reshape(b, f"{n.name}.vec", out, (1, c), y)
 
 
 def _shuffle(b, g, n, xs, y, act):
@@ -398,7 +417,9 @@ def quantize_int8(fp32_tflite: bytes, calib: np.ndarray) -> bytes:
     """Full-integer int8 model of an fp32 .tflite: per-channel int8 weights,
     int8 activations, int32 biases; input and output stay float32 (QUANTIZE /
     DEQUANTIZE at the ends). Activation ranges come from running the float
-    model on calib (N, H, W, 3) float32, one sample at a time.
+    model on calib (N, H, W, 3) float32, one sample at a time. Raises
+    ValueError for a model LiteRT would abort on that we can tell from its
+    scales (_check_int8_add) or ops (PADV2).
     """
     from ai_edge_litert import _pywrap_tensorflow_lite_calibration_wrapper as calibration
 
@@ -418,10 +439,97 @@ def quantize_int8(fp32_tflite: bytes, calib: np.ndarray) -> bytes:
     # float32 in/out, no float fallback, int8 activations, int32 bias, per-channel
     # convs and FULLY_CONNECTED.
     f32, i8, i32 = (np.dtype(t).num for t in (np.float32, np.int8, np.int32))
-    return bytes(c.QuantizeModel(f32, f32, False, i8, i32, False, False))
+    int8 = bytes(c.QuantizeModel(f32, f32, False, i8, i32, False, False))
+    _check_int8_add(int8)
+    return int8
+
+
+# int8 ADD (tensorflow/lite/kernels/add.cc, Prepare): inputs are rescaled to
+# 2 * max(input scales) with a left shift of 20 bits, and the output multiplier
+#     2 * max(s1, s2) / (2^20 * s_out)
+# goes to QuantizeMultiplierSmallerThanOneExp, whose TFLITE_CHECK_LT(m, 1)
+# aborts the whole process (no error status) when the rule is broken.
+ADD_LEFT_SHIFT = 20
+
+
+def _check_int8_add(int8_tflite: bytes) -> None:
+    """Raise ValueError naming the first int8 ADD whose scales break LiteRT's rule
+    above, before anything loads the model (LiteRT would abort the process)."""
+    model = tfl.ModelT.InitFromPackedBuf(int8_tflite, 0)
+    sg = model.subgraphs[0]
+    scale = lambda i: float(sg.tensors[i].quantization.scale[0])
+    for op in sg.operators:
+        if model.operatorCodes[op.opcodeIndex].builtinCode != tfl.BuiltinOperator.ADD:
+            continue
+        ts = [sg.tensors[i] for i in (*op.inputs, op.outputs[0])]
+        if any(t.type != tfl.TensorType.INT8 for t in ts):
+            continue
+        (s1, s2), s_out = (scale(i) for i in op.inputs), scale(op.outputs[0])
+        if 2 * max(s1, s2) >= (1 << ADD_LEFT_SHIFT) * s_out:
+            name = ts[-1].name.decode()
+            raise ValueError(f"int8 ADD {name!r}: input scales {s1:.3g}, {s2:.3g} and output scale {s_out:.3g} "
+                             f"break LiteRT's rule 2*max(input scales) < 2^{ADD_LEFT_SHIFT}*output scale "
+                             "(tensorflow/lite/kernels/add.cc), and LiteRT would abort loading it")
 
 
 # ======================================================================== run
+
+# The child of run_tflite_isolated: the steps of run_tflite, numpy and the interpreter only.
+_CHILD = """
+import sys
+import numpy as np
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:
+    from tflite_runtime.interpreter import Interpreter
+model, x_path, out_path, threads = sys.argv[1:]
+interp = Interpreter(model_path=model, num_threads=int(threads))
+x = np.load(x_path)
+inp = interp.get_input_details()[0]
+interp.resize_tensor_input(inp["index"], list(x.shape))
+interp.allocate_tensors()
+interp.set_tensor(inp["index"], x)
+interp.invoke()
+np.save(out_path, interp.get_tensor(interp.get_output_details()[0]["index"]))
+"""
+
+
+def run_tflite_isolated(model: bytes, x: np.ndarray, threads: int = 1, what: str = "the TFLite model") -> np.ndarray:
+    """run_tflite in a child process: LiteRT aborts the process on some models
+    (a failed TFLITE_CHECK in an op's Prepare, e.g. int8 ADD's scale rule), and
+    that must not take the caller with it. Returns the (N, K) logits of
+    x (N, H, W, 3); raises ValueError with one line when the child dies or fails.
+    Costs a process start (~1 s) and writes model and x to a temporary folder.
+
+    Example: run_tflite_isolated(int8_bytes, x[:4], what="the int8 model")
+    """
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="seprt-tflite-") as d:
+        paths = [os.path.join(d, f) for f in ("model.tflite", "x.npy", "y.npy")]
+        Path(paths[0]).write_bytes(bytes(model))
+        np.save(paths[1], np.ascontiguousarray(x, np.float32))
+        r = subprocess.run([sys.executable, "-c", _CHILD, *paths, str(threads)], capture_output=True, text=True)
+        if r.returncode < 0:
+            sig = signal.Signals(-r.returncode).name
+            raise ValueError(f"LiteRT killed the process ({sig}) loading or running {what}: a TFLite op rejected "
+                             "its tensors without an error status; nothing written")
+        if r.returncode:
+            last = (r.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ValueError(f"LiteRT failed on {what}: {last}")
+        return np.load(paths[2])
+
+
+def run_tflite_checked(model: bytes, x: np.ndarray, what: str = "the TFLite model") -> np.ndarray:
+    """run_tflite(model, x) once the first 4 inputs of x have loaded and run in a
+    child process (run_tflite_isolated), so a model LiteRT aborts on is a
+    ValueError, not the end of the converter. The converters check with this."""
+    run_tflite_isolated(model, x[:4], what=what)
+    return run_tflite(model, x)
+
 
 def run_tflite(model: bytes | str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """Run a .tflite (bytes or path) on x (N, H, W, 3) float32 in one batch;

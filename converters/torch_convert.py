@@ -242,7 +242,7 @@ def to_tflite(args, log=print) -> dict:
         calib, _ = load_images(args.calib, imp.meta, "--calib", args.calib_limit)
     x, classes, what = _check_x(args, imp, calib)
     want = imp.logits(x) if variant == "R" else imp.simulate(g, x)
-    got32 = tflite.run_tflite(fp32, x)
+    got32 = tflite.run_tflite_checked(fp32, x, "the fp32 model")
     d = rel_diff(got32, want)
     log(f"check: TFLite fp32 vs PyTorch{' (binarized weights)' if args.binarized else ''} on {what}: "
         f"max|dlogit|/max|logit| {d:.2e} (target <= {REAL_REL_TOL:g})")
@@ -253,8 +253,8 @@ def to_tflite(args, log=print) -> dict:
         try:
             data = tflite.quantize_int8(fp32, calib)
         except ValueError as e:
-            raise ConvertError(str(e)) from None
-        got = tflite.run_tflite(data, x)
+            raise ConvertError(f"{e}; nothing written") from None
+        got = tflite.run_tflite_checked(data, x, "the int8 model")
         agree = float(np.mean(got.argmax(1) == want.argmax(1)))
         report["top1_agreement_with_pytorch"] = agree
         log(f"TFLite int8 vs PyTorch float on {what}: top-1 agreement {agree:.4f}")

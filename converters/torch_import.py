@@ -142,6 +142,15 @@ def _where(node: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
     return what + line
 
 
+def _reads_metadata(u: torch.fx.Node) -> bool:
+    """Does fx node u read only a tensor's metadata (x.shape, x.ndim, x.size(), x.dim())?
+    timm's BatchNormAct2d asserts x.ndim == 4: that is no second reader of the conv
+    output, and the batch norm still folds into the conv."""
+    if u.op == "call_function" and u.target is getattr:
+        return len(u.args) > 1 and u.args[1] in ("shape", "ndim", "dtype", "device")
+    return u.op == "call_method" and u.target in ("size", "dim")
+
+
 class _Recorder(torch.fx.Interpreter):
     """Runs the traced module once and keeps every node's result."""
 
@@ -225,7 +234,7 @@ class TorchImport:
         gm = self.gm
         env: dict = {}
         folded: dict = {}                    # BN node -> the conv value it was folded into
-        users = {n: list(n.users) for n in gm.graph.nodes}
+        users = {n: [u for u in n.users if not _reads_metadata(u)] for n in gm.graph.nodes}   # for BN folding
         out_node = None
         for node in gm.graph.nodes:
             where = _where(node, gm) if node.op != "placeholder" else "input"

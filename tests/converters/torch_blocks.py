@@ -308,6 +308,15 @@ class GhostLike(nn.Module):          # timm-style BN-act after a conv (folded) a
 BLOCKS["timm_bn_act_ghost"] = lambda: Stem(GhostLike())
 
 
+class BatchNormActAssert(BatchNormAct):  # timm 1.0's BatchNormAct2d: x.ndim read before F.batch_norm
+    def forward(self, x):
+        torch._assert(x.ndim == 4, "expected 4D input")
+        return super().forward(x)
+
+
+BLOCKS["timm_bn_act_assert"] = lambda: Stem(nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, bias=False), BatchNormActAssert(8)))
+
+
 class FunctionalLinear(nn.Linear):   # timm's Linear: F.linear on its own parameters
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -315,3 +324,31 @@ class FunctionalLinear(nn.Linear):   # timm's Linear: F.linear on its own parame
 
 BLOCKS["functional_linear"] = lambda: nn.Sequential(Stem(nn.Identity()).stem, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                                     FunctionalLinear(8, 10))
+
+
+class TinyActivationsHead(nn.Module):  # timm's LCNet / MobileNetV3 head on the small activations of a random init
+    """conv -> hardswish -> fresh BatchNorm2d (not after a conv: an affine with an all-zero
+    bias) -> hardswish -> global pool -> 1x1 conv_head -> hardswish -> linear, every
+    activation ~1e-5 (timm's lcnet_050 with random weights: ~1e-7 at the head). The
+    int8 TFLite of that BN as MUL + ADD made LiteRT abort the process: the zero bias
+    got scale 1.0, and int8 ADD needs 2 * max(input scales) < 2^20 * output scale."""
+
+    def __init__(self, c=8, k=5):
+        super().__init__()
+        self.conv = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(c)                   # mean 0, var 1, weight 1, bias 0: y = x / sqrt(1 + eps)
+        self.conv_head = nn.Conv2d(c, 2 * c, 1, bias=False)
+        self.linear = nn.Linear(2 * c, k, bias=False)
+        with torch.no_grad():
+            self.conv.weight.mul_(1e-4)
+
+    def forward(self, x):
+        x = self.bn(F.hardswish(self.conv(x)))
+        x = F.hardswish(x).mean((2, 3), keepdim=True)   # timm's SelectAdaptivePool2d keeps (N, C, 1, 1)
+        x = F.hardswish(self.conv_head(x))
+        return self.linear(x.flatten(1))
+
+
+def tiny_activations_head():
+    torch.manual_seed(0)                              # no _randomize_bn: the BN stays fresh (zero bias)
+    return TinyActivationsHead().eval()

@@ -6,7 +6,8 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
 1. Fusion (`fusions`). A conv/fc whose only consumer is `add(conv, r)` writes
    the add's output with r as residual (the producer of r is hoisted before
    the conv when it can be); a relu that is the only consumer of a
-   conv/fc/add output becomes that kernel's relu flag.
+   conv/fc/add output becomes that kernel's relu flag, and so does a relu6
+   (act kind 1) after a conv/fc/affine (flag 2: min(max(v, 0), 6)).
 2. Kernel choice (`Planner.choose`) per integer conv/fc, named in `Plan.paths`:
        int8 weights                     -> "dot-u{bits}i8-{isa}" (u8 x i8 dot tiles)
        binary patterns                  -> "dot-u{bits}bin-{isa}" on ±1 int8, or "popcount-u{bits}"
@@ -122,12 +123,13 @@ def stack_kernel_choice(n, cg: int, kg: int) -> str:
 
 def fusions(g: Graph):
     """-> (writes, residual, relu, skipped): per kept node the value it writes,
-    its residual value (-1: none) and relu flag; the set of fused-away nodes."""
+    its residual value (-1: none) and relu flag (Epilogue.RELU: 0, RELU, RELU6);
+    the set of fused-away nodes."""
     cons = g.consumers()
     producer = {n.output: i for i, n in enumerate(g.nodes)}
     sole = lambda v: cons[v][0] if len(cons.get(v, [])) == 1 else -1
     weighted = lambda n: get_op(n.op).weighted
-    fuses = lambda j, kind: get_op(g.nodes[j].op).fusion == kind
+    fuses = lambda j, kind: get_op(g.nodes[j].op).fusion_of(g.nodes[j]) == kind
     writes, residual, relu, skipped = {}, {}, {}, set()
     for i, n in enumerate(g.nodes):
         if i in skipped:
@@ -146,11 +148,15 @@ def fusions(g: Graph):
                 out, res = add.output, r
                 skipped.add(j)
         j = sole(out)
-        is_relu = (weighted(n) or get_op(n.op).fusion == "residual") and j >= 0 and fuses(j, "relu")
-        if is_relu:
+        flag = 0
+        if j >= 0 and (weighted(n) or get_op(n.op).fusion == "residual") and fuses(j, "relu"):
+            flag = kc.RELU
+        elif j >= 0 and weighted(n) and fuses(j, "relu6"):
+            flag = kc.RELU6
+        if flag:
             out = g.nodes[j].output
             skipped.add(j)
-        writes[i], residual[i], relu[i] = out, res, is_relu
+        writes[i], residual[i], relu[i] = out, res, flag
     return writes, residual, relu, skipped
 
 
@@ -332,7 +338,7 @@ class Planner:
         res = self.residual[i]
         k = self.hwc(n.output)[2]
         epi = dict(bias=self.wf32.add(n.bias), out=self.fbuf.get(w_val, -1),
-                   res=self.fbuf[res] if res >= 0 else -1, k=k, relu=int(self.relu[i]), **qspec)
+                   res=self.fbuf[res] if res >= 0 else -1, k=k, relu=self.relu[i], **qspec)
         mac = g.node_params(n) * self.hwc(n.output)[0] * self.hwc(n.output)[1]
         if i not in self.qgroups:
             return self._conv_f32(i, epi, mac)

@@ -40,6 +40,8 @@ def epilogue_ref(acc, mult, bias, res, relu, requant):
         v = v + res
     if relu:
         v = np.maximum(v, np.float32(0))
+    if relu == 2:                                   # relu6 (act kind 1) fused
+        v = np.minimum(v, np.float32(6))
     q = None if requant is None else quantize_act(v, requant[0], requant[1], 8).astype(np.uint8)
     return v.astype(np.float32), q
 
@@ -120,10 +122,10 @@ def test_depthwise_u8i8_bit_exact(k, stride, pad, h, w, c, z):
 
 
 @pytest.mark.parametrize("kernel", ["dot", "dw", "popcount"])
-@pytest.mark.parametrize("res,relu,requant", [(False, True, None), (True, False, None), (True, True, (0.043, 0)),
-                                              (False, False, (0.11, 131))])
+@pytest.mark.parametrize("res,relu,requant", [(False, 1, None), (True, 0, None), (True, 1, (0.043, 0)),
+                                              (False, 0, (0.11, 131)), (True, 2, (0.043, 0)), (False, 2, None)])
 def test_fused_epilogue_bit_exact(kernel, res, relu, requant):
-    """Each kernel's fused epilogue (scale, bias, residual, relu, requantization
+    """Each kernel's fused epilogue (scale, bias, residual, relu or relu6, requantization
     into the next layer's buffer) against numpy, on real scales and biases."""
     h, w, c, k, stride, pad, z = 6, 5, 12, 3, 1, 1, 4
     groups, cout = (c, c) if kernel == "dw" else (2, 20)
@@ -384,6 +386,44 @@ def test_maxpool_between_convs_runs_quantized():
     x = np.random.default_rng(8).standard_normal((3,) + a.input_shape).astype(np.float32)
     np.testing.assert_array_equal(e.run(x)[0], reference.run(g, x)[g.output])
     np.testing.assert_array_equal(FastEngine(g, threads=3).run(x[:1])[0], e.run(x[:1])[0])
+
+
+@pytest.mark.parametrize("variant", ["R", "BQ"])
+def test_relu6_fuses_into_convs(variant):
+    """MobileNetV2's conv -> relu6 (act kind 1), depthwise included: the clamp
+    runs in the conv's epilogue (no act step); the integer path bit-exact against the reference."""
+    from seprt.graph import Graph, Value, make_node
+    from seprt.quant import quantize_weights_i8
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    q = variant == "BQ"
+
+    def w(*s):
+        wt = f(*s) * 2
+        if not q:
+            return {"wfmt": "f32", "weight": wt, "bias": f(s[0])}
+        wq, sc = quantize_weights_i8(wt)
+        return {"wfmt": "i8", "weight": wq, "scale": sc, "bias": f(s[0])}
+    qp = lambda s, z: dict(q_scale=s, q_zero=z, q_bits=8) if q else {}
+    vals = [Value("input", (9, 7, 3), **qp(0.02, 128)), Value("pw", (9, 7, 16)), Value("pw.r6", (9, 7, 16), **qp(0.025, 0)),
+            Value("dw", (9, 7, 16)), Value("dw.r6", (9, 7, 16)), Value("pool", (16,), **qp(0.025, 0)), Value("fc", (3,))]
+    nodes = [make_node("pw", "conv", [0], 1, {}, w(16, 1, 1, 3)), make_node("pw.r6", "act", [1], 2, {"kind": 1}),
+             make_node("dw", "conv", [2], 3, {"kernel": 3, "pad": 1, "groups": 16}, w(16, 3, 3, 1)),
+             make_node("dw.r6", "act", [3], 4, {"kind": 1}), make_node("pool", "gap", [4], 5),
+             make_node("fc", "fc", [5], 6, {}, w(3, 16))]
+    meta = {"arch": "t", "variant": variant, "labels": ["a", "b", "c"], "preprocess.size": [9, 7],
+            "preprocess.resize": "stretch", "preprocess.mean": [0.5] * 3, "preprocess.std": [0.25] * 3}
+    g = Graph(vals, nodes, 0, 6, 5, meta)
+    g.validate()
+    e = FastEngine(g)
+    assert not any(p.startswith("act") for p in e.plan.paths) and "pw (+pw.r6)" in e.plan.names
+    x = f(3, 9, 7, 3) * 2
+    want = reference.run(g, x, outputs=(g.output, g.embed, 2))
+    logits, embed = e.run(x)
+    check = np.testing.assert_array_equal if q else \
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # float convs sum in another order
+    check(embed, want[g.embed])
+    check(logits, want[g.output])
+    assert (want[2] == 6).any() and (want[2] == 0).any()             # both ends of the clamp were hit
 
 
 def _elementwise_graph(op, attrs, shape=(7, 5, 6), weights=None, second=None):

@@ -352,7 +352,7 @@ def mul_f32(fbuf, in_off, s_off, out_off, n_pix, C, p_lo, p_hi):
 
 @jit
 def affine_f32(fbuf, in_off, w, b, out_off, res_off, n_pix, C, relu, p_lo, p_hi):
-    """x (n_pix, C) * w (C,) + b (C,) (+ res (n_pix, C)) (relu) -> y (n_pix, C)."""
+    """x (n_pix, C) * w (C,) + b (C,) (+ res (n_pix, C)) (relu: 1 relu, 2 relu6) -> y (n_pix, C)."""
     for p in range(p_lo, p_hi):
         x = fbuf[in_off + p * C:in_off + (p + 1) * C]
         y = fbuf[out_off + p * C:out_off + (p + 1) * C]
@@ -360,7 +360,9 @@ def affine_f32(fbuf, in_off, w, b, out_off, res_off, n_pix, C, relu, p_lo, p_hi)
             v = x[c] * w[c] + b[c]
             if res_off >= 0:
                 v = v + fbuf[res_off + p * C + c]
-            y[c] = max(v, np.float32(0)) if relu else v
+            if relu:
+                v = max(v, np.float32(0))
+            y[c] = min(v, np.float32(6)) if relu == 2 else v
 
 
 @jit

@@ -34,7 +34,8 @@ import seprt
 from converters.convert import load_images
 from converters.tflite import run_tflite
 from seprt import arch as arch_mod
-from training import checkpoint, nets
+from seprt import variants
+from training import modelckpt
 
 
 def paper_params(arch_id: str, mode: str) -> dict:
@@ -42,8 +43,7 @@ def paper_params(arch_id: str, mode: str) -> dict:
     paper: a binarized k x k kernel (one input channel of one filter) is one
     number (its pattern index), every other weight one number each."""
     a = arch_mod.get(arch_id)
-    model = nets.build(arch_id)
-    binarized = {n for n, c in nets.conv_layers(model) if nets.selected_for_binarize(c, mode)}
+    binarized = {l.name for l in a.layers if l.op == "conv" and variants.binarized_by(l, mode)}
     full = pattern = 0
     for name, n in a.weight_counts().items():
         full += n
@@ -55,8 +55,8 @@ def paper_params(arch_id: str, mode: str) -> dict:
 def stages(arch_id: str, mode: str, models: str, work: str) -> dict:
     """Validation top-1 per training stage, read from the checkpoints' history
     (the plain BiPattern checkpoint from WORK, see training/run_zoo.sh)."""
-    ref = checkpoint.load(os.path.join(models, f"{arch_id}-refined-{mode}.pt"))
-    plain = checkpoint.load(os.path.join(work, f"{arch_id}-bipattern-{mode}.pt"))
+    ref = modelckpt.read(os.path.join(models, f"{arch_id}-refined-{mode}.pt"))     # zoo or module checkpoints
+    plain = modelckpt.read(os.path.join(work, f"{arch_id}-bipattern-{mode}.pt"))
     h = ref["history"]
     full = [r for r in h if r["stage"] == "full"]
     bip = [r for r in h if r["stage"] == "bipattern"][-1]

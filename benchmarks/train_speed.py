@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training import data as data_mod  # noqa: E402
-from training import nets  # noqa: E402
+from training import models  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
             ep += 1
 
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = nets.build(args.arch).to(memory_format=fmt)
+    model = models.build(args.arch).to(memory_format=fmt)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     crit = nn.CrossEntropyLoss()

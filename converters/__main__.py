@@ -3,7 +3,6 @@ import argparse
 import sys
 
 from seprt.errors import FormatError
-from seprt.variants import BINARIZE_MODES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -12,11 +11,13 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p):
-        p.add_argument("ckpt", nargs="?", help="seprt PyTorch checkpoint (training/checkpoint.py); or --model")
+        p.add_argument("ckpt", nargs="?", help="checkpoint of `python -m training` (module checkpoint) or of the "
+                                               "zoo (models/*.pt); or --model")
         p.add_argument("-o", "--out", required=True)
         p.add_argument("--binarize", metavar="MODE",
-                       help=f"convs to binarize: {', '.join(BINARIZE_MODES)} (checkpoints; default: prb for SEP-Nets, "
-                            "all for ResNets; inner: all but the stem conv that reads the image); with --model: all "
+                       help="convs to binarize. A Full checkpoint: all, a preset of its model (prb: the SEP-Nets' "
+                            "pattern residual blocks, their default; inner: all but the stem conv) or module-name "
+                            "globs ('all,!conv1'); a binarized checkpoint keeps its own. With --model: all "
                             "(default), inner, none or kernel sizes such as 3x3, 5x5, 3x3,5x5")
         g = p.add_argument_group("any PyTorch model (docs/byo-model.md)")
         g.add_argument("--model", metavar="SPEC",
@@ -70,9 +71,6 @@ def main(argv=None) -> int:
                          if getattr(args, o)]
                 if extra:
                     raise convert.ConvertError(f"--{extra[0].replace('_', '-')} applies to --model only")
-                if args.binarize and args.binarize not in BINARIZE_MODES:
-                    raise convert.ConvertError(f"--binarize {args.binarize!r}: a checkpoint takes "
-                                               f"{', '.join(BINARIZE_MODES)}")
         fn(args)
     except (ValueError, FormatError, OSError) as e:   # ConvertError, checkpoint errors, files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

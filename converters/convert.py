@@ -1,5 +1,12 @@
 """Checkpoint -> seprt .bin (R / B / BQ) and -> TFLite (fp32 / int8), checked.
 
+A checkpoint is a module checkpoint (`training/modelckpt.py`: what `python -m
+training` writes) or a zoo checkpoint (`models/*.pt`, `training/checkpoint.py`,
+read as the `training.models` module it equals). Either way the module is
+converted like any PyTorch model (`converters/torch_convert.py`: traced with
+torch.fx, BN folded, lowered); the checkpoint adds labels, preprocessing and
+which convs are patterns (as trained: pattern = sign(W), alpha = |W|).
+
 Every conversion prints what it writes, loads its output back and compares it
 with the PyTorch model it came from; it writes the file (atomically) only when
 the check passes, so a failure leaves nothing behind.
@@ -23,9 +30,6 @@ from seprt import arch as arch_mod
 from seprt import format as fmt
 from seprt import files, image, variants
 from seprt.folders import is_image_source, iter_labelled
-from training import checkpoint, nets
-
-from . import fold
 
 # parity targets (issue 3)
 REAL_REL_TOL = 1e-4          # max|dlogit| / max|logit| for float variants and TFLite fp32
@@ -58,13 +62,14 @@ def load_images(data: str, meta: dict, what: str, limit: int | None = None) -> t
     return np.stack(xs), classes
 
 
-def nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
-def torch_logits(net: nets.Net, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate([net(nchw(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+def preprocess_meta(pre: dict) -> dict:
+    """Checkpoint preprocess dict -> seprt metadata keys."""
+    meta = {"preprocess.size": [int(v) for v in pre["size"]], "preprocess.resize": pre["resize"],
+            "preprocess.mean": [float(v) for v in pre["mean"]], "preprocess.std": [float(v) for v in pre["std"]],
+            "preprocess.channel_order": pre.get("channel_order", "RGB")}
+    if "crop_fraction" in pre:
+        meta["preprocess.crop_fraction"] = float(pre["crop_fraction"])
+    return meta
 
 
 def seprt_logits(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -82,38 +87,6 @@ def atomic_write(data: bytes, out: str, inputs: list[str]) -> None:
         if p and os.path.exists(out) and os.path.samefile(out, p):
             raise ConvertError(f"output {out} is one of the inputs; choose another path")
     files.atomic_write(out, data)
-
-
-def load_checkpoint(path: str) -> tuple[nets.Net, dict]:
-    try:
-        net, ckpt = checkpoint.load_model(path)
-    except FileNotFoundError:
-        raise ConvertError(f"{path}: no such checkpoint") from None
-    net.eval()
-    return net, ckpt
-
-
-def default_binarize(arch_id: str) -> str:
-    """SEP-Nets binarize their PRB pattern convs; ResNets have none, so all 3x3."""
-    return "prb" if arch_id.startswith("sepnet") else "all"
-
-
-def prepare(net: nets.Net, ckpt: dict, variant: str, binarize: str | None) -> tuple[str | None, dict]:
-    """Put the net in the form the variant needs; returns (binarize mode, Table 1 stats)."""
-    if variant == "R":
-        if ckpt["binarize"]:
-            raise ConvertError(f"variant R needs a full checkpoint; this one is {ckpt['stage']} "
-                               f"(binarize={ckpt['binarize']})")
-        return None, {}
-    if ckpt["binarize"]:
-        if binarize and binarize != ckpt["binarize"]:
-            raise ConvertError(f"checkpoint was binarized with {ckpt['binarize']!r}, not {binarize!r}")
-        return ckpt["binarize"], nets.quantization_error(net)
-    mode = binarize or default_binarize(ckpt["arch"])
-    stats = nets.quantization_error(net)        # on the real weights, before binarizing
-    if not nets.binarize(net, mode):
-        raise ConvertError(f"--binarize {mode} selects no conv in {ckpt['arch']}; use --binarize all")
-    return mode, stats
 
 
 def describe(g, quant_err: dict) -> list[str]:
@@ -141,17 +114,6 @@ def describe(g, quant_err: dict) -> list[str]:
     return lines
 
 
-def check_inputs(args, meta: dict, a: arch_mod.Arch, calib: np.ndarray | None) -> tuple[np.ndarray, list[str], str]:
-    """Inputs for the parity check: --check images, else calibration images, else random."""
-    if args.check:
-        x, cls = load_images(args.check, meta, "--check", args.check_limit)
-        return x, cls, f"{len(x)} images from {args.check}"
-    if calib is not None:
-        return calib, [], f"{len(calib)} calibration images (give --check DATA for validation images)"
-    x = np.random.default_rng(0).standard_normal((8,) + a.input_shape).astype(np.float32)
-    return x, [], "8 random inputs"
-
-
 def write_checked(g, data: bytes, logits, classes, what: str, report: dict, out: str, inputs: list, log) -> bytes:
     """Record the checked model's validation top-1 in its metadata when the check
     images are labelled, then write the file atomically (never over an input)."""
@@ -174,119 +136,71 @@ def accuracy(logits: np.ndarray, classes: list[str], labels: list[str]) -> float
 
 # ---------------------------------------------------------------- commands
 
+def read_checkpoint(args, binarized_variant: bool) -> None:
+    """Read args.ckpt (module or zoo checkpoint) and set up `args` for the
+    module converter (`torch_convert`): the module, and which convs become
+    patterns -- the checkpoint's own binarized convs as trained, or for a Full
+    checkpoint `--binarize` (default: the model's `prb` preset if it has one,
+    i.e. the SEP-Nets' pattern residual blocks, else every k x k conv)."""
+    from training import modelckpt, pattern
+    ck = modelckpt.read(args.ckpt)               # ValueError: missing, unreadable, invalid
+    net = modelckpt.build_model(ck)
+    presets = getattr(net, "binarize_presets", {}) or {}
+    label, names, qerr = None, [], {}
+    if ck["binarized"]:
+        if not binarized_variant:
+            raise ConvertError(f"{args.ckpt} is a {ck['stage']} checkpoint ({len(ck['binarized'])} pattern convs): "
+                               "variant R / TFLite without --binarized need a Full checkpoint")
+        names = list(ck["binarized"])
+        label = ck["train_config"].get("zoo_binarize") or ck["train_config"].get("binarize") or "checkpoint"
+        if args.binarize:
+            try:
+                asked = pattern.select(net, args.binarize)
+            except ValueError as e:
+                raise ConvertError(str(e)) from None
+            if set(asked) != set(names):
+                raise ConvertError(f"checkpoint was binarized as {label!r} ({len(names)} convs), not "
+                                   f"{args.binarize!r} ({len(asked)} convs)")
+        qerr = pattern.quantization_error(net, skip=names)
+    elif binarized_variant:
+        label = args.binarize or ("prb" if "prb" in presets else "all")
+        try:
+            names = pattern.select(net, label)
+        except ValueError as e:
+            raise ConvertError(str(e)) from None
+        qerr = pattern.quantization_error(net)      # on the real weights, before binarizing
+    args.ckpt_dict, args.ckpt_module = ck, net
+    args.model, args.weights = ck["model"], None
+    args.binarize = ",".join(names) or None
+    args.binarize_label, args.qerr = label, qerr
+
+
 def to_seprt(args, log=print) -> dict:
-    net, ckpt = load_checkpoint(args.ckpt)
-    a = net.arch
-    meta = {**fold.preprocess_meta(ckpt["preprocess"]), "labels": list(ckpt["labels"]),
-            "provenance.source": os.path.basename(args.ckpt), "provenance.stage": ckpt["stage"],
-            "provenance.converter": f"seprt converters {seprt.__version__}"}
-    mode, qerr = prepare(net, ckpt, args.variant, args.binarize)
-    if mode:
-        meta["provenance.binarize"] = mode
-    calib = None
-    if args.variant == "BQ":
-        if not args.calib:
-            raise ConvertError("variant BQ needs --calib DATA (images to calibrate activation ranges)")
-        calib, _ = load_images(args.calib, meta, "--calib", args.calib_limit)
-    elif args.act_bits != 8:
-        raise ConvertError("--act-bits applies to BQ only")
-    layers = fold.fold_net(net)
-    g = variants.build_graph(a, layers, args.variant, meta, calib, args.act_bits)
-    data = fmt.to_bytes(g)
-    g = fmt.from_bytes(data)                    # check what will be written, as read back
-    for line in describe(g, qerr):
-        log(line)
-    x, classes, what = check_inputs(args, meta, a, calib)
-    ours = seprt_logits(data, x)
-    report = {"variant": args.variant, "binarize": mode, "bytes": len(data), "check_inputs": what}
-    if args.variant == "BQ":
-        act_quant = {g.values[i].name: (v.q_scale, v.q_zero, v.q_bits)
-                     for i, v in enumerate(g.values) if v.q_bits}
-        with torch.no_grad():
-            sim = np.concatenate([fold.simulate(net, act_quant, nchw(x[i:i + 64])).numpy()
-                                  for i in range(0, len(x), 64)])
-        agree = float(np.mean(ours.argmax(1) == sim.argmax(1)))
-        report.update(top1_agreement=agree, rel_diff=rel_diff(ours, sim))
-        log(f"check: seprt BQ vs PyTorch with BQ quantization simulated on {what}: "
-            f"top-1 agreement {agree:.4f}, max|dlogit|/max|logit| {report['rel_diff']:.2e}")
-        if ckpt["train_config"].get("init") == "random":
-            # untrained: logits are near-ties, so top-1 flips on rounding; check the logits instead
-            if report["rel_diff"] > RANDOM_BQ_REL_TOL:
-                raise ConvertError(f"check failed: relative logit difference {report['rel_diff']:.2e} > "
-                                   f"{RANDOM_BQ_REL_TOL:g}; nothing written")
-        elif agree < BQ_TOP1_AGREEMENT:
-            raise ConvertError(f"check failed: top-1 agreement {agree:.4f} < {BQ_TOP1_AGREEMENT}; nothing written")
-    else:
-        d = rel_diff(ours, torch_logits(net, x))
-        report["rel_diff"] = d
-        log(f"check: seprt {args.variant} vs PyTorch on {what}: max|dlogit|/max|logit| {d:.2e} "
-            f"(target <= {REAL_REL_TOL:g})")
-        if d > REAL_REL_TOL:
-            raise ConvertError(f"check failed: relative logit difference {d:.2e} > {REAL_REL_TOL:g}; nothing written")
-    data = write_checked(g, data, ours, classes, what, report, args.out, [args.ckpt, args.calib, args.check], log)
-    sections = seprt.Model.from_bytes(data).info()["sections"]
-    log("bytes per section: " + ", ".join(f"{k} {v:,}" for k, v in sections.items()))
-    log(f"wrote {args.out}: {len(data):,} bytes ({len(data) / 1e6:.3f} MB), {g.params():,} weights")
-    return report
+    from . import torch_convert
+    read_checkpoint(args, args.variant != "R")
+    return torch_convert.to_seprt(args, log)
 
 
 def to_tflite(args, log=print) -> dict:
-    from . import tflite
-    net, ckpt = load_checkpoint(args.ckpt)
-    a = net.arch
-    meta = {**fold.preprocess_meta(ckpt["preprocess"]), "labels": list(ckpt["labels"]),
-            "provenance.source": os.path.basename(args.ckpt)}
-    variant = "B" if args.binarized else "R"
-    if not args.binarized and ckpt["binarize"]:
-        raise ConvertError(f"checkpoint is {ckpt['stage']} (binarized); add --binarized")
-    prepare(net, ckpt, variant, args.binarize)
-    g = variants.build_graph(a, fold.fold_net(net), variant, meta)
-    fp32 = tflite.graph_to_tflite(g)
-    calib = None
-    if args.quant == "int8":
-        if not args.calib:
-            raise ConvertError("--quant int8 needs --calib DATA (the same images as for seprt BQ)")
-        calib, _ = load_images(args.calib, meta, "--calib", args.calib_limit)
-    x, classes, what = check_inputs(args, meta, a, calib)
-    want = torch_logits(net, x)
-    got32 = tflite.run_tflite_checked(fp32, x, "the fp32 model")
-    d = rel_diff(got32, want)
-    log(f"check: TFLite fp32 vs PyTorch on {what}: max|dlogit|/max|logit| {d:.2e} (target <= {REAL_REL_TOL:g})")
-    if d > REAL_REL_TOL:
-        raise ConvertError(f"check failed: relative logit difference {d:.2e} > {REAL_REL_TOL:g}; nothing written")
-    data, report = fp32, {"quant": args.quant, "rel_diff": d, "check_inputs": what}
-    if args.quant == "int8":
-        try:
-            data = tflite.quantize_int8(fp32, calib)
-        except ValueError as e:
-            raise ConvertError(f"{e}; nothing written") from None
-        got8 = tflite.run_tflite_checked(data, x, "the int8 model")
-        agree = float(np.mean(got8.argmax(1) == want.argmax(1)))
-        report["top1_agreement_with_pytorch"] = agree
-        log(f"TFLite int8 vs PyTorch float on {what}: top-1 agreement {agree:.4f}")
-        got = got8
-    else:
-        got = got32
-    acc = accuracy(got, classes, meta["labels"])
-    if acc is not None:
-        report["val_top1"] = acc
-        log(f"validation top-1 of the TFLite {args.quant} model on {what}: {acc:.4f}")
-    atomic_write(data, args.out, [args.ckpt, args.calib, args.check])
-    report["bytes"] = len(data)
-    log(f"wrote {args.out}: {len(data):,} bytes ({len(data) / 1e6:.3f} MB)")
-    return report
+    from . import torch_convert
+    read_checkpoint(args, args.binarized)
+    return torch_convert.to_tflite(args, log)
 
 
 @torch.no_grad()
 def init(args, log=print) -> dict:
-    """Random-init checkpoint with realistic BN statistics: running mean/var
-    estimated from forward passes (train mode) on random normal images."""
+    """Random-init module checkpoint of a built-in architecture with realistic
+    BN statistics: running mean/var estimated from forward passes (train mode)
+    on random normal images."""
+    from training import modelckpt, models
     try:
         a = arch_mod.get(args.arch)
     except ValueError as e:
         raise ConvertError(str(e)) from None
+    if os.path.exists(args.out):
+        raise ConvertError(f"{args.out} exists; init never overwrites a file")
     torch.manual_seed(args.seed)
-    net = nets.build(args.arch)
+    net = models.build(args.arch)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None                     # cumulative average over the passes
@@ -302,11 +216,10 @@ def init(args, log=print) -> dict:
                   "mean": pre["preprocess.mean"], "std": pre["preprocess.std"], "channel_order": "RGB"}
     if "preprocess.crop_fraction" in pre:
         preprocess["crop_fraction"] = pre["preprocess.crop_fraction"]
-    ckpt = checkpoint.make(net, stage="full", binarize=None, preprocess=preprocess, val_top1=None,
-                           history=[], train_config={"init": "random", "seed": args.seed})
-    if os.path.exists(args.out):
-        raise ConvertError(f"{args.out} exists; init never overwrites a file")
-    checkpoint.save(ckpt, args.out)
+    ck = modelckpt.make(net, spec=models.ARCH_TO_SPEC[a.id], model_kwargs={}, labels=list(a.labels),
+                        preprocess=preprocess, stage="full",
+                        train_config={"init": "random", "seed": args.seed, "arch": a.id})
+    modelckpt.save(ck, args.out)
     log(f"wrote {args.out}: {args.arch} random init (seed {args.seed}), {a.params():,} weights, "
         f"{Path(args.out).stat().st_size:,} bytes")
     return {"arch": args.arch}

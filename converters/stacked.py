@@ -2,15 +2,16 @@
 
     python -m converters.stacked CKPT -o OUT.bin [--variant {B,BQ}] [--calib DATA] [--check DATA]
 
-BN is folded into each stacked conv as into a pattern conv: with
-s = gamma / sqrt(var + eps), alpha' = alpha * s (any sign: the `stack` format
-allows a negative alpha, so the bank need not hold -B), b' = beta - mean * s;
-bank and index are taken as trained (sign of the bank proxy, argmax of the
-selection proxy), never re-derived. Before writing, the file is read back
-and compared with PyTorch: B (float path) logits within REAL_REL_TOL, BQ
-top-1 agreement with PyTorch under the same quantization simulated
-(converters.fold.simulate) >= BQ_TOP1_AGREEMENT. Nothing is written if a
-check fails.
+The module (its StackedConv2d convs are torch.fx leaves) is lowered like any
+PyTorch model (converters/torch_import.py); BN is folded into each stacked
+conv as into a pattern conv: with s = gamma / sqrt(var + eps), alpha' =
+alpha * s (any sign: the `stack` format allows a negative alpha, so the bank
+need not hold -B), b' = beta - mean * s; bank and index are taken as trained
+(sign of the bank proxy, argmax of the selection proxy), never re-derived.
+Before writing, the file is read back and compared with PyTorch: B (float
+path) logits within REAL_REL_TOL, BQ top-1 agreement with PyTorch under the
+same quantization simulated (TorchImport.simulate) >= BQ_TOP1_AGREEMENT.
+Nothing is written if a check fails.
 """
 from __future__ import annotations
 
@@ -21,43 +22,24 @@ import numpy as np
 import torch
 
 import seprt
-from seprt import format as fmt, stacked as sk, variants
-from training import nets
+from seprt import format as fmt, stacked as sk
 from training import stacked as ts
 
-from . import fold
-from .convert import (BQ_TOP1_AGREEMENT, REAL_REL_TOL, ConvertError, accuracy, atomic_write, load_images, nchw,
-                      rel_diff, seprt_logits, torch_logits)
+from .convert import (BQ_TOP1_AGREEMENT, REAL_REL_TOL, ConvertError, accuracy, atomic_write, load_images,
+                      preprocess_meta, rel_diff, seprt_logits)
+from .torch_import import from_torch
 
 
-def fold_stacked(conv: ts.StackedConvBN) -> dict:
-    e = conv.export()
-    bn = e["bn"]
-    s = bn["gamma"].double() / torch.sqrt(bn["var"].double() + bn["eps"])
-    alpha = (e["alpha"].double() * s).float().numpy()
-    bias = (bn["beta"].double() - bn["mean"].double() * s).float().numpy()
-    w = sk.expand(ts.pack_pattern(e["bank"]), e["index"], conv.weight_shape[:1] + (conv.kernel, conv.kernel,
-                                                                                   conv.weight_shape[1]))
-    return {"bank": e["bank"], "index": e["index"], "alpha": alpha, "bias": bias,
-            "weight": (w.astype(np.float32) * alpha[:, None, None, None]).astype(np.float32)}
-
-
-def fold_net(net: nets.Net) -> dict[str, dict]:
-    layers = {}
-    for name, conv in nets.conv_layers(net):
-        layers[name] = fold_stacked(conv) if isinstance(conv, ts.StackedConvBN) else fold.fold_conv(conv)
-    for name, fc in nets.fc_layers(net):
-        layers[name] = {"weight": fc.weight.detach().float().numpy().copy(), "bias": fc.bias.detach().float().numpy().copy()}
-    return layers
-
-
-def convert(net: nets.Net, ck: dict, variant: str, calib: np.ndarray | None, x: np.ndarray,
+def convert(net: torch.nn.Module, ck: dict, variant: str, calib: np.ndarray | None, x: np.ndarray,
             classes=(), source: str = "", log=print) -> tuple[bytes, dict]:
     """-> (file bytes, report); raises ConvertError when the parity check fails."""
-    meta = {**fold.preprocess_meta(ck["preprocess"]), "labels": list(ck["labels"]),
-            "provenance.source": source, "provenance.stage": "stacked",
+    from training.models import ARCH_TO_SPEC
+    pre = ck["preprocess"]
+    arch = {s: a for a, s in ARCH_TO_SPEC.items()}.get(ck["model"], ck["model"].rsplit(":", 1)[1])
+    imp = from_torch(net, tuple(pre["size"]), labels=ck["labels"], preprocess={**pre, "arch": arch})
+    meta = {**preprocess_meta(pre), "provenance.source": source, "provenance.stage": "stacked",
             "provenance.converter": f"seprt converters.stacked {seprt.__version__}"}
-    g = variants.build_graph(net.arch, fold_net(net), variant, meta, calib)
+    g = imp.graph(variant, None, calib, meta=meta)
     data = fmt.to_bytes(g)
     g = fmt.from_bytes(data)
     kb = sk.kxk_bytes(g)
@@ -66,9 +48,7 @@ def convert(net: nets.Net, ck: dict, variant: str, calib: np.ndarray | None, x: 
     ours = seprt_logits(data, x)
     report = {"variant": variant, "bytes": len(data), "kxk": kb}
     if variant == "BQ":
-        aq = {g.values[i].name: (v.q_scale, v.q_zero, v.q_bits) for i, v in enumerate(g.values) if v.q_bits}
-        with torch.no_grad():
-            sim = np.concatenate([fold.simulate(net, aq, nchw(x[i:i + 64])).numpy() for i in range(0, len(x), 64)])
+        sim = imp.simulate(g, x)
         agree = float(np.mean(ours.argmax(1) == sim.argmax(1)))
         report.update(top1_agreement=agree, rel_diff=rel_diff(ours, sim))
         log(f"check: seprt BQ vs PyTorch with BQ quantization simulated: top-1 agreement {agree:.4f}, "
@@ -76,7 +56,7 @@ def convert(net: nets.Net, ck: dict, variant: str, calib: np.ndarray | None, x: 
         if agree < BQ_TOP1_AGREEMENT and ck.get("val_top1") is not None:
             raise ConvertError(f"check failed: top-1 agreement {agree:.4f} < {BQ_TOP1_AGREEMENT}; nothing written")
     else:
-        d = rel_diff(ours, torch_logits(net, x))
+        d = rel_diff(ours, imp.logits(x))
         report["rel_diff"] = d
         log(f"check: seprt B vs PyTorch: max|dlogit|/max|logit| {d:.2e} (target <= {REAL_REL_TOL:g})")
         if d > REAL_REL_TOL:
@@ -103,15 +83,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     try:
         net, ck = ts.load_checkpoint(args.ckpt)
-        meta = fold.preprocess_meta(ck["preprocess"])
-        calib = load_images(args.calib, meta, "--calib", args.calib_limit)[0] if args.variant == "BQ" else None
-        if args.variant == "BQ" and calib is None:
+        meta = preprocess_meta(ck["preprocess"])
+        if args.variant == "BQ" and not args.calib:
             raise ConvertError("variant BQ needs --calib DATA")
+        calib = load_images(args.calib, meta, "--calib", args.calib_limit)[0] if args.variant == "BQ" else None
         if args.check:
             x, classes = load_images(args.check, meta, "--check", args.check_limit or None)
         else:
+            size = tuple(ck["preprocess"]["size"])
             x, classes = (calib if calib is not None else
-                          np.random.default_rng(0).standard_normal((8,) + net.arch.input_shape).astype(np.float32)), []
+                          np.random.default_rng(0).standard_normal((8,) + size + (3,)).astype(np.float32)), []
         data, rep = convert(net, ck, args.variant, calib, x, classes, os.path.basename(args.ckpt))
         atomic_write(data, args.out, [args.ckpt])
     except (ConvertError, ValueError) as e:

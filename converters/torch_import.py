@@ -11,7 +11,8 @@ How (docs/byo-model.md):
    of `x.size()`).
 2. Lower: walk the fx graph in order; each node becomes zero or one seprt
    node (`IRNode`): conv (BN after it folded in), fc, relu, act, add, mul,
-   affine, concat, shuffle, pools, gap, flatten. Dropout, Identity, eval-mode
+   affine, concat, shuffle, slice, shortcut_a (`x[:, :, ::s, ::s]` then
+   `F.pad` over channels: ResNet option A), pools, gap, flatten. Dropout, Identity, eval-mode
    stochastic depth, `contiguous` and no-op reshapes vanish. A torch tensor
    is NCHW with batch; its seprt value is (H, W, C) -- a "map" -- or (C,) --
    a "vec": a globally pooled (N, C, 1, 1) or flat (N, C) tensor, on which
@@ -42,6 +43,7 @@ from seprt import variants
 from seprt.graph import Graph, Value, make_node
 from seprt.ops.op_act import KINDS
 from seprt.quant import binarize as binarize_w, pack_pattern, quantize_weights_i8
+from seprt.stacked import stack_weights
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -164,8 +166,16 @@ class _Recorder(torch.fx.Interpreter):
         return r
 
 
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer; modules that declare ``fx_leaf = True`` (e.g.
+    training.stacked.StackedConv2d) stay leaves, like nn layers."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return bool(getattr(m, "fx_leaf", False)) or super().is_leaf_module(m, qualname)
+
+
 def trace(module: nn.Module) -> torch.fx.GraphModule:
-    tracer = torch.fx.Tracer()
+    tracer = _Tracer()
     tracer.record_stack_traces = True
     try:
         graph = tracer.trace(module)
@@ -360,7 +370,7 @@ class TorchImport:
 
         # ---- convolution / linear / batch norm
         if mod is not None and isinstance(mod, nn.Conv2d) and type(mod) is nn.Conv2d or \
-                (mod is not None and type(mod).__name__ in ("Conv2dSame",)):
+                (mod is not None and type(mod).__name__ in ("Conv2dSame",)) or hasattr(mod, "stack_export"):
             return self._conv(mod, x0(), base, where, err, node, users, folded, gm)
         if mod is not None and isinstance(mod, nn.Linear):
             return self._linear(mod.weight, mod.bias, x0(), base, where, err)
@@ -401,7 +411,34 @@ class TorchImport:
                     return x
                 return _T(self._add(base, "slice", [x.value], (h, w, stop - start), where,
                                     {"start": start} if start else {}), "map")
-            raise err("indexing other than a channel slice x[:, a:b]")
+            # x[:, :, ::s, ::s]: the first half of a ResNet option-A shortcut (F.pad over channels follows)
+            sp = lambda sl: isinstance(sl, slice) and sl.start in (None, 0) and sl.stop is None
+            if x.layout == "map" and len(idx) == 4 and full(idx[0]) and full(idx[1]) and sp(idx[2]) and \
+                    sp(idx[3]) and idx[2].step == idx[3].step and (idx[2].step or 1) > 1:
+                h, w, c = self.shapes[x.value]
+                s = idx[2].step
+                return _T(self._add(base, "shortcut_a", [x.value], (-(-h // s), -(-w // s), c), where,
+                                    {"stride": s}), "map")
+            raise err("indexing other than a channel slice x[:, a:b] or a spatial subsample x[:, :, ::s, ::s]")
+
+        # ---- zero channel padding F.pad(x, (0, 0, 0, 0, p, p)): the second half of option A
+        if op == "call_function" and tgt is F.pad and tensors:
+            x = x0()
+            pad = tuple(args[1] if len(args) > 1 else kwargs.get("pad", ()))
+            mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
+            value = args[3] if len(args) > 3 else kwargs.get("value", None)
+            if x.layout != "map" or len(pad) != 6 or any(pad[:4]) or pad[4] != pad[5] or pad[4] < 0 or \
+                    mode != "constant" or value not in (None, 0, 0.0):
+                raise err(f"F.pad {pad} (mode {mode!r}); seprt pads channels with zeros equally on both sides "
+                          "(F.pad(x, (0, 0, 0, 0, p, p)))")
+            h, w, c = self.shapes[x.value]
+            last = self.nodes[-1] if self.nodes else None
+            src = node.args[0]
+            if last is not None and last.name == x.value and last.op == "shortcut_a" and len(users[src]) == 1:
+                last.shape = (h, w, c + 2 * pad[4])            # fuse into the subsample: one shortcut_a
+                self.shapes[last.name] = last.shape
+                return x
+            return _T(self._add(base, "shortcut_a", [x.value], (h, w, c + 2 * pad[4]), where, {"stride": 1}), "map")
 
         # ---- activations
         if (mod is not None and isinstance(mod, nn.ReLU)) or (op == "call_function" and tgt in RELU_FUNCS) or \
@@ -530,6 +567,11 @@ class TorchImport:
                 raise err(f"padding {pad} >= kernel {k}; seprt pads less than the kernel")
             ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
             layer = {"weight": _ohwi(w.float()), "bias": b.float().numpy()}
+            if hasattr(m, "stack_export"):       # stacked binary filters: bank + index, alpha scaled by BN
+                e = m.stack_export()
+                s = _bn_scale_shift(gm.get_submodule(fold_into.target))[0] if fold_into is not None else 1.0
+                alpha = torch.from_numpy(e["alpha"]).double() * s
+                layer.update(bank=e["bank"], index=e["index"], alpha=alpha.float().numpy())
             attrs = {"kernel": k, "stride": stride, "pad": pad, "groups": m.groups}
             t = _T(self._add(base, "conv", [x.value], (ho, wo, w.shape[0]), where, attrs, layer), "map")
         if fold_into is not None:
@@ -676,7 +718,7 @@ class TorchImport:
                 continue
             d = dict(n.layer)
             if n.name in chosen:
-                d["pattern"], d["alpha"] = binarize_w(d["weight"])
+                d["pattern"], d["alpha"] = _binarize(d["weight"])
             out[n.name] = d
         return out
 
@@ -689,6 +731,8 @@ class TorchImport:
             bias = np.asarray(d["bias"], np.float32)
             if n.op == "affine":
                 w[n.name] = {"wfmt": "f32", "weight": np.asarray(d["weight"], np.float32), "bias": bias}
+            elif variant != "R" and "bank" in d:
+                w[n.name] = stack_weights(d)
             elif variant != "R" and "pattern" in d:
                 w[n.name] = {"wfmt": "bin", "weight": pack_pattern(d["pattern"]),
                              "scale": np.asarray(d["alpha"], np.float32), "bias": bias}
@@ -733,7 +777,7 @@ class TorchImport:
         if variant == "R" or not binarize or binarize == "none":
             meta.pop("provenance.binarize", None)
         else:
-            meta["provenance.binarize"] = binarize
+            meta.setdefault("provenance.binarize", binarize)     # a caller's name for the selection wins
         if variant != "BQ":
             return self._graph(self._weights(layers, variant), meta)
         if calib is None or len(calib) == 0:
@@ -775,6 +819,16 @@ class TorchImport:
         return {"full": full, "pattern": pat, "real": full - pat}
 
 
+def _binarize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pattern and alpha of w (K, kh, kw, c). A weight that already is alpha * pattern
+    (a trained pattern conv, BN folded) gives back exactly that alpha = |w[o]|;
+    any other weight alpha = mean |w| (paper Eq. 1, `seprt.quant.binarize`)."""
+    a = np.abs(np.asarray(w, np.float32)).reshape(len(w), -1)
+    if (a == a[:, :1]).all():
+        return np.where(w >= 0, 1, -1).astype(np.int8), a[:, 0].copy()
+    return binarize_w(w)
+
+
 def _fq_act(x, v):
     s = torch.tensor(v.q_scale, dtype=torch.float32)
     q = torch.clamp(torch.round(x / s) + v.q_zero, 0, (1 << v.q_bits) - 1)
@@ -791,7 +845,7 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         if n.op in ("conv", "fc", "affine"):
             inp = xs[0]
             v = g.values[n.inputs[0]]
-            if v.q_bits and n.wfmt in ("i8", "bin"):
+            if v.q_bits and n.wfmt in ("i8", "bin", "stack"):
                 inp = _fq_act(inp, v)
             w = torch.tensor(np.array(g.float_weight(n), np.float32))
             b = torch.tensor(np.array(n.bias, np.float32))
@@ -828,6 +882,9 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         elif n.op == "slice":
             c0 = n.attrs["start"]
             y = xs[0][:, c0:c0 + g.values[n.output].shape[-1]]
+        elif n.op == "shortcut_a":
+            p = (g.values[n.output].shape[-1] - xs[0].shape[1]) // 2
+            y = F.pad(xs[0][:, :, ::n.stride, ::n.stride], (0, 0, 0, 0, p, p))
         elif n.op == "flatten":
             y = xs[0].permute(0, 2, 3, 1).reshape(len(xs[0]), -1)     # NHWC order, as seprt
         else:

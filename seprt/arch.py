@@ -1,9 +1,10 @@
 """Architectures as plain data: one layer list per architecture id.
 
 This module is the single source of truth for every network seprt knows.
-The runtime graph (`seprt.graph`) and, outside `seprt/`, the PyTorch modules
-used for training and conversion (`training/nets.py`) are both built from
-these lists, so layer names, shapes and order agree everywhere.
+The runtime graph (`seprt.graph`) is built from these lists; outside
+`seprt/`, `training/models.py` writes the same networks as ordinary PyTorch
+modules (a test checks that they compute what the lists say), which train
+and convert like any user model.
 
 A layer list is read top to bottom; each layer names its inputs by the names
 of earlier layers (or ``"input"``) and its own output by its name. Every

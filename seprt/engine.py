@@ -24,7 +24,7 @@ from .kernels.conv import (Epilogue as E, ConvBinRow as CB, ConvDotRow as CD, Co
 from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow as QR, ReluRow, ShortcutRow as SC,
                                   add_f32, concat_f32, gap_f32, pool_f32, quantize_u8, relu_f32, shortcut_a_f32,
                                   ActRow, AffineRow as AF, MulRow, ShuffleRow, SliceRow, act_f32, affine_f32,
-                                  mul_f32, shuffle_f32, slice_f32)
+                                  mul_f32, shuffle_f32, slice_f32, MaxPoolU8Row as MP, maxpool_u8)
 from . import plan as P
 from .kernels.stack import OP_CONV_STACK, ConvStackRow as CS, conv_stack_u8
 from .kernels.sync import barrier, share, wait_generation
@@ -142,6 +142,10 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 pool_f32(fbuf, a[PoolRow.IN], a[PoolRow.H], a[PoolRow.W], a[PoolRow.C], a[PoolRow.KERNEL],
                          a[PoolRow.STRIDE], a[PoolRow.PAD], a[PoolRow.HO], a[PoolRow.WO], a[PoolRow.OUT],
                          a[PoolRow.IS_MAX], a[PoolRow.COUNT_PAD], lo, hi)
+            elif op == ke.OP_MAXPOOL_U8:
+                lo, hi = share(a[MP.HO], part, nparts, 1)
+                maxpool_u8(abuf, a[MP.IN], a[MP.H], a[MP.W], a[MP.C], a[MP.KERNEL], a[MP.STRIDE], a[MP.PAD],
+                           a[MP.HO], a[MP.WO], a[MP.OUT], a[MP.WP], a[MP.OPAD], lo, hi)
             elif op == ke.OP_GAP:
                 lo, hi = share(a[GapRow.C], part, nparts, 16)
                 gap_f32(fbuf, a[GapRow.IN], a[GapRow.N_PIX], a[GapRow.C], a[GapRow.OUT], accf, lo, hi)

@@ -6,7 +6,8 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
 1. Fusion (`fusions`). A conv/fc whose only consumer is `add(conv, r)` writes
    the add's output with r as residual (the producer of r is hoisted before
    the conv when it can be); a relu that is the only consumer of a
-   conv/fc/add output becomes that kernel's relu flag.
+   conv/fc/add output becomes that kernel's relu flag, and so does a relu6
+   (act kind 1) after a conv/fc/affine (flag 2: min(max(v, 0), 6)).
 2. Kernel choice (`Planner.choose`) per integer conv/fc, named in `Plan.paths`:
        int8 weights                     -> "dot-u{bits}i8-{isa}" (u8 x i8 dot tiles)
        binary patterns                  -> "dot-u{bits}bin-{isa}" on ±1 int8, or "popcount-u{bits}"
@@ -20,6 +21,9 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
    (border = zero point, written once), shared by all consumers with the same
    layout; bit planes for popcount consumers; weights packed once into the
    layouts the kernels want (read-only, shared by all threads).
+   A max pool between a conv and integer convs runs on quantized values
+   (`Planner.u8_maxpool`): the conv quantizes with the pool output's scale,
+   which is exact because quantization is monotonic.
 
 Each row is WIDTH int64 columns, named per opcode by the IntEnums next to
 the kernel that reads them (seprt/kernels/conv.py, elementwise.py).
@@ -119,12 +123,13 @@ def stack_kernel_choice(n, cg: int, kg: int) -> str:
 
 def fusions(g: Graph):
     """-> (writes, residual, relu, skipped): per kept node the value it writes,
-    its residual value (-1: none) and relu flag; the set of fused-away nodes."""
+    its residual value (-1: none) and relu flag (Epilogue.RELU: 0, RELU, RELU6);
+    the set of fused-away nodes."""
     cons = g.consumers()
     producer = {n.output: i for i, n in enumerate(g.nodes)}
     sole = lambda v: cons[v][0] if len(cons.get(v, [])) == 1 else -1
     weighted = lambda n: get_op(n.op).weighted
-    fuses = lambda j, kind: get_op(g.nodes[j].op).fusion == kind
+    fuses = lambda j, kind: get_op(g.nodes[j].op).fusion_of(g.nodes[j]) == kind
     writes, residual, relu, skipped = {}, {}, {}, set()
     for i, n in enumerate(g.nodes):
         if i in skipped:
@@ -143,11 +148,15 @@ def fusions(g: Graph):
                 out, res = add.output, r
                 skipped.add(j)
         j = sole(out)
-        is_relu = (weighted(n) or get_op(n.op).fusion == "residual") and j >= 0 and fuses(j, "relu")
-        if is_relu:
+        flag = 0
+        if j >= 0 and (weighted(n) or get_op(n.op).fusion == "residual") and fuses(j, "relu"):
+            flag = kc.RELU
+        elif j >= 0 and weighted(n) and fuses(j, "relu6"):
+            flag = kc.RELU6
+        if flag:
             out = g.nodes[j].output
             skipped.add(j)
-        writes[i], residual[i], relu[i] = out, res, is_relu
+        writes[i], residual[i], relu[i] = out, res, flag
     return writes, residual, relu, skipped
 
 
@@ -168,6 +177,7 @@ class Planner:
         self.scratch = 8 * 32
         self.fbuf = {g.input: self.f32.reserve(self.size(g.input))}   # value -> f32 arena offset
         self.qbufs = {}                                                 # (value, groups) -> padded u8 buffer
+        self.pool_in = {}                                               # value -> plain u8 buffer (u8_maxpool)
         self.emitted = set()
         self.kind, self.qgroups = {}, {}
         for i, n in enumerate(g.nodes):
@@ -207,8 +217,27 @@ class Planner:
     def float_needed(self, v: int) -> bool:
         """Does anything read value v as float (not as a quantized conv input)?"""
         g = self.g
-        return v in (g.output, g.embed) or any(i not in self.qgroups or g.nodes[i].inputs[0] != v
-                                               for i in self.cons.get(v, []))
+        return v in (g.output, g.embed) or any((i not in self.qgroups or g.nodes[i].inputs[0] != v)
+                                               and not self.u8_maxpool(i) for i in self.cons.get(v, []))
+
+    def u8_maxpool(self, i: int) -> bool:
+        """Does maxpool node i run on quantized values? When a conv/fc writes its
+        only input and only integer convs (one buffer layout, channels unpadded)
+        read its output: the conv then quantizes with the pool output's scale
+        into a plain (H, W, C) u8 buffer, and the pool writes the consumers'
+        padded buffer. max(q(x)) = q(max(x)) as q is monotonic: bit-exact."""
+        g, n = self.g, self.g.nodes[i]
+        if n.op != "maxpool" or i in self.skipped:
+            return False
+        x, p = n.inputs[0], n.output
+        w = self.writer.get(x, -1)
+        if w < 0 or not get_op(g.nodes[w].op).weighted or self.cons.get(x) != [i] or x in (g.output, g.embed):
+            return False
+        readers = self.cons.get(p, [])
+        keys = {self.qgroups.get(j) for j in readers}
+        return (p not in (g.output, g.embed) and len(readers) > 0 and len(keys) == 1 and None not in keys
+                and all(g.nodes[j].inputs[0] == p for j in readers)
+                and self.shape(p)[2] // keys.pop() % 4 == 0)
 
     # ------------------------------------------------------------ emit
     def emit(self, opcode: int, row: type[IntEnum], name: str, path: str, mac: int = 0, **fields) -> np.ndarray:
@@ -297,12 +326,19 @@ class Planner:
         g, n = self.g, self.g.nodes[i]
         w_val = self.writes[i]
         qspec = self.fused_quant(w_val)
+        pool = [j for j in self.cons.get(w_val, []) if self.u8_maxpool(j)]
+        if pool:                                       # quantized for the max pool that reads it
+            h, wd, c = self.hwc(w_val)
+            p = self.g.values[self.g.nodes[pool[0]].output]
+            self.pool_in[w_val] = self.u8.reserve(h * wd * c)
+            qspec = {"q_off": self.pool_in[w_val], "q_wo": wd, "q_pad": 0, "q_wp": wd, "q_zero": p.q_zero,
+                     "q_max": (1 << p.q_bits) - 1, "q_scale": self.wf32.add([p.q_scale])}
         if self.float_needed(w_val) or qspec["q_off"] < 0:
             self.float_out(i)
         res = self.residual[i]
         k = self.hwc(n.output)[2]
         epi = dict(bias=self.wf32.add(n.bias), out=self.fbuf.get(w_val, -1),
-                   res=self.fbuf[res] if res >= 0 else -1, k=k, relu=int(self.relu[i]), **qspec)
+                   res=self.fbuf[res] if res >= 0 else -1, k=k, relu=self.relu[i], **qspec)
         mac = g.node_params(n) * self.hwc(n.output)[0] * self.hwc(n.output)[1]
         if i not in self.qgroups:
             return self._conv_f32(i, epi, mac)

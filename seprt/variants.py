@@ -1,8 +1,10 @@
 """Build R / B / BQ graphs from per-layer float weights (numpy only).
 
-The converters (PyTorch side) fold BN, take patterns and alpha as trained,
-and hand plain arrays to `build_graph`; `random_layers` makes the same input
-with random weights for models that have no trained weights yet.
+`build_graph` builds a built-in architecture's graph from plain arrays;
+`random_layers` makes them with random weights for models that have no
+trained weights (`random_graph`, the golden and test models). Trained
+PyTorch models, the built-in architectures' included, are converted by
+`converters/torch_import.py`, which folds BN and lowers the traced module.
 
 Layer dict per conv/fc layer name:
     weight (K, kh, kw, C/g) or (K, C) float32, OHWI, BN folded

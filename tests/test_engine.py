@@ -40,6 +40,8 @@ def epilogue_ref(acc, mult, bias, res, relu, requant):
         v = v + res
     if relu:
         v = np.maximum(v, np.float32(0))
+    if relu == 2:                                   # relu6 (act kind 1) fused
+        v = np.minimum(v, np.float32(6))
     q = None if requant is None else quantize_act(v, requant[0], requant[1], 8).astype(np.uint8)
     return v.astype(np.float32), q
 
@@ -120,10 +122,10 @@ def test_depthwise_u8i8_bit_exact(k, stride, pad, h, w, c, z):
 
 
 @pytest.mark.parametrize("kernel", ["dot", "dw", "popcount"])
-@pytest.mark.parametrize("res,relu,requant", [(False, True, None), (True, False, None), (True, True, (0.043, 0)),
-                                              (False, False, (0.11, 131))])
+@pytest.mark.parametrize("res,relu,requant", [(False, 1, None), (True, 0, None), (True, 1, (0.043, 0)),
+                                              (False, 0, (0.11, 131)), (True, 2, (0.043, 0)), (False, 2, None)])
 def test_fused_epilogue_bit_exact(kernel, res, relu, requant):
-    """Each kernel's fused epilogue (scale, bias, residual, relu, requantization
+    """Each kernel's fused epilogue (scale, bias, residual, relu or relu6, requantization
     into the next layer's buffer) against numpy, on real scales and biases."""
     h, w, c, k, stride, pad, z = 6, 5, 12, 3, 1, 1, 4
     groups, cout = (c, c) if kernel == "dw" else (2, 20)
@@ -345,6 +347,83 @@ def test_pool_kernel_matches_reference(k, stride, pad, is_max, ceil, cip):
     extra = {"ceil_mode": ceil} if is_max else {"ceil_mode": ceil, "count_include_pad": cip}
     want = run_op("maxpool" if is_max else "avgpool", [x], kernel=k, stride=stride, pad=pad, **extra)
     np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("k,stride,pad,ceil", [(3, 2, 0, 0), (3, 2, 1, 0), (3, 2, 0, 1), (2, 2, 0, 1), (3, 1, 1, 0)])
+def test_maxpool_u8_kernel_matches_reference(k, stride, pad, ceil):
+    """The quantized max pool equals the float max pool of the dequantized
+    input (max commutes with the monotonic quantization), into a padded buffer."""
+    from seprt.kernels.elementwise import maxpool_u8
+    from seprt.ops import conv_out
+    h, w, c, opad = 11, 9, 8, 1
+    q = rng.integers(0, 256, (1, h, w, c)).astype(np.uint8)
+    ho, wo = conv_out(h, k, stride, pad, ceil), conv_out(w, k, stride, pad, ceil)
+    wp = wo + 2 * opad
+    buf = np.concatenate([q.reshape(-1), np.full((ho + 2 * opad) * wp * c, 7, np.uint8)])
+    maxpool_u8(buf, 0, h, w, c, k, stride, pad, ho, wo, q.size, wp, opad, 0, ho)
+    want = run_op("maxpool", [q.astype(np.float32)], kernel=k, stride=stride, pad=pad, ceil_mode=ceil)
+    out = buf[q.size:].reshape(ho + 2 * opad, wp, c)
+    np.testing.assert_array_equal(out[opad:opad + ho, opad:opad + wo], want[0])
+    assert (out[0] == 7).all() and (out[:, 0] == 7).all()             # the border is left alone
+
+
+def test_maxpool_between_convs_runs_quantized():
+    """conv -> relu -> max pool -> conv only (VGG, SqueezeNet): the pool runs on
+    u8 values, the conv before it quantizes with the pool's scale; bit-exact."""
+    from seprt import variants
+    from seprt.arch import CIFAR10_LABELS, Arch, Layer
+    layers = (Layer("c1", "conv", ("input",), out_channels=16, kernel=3, pad=1), Layer("c1.relu", "relu", ("c1",)),
+              Layer("p1", "maxpool", ("c1.relu",), kernel=3, stride=2, pad=1),
+              Layer("c2", "conv", ("p1",), out_channels=24, kernel=3, pad=1), Layer("c2.relu", "relu", ("c2",)),
+              Layer("p2", "maxpool", ("c2.relu",), kernel=2, stride=2),
+              Layer("c3", "conv", ("p2",), out_channels=8, kernel=1), Layer("pool", "gap", ("c3",)),
+              Layer("fc", "fc", ("pool",), out_channels=10))
+    a = Arch("vggish", (18, 15, 3), 10, layers, CIFAR10_LABELS)
+    calib = np.random.default_rng(6).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, variants.random_layers(a, seed=5), "BQ", variants.default_preprocess(a), calib)
+    e = FastEngine(g)
+    assert e.plan.paths.count("maxpool-u8") == 2 and not {"quantize p1", "quantize p2"} & set(e.plan.names)
+    x = np.random.default_rng(8).standard_normal((3,) + a.input_shape).astype(np.float32)
+    np.testing.assert_array_equal(e.run(x)[0], reference.run(g, x)[g.output])
+    np.testing.assert_array_equal(FastEngine(g, threads=3).run(x[:1])[0], e.run(x[:1])[0])
+
+
+@pytest.mark.parametrize("variant", ["R", "BQ"])
+def test_relu6_fuses_into_convs(variant):
+    """MobileNetV2's conv -> relu6 (act kind 1), depthwise included: the clamp
+    runs in the conv's epilogue (no act step); the integer path bit-exact against the reference."""
+    from seprt.graph import Graph, Value, make_node
+    from seprt.quant import quantize_weights_i8
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)
+    q = variant == "BQ"
+
+    def w(*s):
+        wt = f(*s) * 2
+        if not q:
+            return {"wfmt": "f32", "weight": wt, "bias": f(s[0])}
+        wq, sc = quantize_weights_i8(wt)
+        return {"wfmt": "i8", "weight": wq, "scale": sc, "bias": f(s[0])}
+    qp = lambda s, z: dict(q_scale=s, q_zero=z, q_bits=8) if q else {}
+    vals = [Value("input", (9, 7, 3), **qp(0.02, 128)), Value("pw", (9, 7, 16)), Value("pw.r6", (9, 7, 16), **qp(0.025, 0)),
+            Value("dw", (9, 7, 16)), Value("dw.r6", (9, 7, 16)), Value("pool", (16,), **qp(0.025, 0)), Value("fc", (3,))]
+    nodes = [make_node("pw", "conv", [0], 1, {}, w(16, 1, 1, 3)), make_node("pw.r6", "act", [1], 2, {"kind": 1}),
+             make_node("dw", "conv", [2], 3, {"kernel": 3, "pad": 1, "groups": 16}, w(16, 3, 3, 1)),
+             make_node("dw.r6", "act", [3], 4, {"kind": 1}), make_node("pool", "gap", [4], 5),
+             make_node("fc", "fc", [5], 6, {}, w(3, 16))]
+    meta = {"arch": "t", "variant": variant, "labels": ["a", "b", "c"], "preprocess.size": [9, 7],
+            "preprocess.resize": "stretch", "preprocess.mean": [0.5] * 3, "preprocess.std": [0.25] * 3}
+    g = Graph(vals, nodes, 0, 6, 5, meta)
+    g.validate()
+    e = FastEngine(g)
+    assert not any(p.startswith("act") for p in e.plan.paths) and "pw (+pw.r6)" in e.plan.names
+    x = f(3, 9, 7, 3) * 2
+    want = reference.run(g, x, outputs=(g.output, g.embed, 2))
+    logits, embed = e.run(x)
+    check = np.testing.assert_array_equal if q else \
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # float convs sum in another order
+    check(embed, want[g.embed])
+    check(logits, want[g.output])
+    assert (want[2] == 6).any() and (want[2] == 0).any()             # both ends of the clamp were hit
 
 
 def _elementwise_graph(op, attrs, shape=(7, 5, 6), weights=None, second=None):

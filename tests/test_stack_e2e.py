@@ -6,7 +6,11 @@ import torch
 import seprt
 from seprt import format as fmt
 from converters import stacked as cs
-from training import nets, stacked as ts
+from training import models, stacked as ts
+
+SRC = {"model": models.ARCH_TO_SPEC["resnet20"], "model_kwargs": {}, "labels": [f"c{i}" for i in range(10)],
+       "preprocess": {"size": [32, 32], "resize": "stretch", "mean": [0.5] * 3, "std": [0.25] * 3,
+                      "channel_order": "RGB"}}
 
 
 class _Batches(list):
@@ -17,10 +21,10 @@ class _Batches(list):
 def test_train_convert_predict(tmp_path):
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    teacher = nets.build("resnet20").eval()
-    net = nets.build("resnet20")
+    teacher = models.resnet20().eval()
+    net = models.resnet20()
     net.load_state_dict(teacher.state_dict())
-    dm = ts.stack_net(net, d=4, m=8, iters=3)
+    dm = ts.stack_modules(net, d=4, m=8, iters=3)
     assert all(v[1] <= 8 for v in dm.values()) and len(dm) == 19
     x = torch.randn(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
@@ -34,7 +38,7 @@ def test_train_convert_predict(tmp_path):
     hist = ts.finetune(net, teacher, _Batches([(x, y)] * 2), None, 1, 0.01, log=lambda s: None)
     assert hist and any(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
     net.eval()
-    ck = ts.make_checkpoint(net, dm, {"size": [32, 32], "resize": "stretch", "mean": [0.5] * 3, "std": [0.25] * 3})
+    ck = ts.make_checkpoint(net, dm, SRC)
     torch.save(ck, tmp_path / "s.pt")
     net2, ck2 = ts.load_checkpoint(str(tmp_path / "s.pt"))
     xs = np.random.default_rng(0).standard_normal((16, 32, 32, 3)).astype(np.float32)

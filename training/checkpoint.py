@@ -1,23 +1,27 @@
-"""The seprt checkpoint format: weights only, loadable with weights_only=True.
+"""The zoo checkpoint format (models/*.pt): weights only, loadable with weights_only=True.
 
-A checkpoint is a dict saved with `torch.save`::
+This is the format the zoo's checkpoints were written in, when the built-in
+architectures were trained through a layer-list interpreter; today every
+run writes a module checkpoint (`training/modelckpt.py`) and a zoo
+checkpoint is read as the `training.models` module it equals
+(`modelckpt.read` -> `modelckpt.from_zoo`, exact). `export-zoo` still
+writes one. A checkpoint is a dict saved with `torch.save`::
 
     {"format": "seprt-checkpoint", "version": 1,
      "arch": "resnet20",                      # a seprt.arch id
      "stage": "full" | "bipattern" | "refined",
-     "binarize": None | "all" | "prb",        # which convs are patterns
-     "state_dict": {...},                     # Net.state_dict(); binarized
-                                              # convs carry "pattern" (±1) and
-                                              # "alpha" [out] instead of "weight"
+     "binarize": None | "all" | "inner" | "prb",   # which convs are patterns
+     "state_dict": {...},                     # per conv layer L (arch layer name, "." -> "__"):
+                                              #   layers.L.weight (O, I/g, k, k), or for a pattern
+                                              #   conv layers.L.pattern (±1) + layers.L.alpha (O,);
+                                              #   layers.L.bn.{weight,bias,running_mean,running_var,
+                                              #   num_batches_tracked}; per fc layers.L.{weight,bias}
      "labels": [...],
      "preprocess": {"size": [H, W], "resize": "stretch" | "center_crop", "mean": [r, g, b],
                     "std": [r, g, b], "channel_order": "RGB"},  # 0..1 scale
      "val_top1": float | None,
      "history": [ {per-epoch or per-step dict}, ... ],
      "train_config": {...}}
-
-Optimizer/resume state never goes in here; `training.train` keeps it in
-``<checkpoint>.state.pt`` beside the checkpoint.
 """
 from __future__ import annotations
 
@@ -27,9 +31,7 @@ import os
 import torch
 
 from seprt import arch as arch_mod
-from seprt import files
-
-from . import nets
+from seprt import files, variants
 
 FORMAT = "seprt-checkpoint"
 VERSION = 1
@@ -37,27 +39,6 @@ KEYS = ("format", "version", "arch", "stage", "binarize", "state_dict", "labels"
         "preprocess", "val_top1", "history", "train_config")
 STAGES = ("full", "bipattern", "refined")
 PREPROCESS_KEYS = ("size", "resize", "mean", "std", "channel_order")
-
-
-def make(model, *, stage: str, binarize: str | None, preprocess: dict, val_top1: float | None = None,
-         history: list | None = None, train_config: dict | None = None) -> dict:
-    """A checkpoint dict for `model` (a Net or a DDP-wrapped Net). Convs in
-    "ste" mode are stored as their exact pattern form."""
-    net = nets.unwrap(model)
-    sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    ste = {n: c for n, c in nets.conv_layers(net) if c.mode == "ste"}
-    for name, conv in ste.items():
-        p = f"layers.{nets.key(name)}."
-        w = sd.pop(p + "weight")
-        sd[p + "pattern"] = nets.sign_pm1(w)
-        sd[p + "alpha"] = sd.pop(p + "alpha")
-    # keep the pattern/alpha keys next to each other for readability
-    ckpt = {"format": FORMAT, "version": VERSION, "arch": net.arch_id, "stage": stage,
-            "binarize": binarize, "state_dict": sd, "labels": list(net.arch.labels),
-            "preprocess": _plain(preprocess), "val_top1": None if val_top1 is None else float(val_top1),
-            "history": _plain(history or []), "train_config": _plain(train_config or {})}
-    validate(ckpt, "<new checkpoint>")
-    return ckpt
 
 
 def _plain(x):
@@ -83,12 +64,26 @@ def save(ckpt: dict, path: str) -> None:
     atomic_save(ckpt, path)
 
 
-def expected_conv_modes(arch_id: str, binarize: str | None) -> dict[str, str]:
-    """{conv name: "pattern"} for the convs `binarize` turns into patterns."""
-    if binarize is None:
-        return {}
-    net = nets.build(arch_id)
-    return {n: "pattern" for n, c in nets.conv_layers(net) if nets.selected_for_binarize(c, binarize)}
+def expected_state(arch_id: str, binarize: str | None) -> dict[str, tuple]:
+    """{state_dict key: shape} of a zoo checkpoint of `arch_id` whose convs
+    chosen by `binarize` (seprt.variants.binarized_by) are patterns."""
+    from . import models
+    ref = models.build(arch_id).state_dict()
+    layers = {l.name: l for l in arch_mod.get(arch_id).layers}
+    out = {}
+    for name, (mod, bn) in models.zoo_name_map(arch_id).items():
+        p = "layers." + name.replace(".", "__") + "."
+        w = tuple(ref[mod + ".weight"].shape)
+        if bn is None:
+            out[p + "weight"], out[p + "bias"] = w, tuple(ref[mod + ".bias"].shape)
+            continue
+        if binarize and variants.binarized_by(layers[name], binarize):
+            out[p + "pattern"], out[p + "alpha"] = w, w[:1]
+        else:
+            out[p + "weight"] = w
+        for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            out[f"{p}bn.{k}"] = tuple(ref[f"{bn}.{k}"].shape)
+    return out
 
 
 def validate(ckpt, where: str = "checkpoint") -> None:
@@ -114,8 +109,8 @@ def validate(ckpt, where: str = "checkpoint") -> None:
         bad(str(e))
     if ckpt["stage"] not in STAGES:
         bad(f"unknown stage {ckpt['stage']!r}; known: {', '.join(STAGES)}")
-    if ckpt["binarize"] not in (None,) + nets.BINARIZE_MODES:
-        bad(f"unknown binarize {ckpt['binarize']!r}; known: None, {', '.join(nets.BINARIZE_MODES)}")
+    if ckpt["binarize"] not in (None,) + variants.BINARIZE_MODES:
+        bad(f"unknown binarize {ckpt['binarize']!r}; known: None, {', '.join(variants.BINARIZE_MODES)}")
     if (ckpt["stage"] == "full") != (ckpt["binarize"] is None):
         bad(f"stage {ckpt['stage']!r} does not go with binarize={ckpt['binarize']!r}")
     if len(ckpt["labels"]) != a.num_classes:
@@ -138,7 +133,7 @@ def validate(ckpt, where: str = "checkpoint") -> None:
     sd = ckpt["state_dict"]
     if not isinstance(sd, dict):
         bad("state_dict is not a dict")
-    ref = nets.build(a.id, expected_conv_modes(a.id, ckpt["binarize"])).state_dict()
+    ref = expected_state(a.id, ckpt["binarize"])
     missing = [k for k in ref if k not in sd]
     extra = [k for k in sd if k not in ref]
     if missing:
@@ -149,8 +144,8 @@ def validate(ckpt, where: str = "checkpoint") -> None:
         t = sd[k]
         if not isinstance(t, torch.Tensor):
             bad(f"state_dict[{k!r}] is a {type(t).__name__}, not a tensor")
-        if tuple(t.shape) != tuple(v.shape):
-            bad(f"state_dict[{k!r}] has shape {list(t.shape)}, expected {list(v.shape)}")
+        if tuple(t.shape) != v:
+            bad(f"state_dict[{k!r}] has shape {list(t.shape)}, expected {list(v)}")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad(f"state_dict[{k!r}] contains NaN or infinite values")
         if k.endswith(".pattern") and not bool(((t == 1) | (t == -1)).all()):
@@ -170,17 +165,3 @@ def load(path: str) -> dict:
         raise ValueError(f"{path}: cannot read as a torch checkpoint ({first})") from None
     validate(ckpt, path)
     return ckpt
-
-
-def model_from(ckpt: dict) -> nets.Net:
-    """A Net in eval mode holding the checkpoint's weights (already validated)."""
-    net = nets.build(ckpt["arch"], expected_conv_modes(ckpt["arch"], ckpt["binarize"]))
-    net.load_state_dict(ckpt["state_dict"], strict=True)
-    net.eval()
-    return net
-
-
-def load_model(path: str) -> tuple[nets.Net, dict]:
-    """(model in eval mode, checkpoint dict) for a checkpoint file."""
-    ckpt = load(path)
-    return model_from(ckpt), ckpt

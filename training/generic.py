@@ -5,7 +5,7 @@
                                --epochs N --out PATTERN.pt [--binarize WHICH]
     python -m training eval    --ckpt PATTERN.pt --data DATA
     python -m training import-zoo models/resnet20-full.pt --out resnet20-full-module.pt
-    python -m training export-zoo PATTERN.pt --out zoo.pt    # built-in archs: for today's converter
+    python -m training export-zoo PATTERN.pt --out zoo.pt    # built-in archs: the zoo's (legacy) format
 
 The same loop as the zoo (`train.fit`: SGD + Nesterov, cosine, resumable
 from <out>.state.pt, DDP under torchrun, tqdm progress bars); checkpoints
@@ -119,7 +119,7 @@ def cmd_train_model(args, d):
     def save(m, history, top1):
         modelckpt.save(modelckpt.make(m, spec=args.model, model_kwargs=kwargs, labels=tr.classes, preprocess=pre,
                                       stage="full", val_top1=top1, history=history, train_config=cfg), args.out)
-    fit(model, cfg, args, d, tr, va, pre, stage="full", binarize=None, prior_history=prior, save_checkpoint=save)
+    fit(model, cfg, args, d, tr, va, pre, stage="full", prior_history=prior, save_checkpoint=save)
 
 
 def _preprocess_from_args(args) -> dict:
@@ -238,7 +238,7 @@ def cmd_pattern(args, d):
             modelckpt.save(ck, args.out)
             log(d, f"wrote {args.out}")
         return
-    fit(model, cfg, args, d, tr, va, pre, stage="pattern", binarize=args.binarize, teacher=teacher,
+    fit(model, cfg, args, d, tr, va, pre, stage="pattern", teacher=teacher,
         prior_history=history, before_first_epoch=before, save_checkpoint=save)
 
 

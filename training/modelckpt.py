@@ -128,7 +128,7 @@ def read(path: str) -> dict:
 
 
 def from_zoo(zk: dict) -> dict:
-    """A zoo checkpoint dict (arch id, nets.py keys) -> module checkpoint of
+    """A zoo checkpoint dict (arch id, layer-list keys layers.<name>.*) -> module checkpoint of
     `training.models` (same weights; pattern convs as alpha * pattern)."""
     sd, binarized = models.from_zoo_state_dict(zk["arch"], zk["state_dict"])
     stage = {"full": "full", "bipattern": "bipattern", "refined": "pattern"}[zk["stage"]]
@@ -143,8 +143,8 @@ def from_zoo(zk: dict) -> dict:
 
 
 def to_zoo(ck: dict) -> dict:
-    """The inverse of `from_zoo` for a built-in model (so today's converter
-    reads it): ValueError if the model is not one of training.models or its
+    """The inverse of `from_zoo` for a built-in model (the zoo's format,
+    `training/checkpoint.py`): ValueError if the model is not one of training.models or its
     binarized convs are not one of the zoo's modes (all / inner / prb)."""
     arch_id = next((a for a, s in models.ARCH_TO_SPEC.items() if s == ck["model"]), None)
     if arch_id is None:
@@ -197,8 +197,8 @@ def build_model(ck: dict, binarized_as_patterns: bool = False) -> nn.Module:
     try:
         m.load_state_dict(ck["state_dict"], strict=True)
     except RuntimeError as e:
-        raise ValueError(f"checkpoint weights do not fit {ck['model']}({ck['model_kwargs']}): "
-                         f"{str(e).splitlines()[0]} ...") from None
+        why = " ".join(str(e).split()).replace(f"Error(s) in loading state_dict for {type(m).__name__}: ", "")
+        raise ValueError(f"checkpoint weights do not fit {ck['model']}({ck['model_kwargs']}): {why[:300]}") from None
     if binarized_as_patterns and ck["binarized"]:
         pattern.binarize_modules(m, ck["binarized"], ck["method"] or "refine")
     return m.eval()

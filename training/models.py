@@ -14,7 +14,7 @@ the classifier an `nn.Linear`: the same networks as the layer lists in
 model. SPECs: ``training.models:resnet20`` ... ``training.models:sepnet_t8``.
 
 `from_zoo_state_dict(arch_id, sd)` maps a zoo checkpoint's state_dict
-(`training/nets.py` keys ``layers.<name>.weight|bn.*|pattern|alpha``) to these
+(layer-list keys ``layers.<name>.weight|bn.*|pattern|alpha``, `training/checkpoint.py`) to these
 modules; a pattern conv becomes weight = alpha * pattern, exactly the
 weight it computed with. `ARCH_TO_SPEC` names the constructor of each id.
 """
@@ -241,7 +241,7 @@ def zoo_name_map(arch_id: str) -> dict[str, tuple[str, str | None]]:
 
 
 def from_zoo_state_dict(arch_id: str, sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """A zoo checkpoint's state_dict (training/nets.py keys) -> (state_dict of
+    """A zoo checkpoint's state_dict (layer-list keys) -> (state_dict of
     `build(arch_id)`, names of its pattern convs in the new module). Pattern
     convs get weight = alpha[o] * pattern[o]."""
     out, binarized = {}, []

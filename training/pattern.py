@@ -57,7 +57,7 @@ def sign_pm1(w: torch.Tensor) -> torch.Tensor:
 def filter_alpha(w: torch.Tensor) -> torch.Tensor:
     """Optimal per-filter scale of Eq. 1: mean |W| over each output filter.
     w (O, I/g, kh, kw) -> (O,)."""
-    return w.abs().flatten(1).mean(1)
+    return w.abs().flatten(1).double().mean(1).to(w.dtype)     # float64 sum: exact for a pattern weight
 
 
 class _SignSTE(torch.autograd.Function):
@@ -292,3 +292,26 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, T: flo
     """T^2 * KL(softmax(teacher/T) || softmax(student/T)), batch mean."""
     return F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(teacher_logits / T, 1),
                     reduction="batchmean", log_target=True) * T * T
+
+
+def quantization_error(model: nn.Module, skip: Iterable[str] = ()) -> dict[str, dict[str, float]]:
+    """The paper's Table 1 statistic for every real nn.Conv2d (names in `skip`
+    and PatternConv2d left out), grouped by kernel size: mean over filters of
+    ||W - alpha B||_F^2 / (c k k) with B = sign(W), alpha = mean|W| (1x1
+    filters as if they were binarized too). Returns {"1x1": {"error": e,
+    "filters": n, "mean_sq_weight": m}, "3x3": ...}; mean_sq_weight (mean of
+    W^2) gives the scale, since the error alone depends on the weights' size."""
+    acc: dict[tuple, list[float]] = {}
+    skip = set(skip)
+    for name, m in unwrap(model).named_modules():
+        if type(m) is not nn.Conv2d or name in skip:
+            continue
+        w = m.weight.detach().double().flatten(1)
+        alpha = w.abs().mean(1, keepdim=True)
+        err = ((w - alpha * sign_pm1(w)) ** 2).mean(1)
+        a = acc.setdefault(tuple(m.kernel_size), [0.0, 0, 0.0])
+        a[0] += float(err.sum())
+        a[1] += w.shape[0]
+        a[2] += float((w ** 2).mean(1).sum())
+    return {f"{k[0]}x{k[1]}": {"error": s / n, "filters": n, "mean_sq_weight": q / n}
+            for k, (s, n, q) in sorted(acc.items())}

@@ -1,6 +1,7 @@
 """Stacked low-dimensional binary conv filters (Lan & Lan 2020) for training.
 
-`StackedConvBN` replaces a k x k `nets.ConvBN` (conv + BN). Its weight is
+`StackedConv2d` replaces a k x k `nn.Conv2d` of any module (the BN after it
+stays the module's own). Its weight is
 
     W[o, :, :, s*d:(s+1)*d] = alpha[o] * sign(bank)[argmax_j sel[o, s, j]]
 
@@ -14,9 +15,9 @@ alpha times the sum of its selected bank responses (a one-hot contraction).
 (identical values and gradients; faster on CPU when m*Cg + K*S > K*Cg).
 
     >>> import torch
-    >>> from training import nets
-    >>> net = nets.build("resnet20")
-    >>> dm = stack_net(net, d=4, m=16, iters=2)
+    >>> from training import models
+    >>> net = models.resnet20()
+    >>> dm = stack_modules(net, d=4, m=16, iters=2)
     >>> dm["conv1"], dm["stage1.block0.conv1"]
     ((3, 16), (4, 16))
     >>> net(torch.zeros(1, 3, 32, 32)).shape
@@ -37,17 +38,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from seprt import stacked as sk
-from seprt.quant import pack_pattern  # noqa: F401  (re-exported for converters)
 
-from . import nets
+from . import models, pattern, spec as spec_mod
 
 FORMAT = "seprt-stacked-checkpoint"
+VERSION = 2          # 2: any module (SPEC + module names); 1: a built-in arch with layer-list keys
 
 
 def ste_sign(w: torch.Tensor) -> torch.Tensor:
     """sign (sign(0) = +1) forward; gradient passes where |w| <= 1."""
     clipped = w.clamp(-1, 1)
-    return clipped + (nets.sign_pm1(w) - clipped).detach()
+    return clipped + (pattern.sign_pm1(w) - clipped).detach()
 
 
 def ste_onehot(logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
@@ -57,29 +58,36 @@ def ste_onehot(logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     return soft + (hard - soft).detach()
 
 
-class StackedConvBN(nn.Module):
-    """A k x k conv of stacked binary filters + BatchNorm (drop-in for nets.ConvBN)."""
+class StackedConv2d(nn.Module):
+    """A k x k conv of stacked binary filters: drop-in for the nn.Conv2d it
+    replaces (same stride, padding, groups, bias). For the converter it is a
+    torch.fx leaf (`fx_leaf`) with the conv's attributes, ``weight`` (the
+    effective weight) and `stack_export`."""
 
-    mode = "stacked"
+    fx_leaf = True
+    dilation, padding_mode = (1, 1), "zeros"
 
-    def __init__(self, layer, in_channels: int, d: int, m: int, form: str = "stm"):
+    def __init__(self, conv: nn.Conv2d, d: int, m: int, form: str = "stm"):
         super().__init__()
-        self.layer, self.name, self.role = layer, layer.name, layer.role
-        self.in_channels, self.out_channels = in_channels, layer.out_channels
-        self.kernel, self.stride, self.pad, self.groups = layer.kernel, layer.stride, layer.pad, layer.groups
-        cg = in_channels // layer.groups
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride, self.padding = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)
+        self.groups = conv.groups
+        cg = conv.in_channels // conv.groups
+        k = self.kernel_size[0]
+        if self.kernel_size != (k, k) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros" or \
+                isinstance(conv.padding, str):
+            raise ValueError(f"stacked filters need a square, undilated, zero-padded conv, not {conv}")
         if cg % d or not 1 <= m <= 256:
-            raise ValueError(f"{layer.name}: d={d} must divide Cg={cg}, m={m} be 1..256")
+            raise ValueError(f"{conv}: d={d} must divide Cg={cg}, m={m} be 1..256")
         self.d, self.m, self.s, self.form = d, m, cg // d, form
-        k = layer.kernel
         self.bank = nn.Parameter(torch.randn(m, d, k, k) * 0.1)
-        self.sel = nn.Parameter(torch.randn(layer.out_channels, self.s, m) * 0.1)
-        self.alpha = nn.Parameter(torch.ones(layer.out_channels))
-        self.bn = nn.BatchNorm2d(layer.out_channels)
+        self.sel = nn.Parameter(torch.randn(conv.out_channels, self.s, m) * 0.1)
+        self.alpha = nn.Parameter(torch.ones(conv.out_channels))
+        self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
 
     @property
-    def weight_shape(self):
-        return (self.out_channels, self.in_channels // self.groups, self.kernel, self.kernel)
+    def kernel(self) -> int:
+        return self.kernel_size[0]
 
     def binary(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(±1 bank (m, d, k, k), one-hot selection (K, S, m)), with STE gradients."""
@@ -92,26 +100,30 @@ class StackedConvBN(nn.Module):
         w = torch.einsum("osj,jdyx->osdyx", p, b).reshape(self.out_channels, self.s * self.d, k, k)
         return self.alpha.view(-1, 1, 1, 1) * w
 
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.effective_weight()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.form == "expand":
-            y = F.conv2d(x, self.effective_weight(), None, self.stride, self.pad, 1, self.groups)
-            return self.bn(y)
+            return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding, 1, self.groups)
         b, p = self.binary()
         ns = self.groups * self.s                               # d-channel slices of the input
-        r = F.conv2d(x, b.repeat(ns, 1, 1, 1), None, self.stride, self.pad, 1, ns)   # (N, ns*m, Ho, Wo)
+        r = F.conv2d(x, b.repeat(ns, 1, 1, 1), None, self.stride, self.padding, 1, ns)   # (N, ns*m, Ho, Wo)
         n, _, ho, wo = r.shape
         kg = self.out_channels // self.groups
         r = r.view(n, self.groups, self.s * self.m, ho, wo)
         sel = p.reshape(self.groups, kg, self.s * self.m)
         y = torch.einsum("ngjhw,gkj->ngkhw", r, sel).reshape(n, self.out_channels, ho, wo)
-        return self.bn(y * self.alpha.view(1, -1, 1, 1))
+        y = y * self.alpha.view(1, -1, 1, 1)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     @torch.no_grad()
-    def init_from(self, conv: nets.ConvBN, iters: int = 20) -> None:
-        """k-means init from a real conv's weight (seprt.stacked.cluster_slices);
-        the BN is copied. bank proxy = the centre's sign scaled by the mean |w|
-        of the slices it took (so entries that are near ties flip easily)."""
-        w = conv.effective_weight().detach().permute(0, 2, 3, 1).numpy().astype(np.float32)   # OHWI
+    def init_from(self, conv: nn.Conv2d, iters: int = 20) -> None:
+        """k-means init from a real conv's weight (seprt.stacked.cluster_slices).
+        bank proxy = the centre's sign scaled by the mean |w| of the slices it
+        took (so entries that are near ties flip easily)."""
+        w = conv.weight.detach().permute(0, 2, 3, 1).numpy().astype(np.float32)   # OHWI
         bank, index, alpha = sk.cluster_slices(w, self.d, self.m, iters)
         v = sk.slice_vectors(w, self.d).reshape(-1, bank[0].size)
         idx = index.reshape(-1)
@@ -128,67 +140,86 @@ class StackedConvBN(nn.Module):
         sel = corr + 2.0 * F.one_hot(torch.from_numpy(idx.astype(np.int64)), self.m).float()
         self.sel.copy_(sel.view(self.out_channels, self.s, self.m))
         self.alpha.copy_(torch.from_numpy(alpha))
-        self.bn.load_state_dict(conv.bn.state_dict())
 
     @torch.no_grad()
-    def export(self) -> dict:
-        """{"bank" (m, k, k, d) ±1 int8 OHWI, "index" (K, S) uint8, "alpha" (K,),
-        "bn": BN params} — exactly what the forward pass uses."""
-        bank = nets.sign_pm1(self.bank).permute(0, 2, 3, 1).numpy().astype(np.int8)
-        index = self.sel.argmax(-1).numpy().astype(np.uint8)
-        bn = self.bn
-        return {"name": self.name, "bank": bank, "index": index, "alpha": self.alpha.detach().clone(),
-                "bn": {"gamma": bn.weight.detach().clone(), "beta": bn.bias.detach().clone(),
-                       "mean": bn.running_mean.detach().clone(), "var": bn.running_var.detach().clone(),
-                       "eps": float(bn.eps)}}
+    def stack_export(self) -> dict:
+        """{"bank" (m, k, k, d) ±1 int8 OHWI, "index" (K, S) uint8, "alpha" (K,)
+        float32} -- exactly what the forward pass uses."""
+        return {"bank": pattern.sign_pm1(self.bank).permute(0, 2, 3, 1).numpy().astype(np.int8),
+                "index": self.sel.argmax(-1).numpy().astype(np.uint8),
+                "alpha": self.alpha.detach().numpy().astype(np.float32).copy()}
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}->{self.out_channels}, k={self.kernel}, s={self.stride}, p={self.pad}, "
+        return (f"{self.in_channels}->{self.out_channels}, k={self.kernel}, s={self.stride}, p={self.padding}, "
                 f"g={self.groups}, d={self.d}, m={self.m}, S={self.s}, form={self.form}")
 
 
-def stack_net(net: nets.Net, d: int, m: int, init: bool = True, iters: int = 20, form: str = "stm",
-              dm: dict | None = None) -> dict[str, tuple[int, int]]:
-    """Replace every conv with kernel > 1 (the stem included) by a StackedConvBN,
-    (d, m) per layer from seprt.stacked.layer_dm (or from `dm`); with `init`,
-    k-means-initialised from the conv's current weights. Returns {layer: (d, m)}."""
+def stack_modules(model: nn.Module, d: int, m: int, init: bool = True, iters: int = 20, form: str = "stm",
+                  dm: dict | None = None, which="all") -> dict[str, tuple[int, int]]:
+    """Replace the k x k convs `which` chooses (`pattern.select`; default every
+    one, the stem included) by StackedConv2d, (d, m) per conv from
+    seprt.stacked.layer_dm (or from `dm`); with `init`, k-means-initialised
+    from the conv's current weights. Returns {module name: (d, m)}."""
     out = {}
-    for name, conv in list(nets.conv_layers(net)):
-        if not sk.stacked_by(conv.layer):
-            continue
+    names = list(dm) if dm else pattern.select(model, which)
+    for name in names:
+        conv = model.get_submodule(name)
         cg = conv.in_channels // conv.groups
         dd, mm = dm[name] if dm else sk.layer_dm(cg, conv.out_channels, d, m)
-        new = StackedConvBN(conv.layer, conv.in_channels, dd, mm, form)
+        new = StackedConv2d(conv, dd, mm, form)
         if init:
             new.init_from(conv, iters)
-        net.layers[nets.key(name)] = new
+        pattern._set_submodule(model, name, new)
         out[name] = (dd, mm)
     return out
 
 
 def set_form(net: nn.Module, form: str) -> None:
     for mod in net.modules():
-        if isinstance(mod, StackedConvBN):
+        if isinstance(mod, StackedConv2d):
             mod.form = form
 
 
 # ------------------------------------------------------------ checkpoints
 
-def make_checkpoint(net: nets.Net, dm: dict, preprocess: dict, val_top1=None, history=None, config=None) -> dict:
-    return {"format": FORMAT, "arch": net.arch_id, "dm": {k: list(v) for k, v in dm.items()},
+def make_checkpoint(net: nn.Module, dm: dict, src: dict, val_top1=None, history=None, config=None) -> dict:
+    """A stacked checkpoint of `net`, built as the module checkpoint `src` says
+    (its SPEC, kwargs, labels, preprocessing)."""
+    return {"format": FORMAT, "version": VERSION, "model": src["model"], "model_kwargs": dict(src["model_kwargs"]),
+            "dm": {k: list(v) for k, v in dm.items()},
             "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
-            "labels": list(net.arch.labels), "preprocess": dict(preprocess),
+            "labels": list(src["labels"]), "preprocess": dict(src["preprocess"]),
             "val_top1": None if val_top1 is None else float(val_top1), "history": list(history or []),
             "train_config": dict(config or {})}
 
 
-def load_checkpoint(path: str) -> tuple[nets.Net, dict]:
+def _upgrade_v1(ck: dict) -> dict:
+    """Version 1 (a built-in arch, layer-list keys layers.<name>.*) -> version 2."""
+    names = models.zoo_name_map(ck["arch"])
+    key = lambda layer: "layers." + layer.replace(".", "__") + "."
+    rename = {}
+    for layer, (mod, bn) in names.items():
+        for leaf in ("weight", "bias", "bank", "sel", "alpha"):
+            rename[key(layer) + leaf] = f"{mod}.{leaf}"
+        if bn is not None:
+            for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                rename[f"{key(layer)}bn.{leaf}"] = f"{bn}.{leaf}"
+    out = {k: v for k, v in ck.items() if k != "arch"}
+    out.update(version=VERSION, model=models.ARCH_TO_SPEC[ck["arch"]], model_kwargs={},
+               dm={names[k][0]: v for k, v in ck["dm"].items()},
+               state_dict={rename[k]: v for k, v in ck["state_dict"].items()})
+    return out
+
+
+def load_checkpoint(path: str) -> tuple[nn.Module, dict]:
     """(net in eval mode, checkpoint) of a stacked checkpoint; ValueError if it is not one."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise ValueError(f"{path}: not a stacked checkpoint ({FORMAT})")
-    net = nets.build(ck["arch"])
-    stack_net(net, 0, 0, init=False, dm={k: tuple(v) for k, v in ck["dm"].items()})
+    if "arch" in ck:
+        ck = _upgrade_v1(ck)
+    net = spec_mod.build(ck["model"], ck["model_kwargs"])
+    stack_modules(net, 0, 0, init=False, dm={k: tuple(v) for k, v in ck["dm"].items()})
     net.load_state_dict(ck["state_dict"], strict=True)
     net.eval()
     return net, ck
@@ -196,7 +227,7 @@ def load_checkpoint(path: str) -> tuple[nets.Net, dict]:
 
 # ------------------------------------------------------------ fine-tuning
 
-def finetune(net: nets.Net, teacher: nn.Module | None, train_b, val_b, epochs: float, lr: float,
+def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: float, lr: float,
              wd: float = 5e-4, kd_t: float = 4.0, kd_alpha: float = 0.9, log=print, max_steps: int = 0) -> list:
     """SGD (nesterov, cosine lr) with CE + distillation from `teacher`;
     alpha/BN/proxies all trained, no weight decay on the proxies.
@@ -263,14 +294,17 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from . import checkpoint, data as data_mod
+    from . import data as data_mod, modelckpt
     from .train import evaluate
-    teacher, ck = checkpoint.load_model(args.ckpt)
-    if ck["binarize"]:
+    try:
+        ck = modelckpt.read(args.ckpt)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if ck["stage"] != "full":
         raise SystemExit(f"{args.ckpt}: needs a full (real) checkpoint, this one is {ck['stage']}")
-    net, _ = checkpoint.load_model(args.ckpt)
+    teacher, net = modelckpt.build_model(ck), modelckpt.build_model(ck)
     t0 = time.time()
-    dm = stack_net(net, args.d, args.m, form=args.form)
+    dm = stack_modules(net, args.d, args.m, form=args.form)
     print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
           + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),
@@ -287,7 +321,7 @@ def main(argv=None) -> int:
     hist = finetune(net, teacher, train_b, val_b, args.epochs, args.lr, log=lambda s: print(s, flush=True))
     cfg = {**{k: v for k, v in vars(args).items() if k != "out"}, "init_val_top1": ev0["top1"],
            "wall_seconds": round(time.time() - t0, 1)}
-    out = make_checkpoint(net, dm, ck["preprocess"], hist[-1]["val_top1"], hist, cfg)
+    out = make_checkpoint(net, dm, ck, hist[-1]["val_top1"], hist, cfg)
     torch.save(out, args.out + ".tmp")
     os.replace(args.out + ".tmp", args.out)
     print(f"wrote {args.out}: validation top1 {hist[-1]['val_top1']:.4f}", flush=True)

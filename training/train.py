@@ -1,4 +1,9 @@
-"""Command line: train / binarize / refine / eval / export-val.
+"""Command line: train / binarize / refine / pattern / eval / export-val.
+
+The built-in architectures (`--arch ID`: seprt.arch ids) are the
+`training.models` modules, trained, binarized (`training.pattern`) and saved
+(module checkpoints, `training/modelckpt.py`) like any other module; `--ckpt`
+and `--init` also read the zoo's checkpoints (models/*.pt) as those modules.
 
     python -m training train --arch resnet20 --epochs 60 --out models/resnet20-full.pt
     python -m training binarize --ckpt models/resnet20-full.pt --mode all --out models/resnet20-bipattern.pt
@@ -34,9 +39,12 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from seprt import arch as arch_mod
+from seprt import variants
+
 from . import checkpoint as ckpt_mod
 from . import data as data_mod
-from . import generic, modelckpt, nets, pattern
+from . import generic, modelckpt, models, pattern
 
 
 # ------------------------------------------------------------------ helpers
@@ -96,7 +104,7 @@ def load_data(args, d: Dist, labels, size):
 @torch.no_grad()
 def evaluate(model: nn.Module, batches) -> dict:
     """Top-1/top-5 accuracy and mean cross-entropy over all batches."""
-    net = pattern.unwrap(nets.unwrap(model))
+    net = pattern.unwrap(model)
     was = net.training
     net.eval()
     n = c1 = c5 = 0
@@ -110,27 +118,6 @@ def evaluate(model: nn.Module, batches) -> dict:
         n += len(y)
     net.train(was)
     return {"top1": c1 / max(n, 1), "top5": c5 / max(n, 1), "loss": loss / max(n, 1), "n": n}
-
-
-@torch.no_grad()
-def reestimate_bn(model: nn.Module, batches, max_batches: int = 100) -> None:
-    """Recompute BN running mean/var as a plain average over training batches
-    (forward in train mode, no weight change)."""
-    net = nets.unwrap(model)
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved = [(m.momentum) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
-    was = net.training
-    net.train()
-    for i, (x, _) in enumerate(batches):
-        if i >= max_batches:
-            break
-        net(x)
-    for m, mo in zip(bns, saved):
-        m.momentum = mo
-    net.train(was)
 
 
 def lr_at(cfg: dict, step: int, steps_per_epoch: int) -> float:
@@ -234,16 +221,50 @@ def check_resume(out: str, cfg: dict, force: bool):
     return st
 
 
+def upgrade_legacy_state(st: dict, model: nn.Module) -> dict:
+    """A resume state written before the built-in archs became modules (the
+    layer-list interpreter's keys ``layers.<name>.weight|pattern|alpha|bn.*``)
+    -> the same state for `model` (its training.models module, pattern convs
+    already swapped): weights renamed (a frozen pattern becomes the
+    PatternConv2d weight, whose sign it is), optimizer state moved to the
+    same parameters by name. SystemExit if they do not correspond."""
+    arch_id = st["config"].get("arch")
+    names = models.zoo_name_map(arch_id) if arch_id in arch_mod.ARCH_IDS else {}
+    rename = {}
+    for layer, (mod, bn) in names.items():
+        p = "layers." + layer.replace(".", "__") + "."
+        rename.update({p + "weight": mod + ".weight", p + "bias": mod + ".bias", p + "pattern": mod + ".weight",
+                       p + "alpha": mod + ".alpha"})
+        if bn is not None:
+            rename.update({f"{p}bn.{k}": f"{bn}.{k}" for k in
+                           ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")})
+    old_sd = st["model"]
+    sd = {rename.get(k, k): v for k, v in old_sd.items()}
+    own = model.state_dict()
+    old_params = [k for k in old_sd if k.rsplit(".", 1)[-1] in ("weight", "bias", "alpha")
+                  and not (k.endswith(".weight") and k[:-len("weight")] + "pattern" in old_sd)]
+    new_params = [n for n, p in model.named_parameters() if p.requires_grad]
+    if set(sd) != set(own) or sorted(rename.get(k) or k for k in old_params) != sorted(new_params):
+        raise SystemExit(f"error: the resume state was written by an older seprt for {arch_id!r} and does not map "
+                         f"onto its training.models module; rerun with --force (or another --out) to start over")
+    index = {n: i for i, n in enumerate(new_params)}
+    opt = st["optimizer"]
+    old_to_new = {i: index[rename[k]] for i, k in enumerate(old_params)}
+    groups = [dict(g, params=sorted(old_to_new[i] for i in g["params"])) for g in opt["param_groups"]]
+    opt = {"state": {old_to_new[i]: v for i, v in opt["state"].items()}, "param_groups": groups}
+    return dict(st, model=sd, optimizer=opt)
+
+
 # ------------------------------------------------------------------ fitting
 
-def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess: dict, *, stage: str,
-        binarize: str | None, teacher: nn.Module | None = None, prior_history: list | None = None,
-        before_first_epoch=None, save_checkpoint=None) -> dict:
+def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess: dict, *, stage: str,
+        save_checkpoint, teacher: nn.Module | None = None, prior_history: list | None = None,
+        before_first_epoch=None) -> dict:
     """Shared train/refine loop with per-epoch atomic checkpoint + state.
 
-    `model` is any nn.Module (a nets.Net, training.models module or the
-    user's own); `save_checkpoint(model, history, val_top1)` writes the
-    checkpoint (default: the zoo format of training/checkpoint.py)."""
+    `model` is any nn.Module (a training.models module or the user's own);
+    `save_checkpoint(model, history, val_top1)` writes the checkpoint;
+    `stage` names the epochs in the history."""
     out = args.out
     lock = lock_output(out) if d.main else None  # noqa: F841 (held until return)
     st = check_resume(out, cfg, args.force)
@@ -264,6 +285,8 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
     history = list(prior_history or [])
     start = 0
     if st is not None:
+        if any(k.startswith("layers.") for k in st["model"]):
+            st = upgrade_legacy_state(st, model)
         model.load_state_dict(st["model"])
         history = st["history"]
         start = st["epoch"]
@@ -333,11 +356,7 @@ def fit(model: nets.Net, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess:
                    "seconds": round(time.time() - t0, 1), "world_size": d.world, "amp": amp or "fp32"}
             history.append(rec)
             finished = epoch + 1 == cfg["epochs"]
-            if save_checkpoint is not None:
-                save_checkpoint(model, history, ev["top1"])
-            else:
-                ckpt_mod.save(ckpt_mod.make(model, stage=stage, binarize=binarize, preprocess=preprocess,
-                                            val_top1=ev["top1"], history=history, train_config=cfg), out)
+            save_checkpoint(model, history, ev["top1"])
             ckpt_mod.atomic_save({"config": cfg, "epoch": epoch + 1, "finished": finished,
                                   "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
                                   "optimizer": opt.state_dict(), "history": history}, state_path(out))
@@ -364,26 +383,45 @@ def _common_train_cfg(args, **extra) -> dict:
     return cfg
 
 
+def _module_ckpt(path: str, what: str) -> dict:
+    try:
+        return modelckpt.read(path)
+    except ValueError as e:
+        raise SystemExit(f"error: {what}: {e}") from None
+
+
+def _arch_of(ck: dict) -> str | None:
+    """The seprt.arch id of a checkpoint's model, if it is a built-in one."""
+    return {spec: a for a, spec in models.ARCH_TO_SPEC.items()}.get(ck["model"])
+
+
+def _saver(args, spec: str, kwargs: dict, labels, pre: dict, stage: str, method, cfg: dict):
+    def save(m, history, top1):
+        modelckpt.save(modelckpt.make(m, spec=spec, model_kwargs=kwargs, labels=labels, preprocess=pre, stage=stage,
+                                      method=method, val_top1=top1, history=history, train_config=cfg), args.out)
+    return save
+
+
 def cmd_train(args, d: Dist):
     if args.model:
         return generic.cmd_train_model(args, d)
-    from seprt import arch as arch_mod
     a = arch_mod.get(args.arch)
+    spec = models.ARCH_TO_SPEC[a.id]
     torch.manual_seed(args.seed)
-    model = nets.build(args.arch)
+    model = models.build(args.arch)
     prior, init = [], None
     if args.init:
         # continue a Full checkpoint under a new schedule (weights only; the
         # optimizer and lr schedule start fresh from this command's settings)
-        src_model, src = ckpt_mod.load_model(args.init)
-        if src["arch"] != args.arch or src["stage"] != "full":
-            raise SystemExit(f"error: --init {args.init} is a {src['stage']} {src['arch']} checkpoint; "
+        src = _module_ckpt(args.init, "--init")
+        if src["model"] != spec or src["stage"] != "full":
+            raise SystemExit(f"error: --init {args.init} is a {src['stage']} {src['model']} checkpoint; "
                              f"train --arch {args.arch} continues only a Full {args.arch} checkpoint")
-        model.load_state_dict(src_model.state_dict())
+        model.load_state_dict(src["state_dict"])
         prior, init = src["history"], os.path.abspath(args.init)
     binarize = None
     if args.binary_from_start:
-        nets.set_ste(model, args.binary_from_start)
+        pattern.binarize_modules(model, args.binary_from_start, "ste")
         binarize = args.binary_from_start
     ds = load_data(args, d, a.labels, a.input_shape[:2])
     train_ds, val_ds = ds.split("train"), ds.split("val")
@@ -394,69 +432,75 @@ def cmd_train(args, d: Dist):
     if init and pre != src["preprocess"]:
         raise SystemExit(f"error: --init {args.init} was trained with preprocessing {src['preprocess']}, "
                          f"this data gives {pre}")
-    log(d, f"train {args.arch}: {nets.count_weights(model)} weights, {len(train_ds)} train / {len(val_ds)} "
+    log(d, f"train {args.arch} ({spec}): {a.params()} weights, {len(train_ds)} train / {len(val_ds)} "
            f"validation images, {d.world} process(es) x {torch.get_num_threads()} thread(s)")
-    # ste training from scratch ends as a binarized model: stage "refined"
-    # (patterns + trained alpha), train_config.binary_from_start says how.
-    fit(model, cfg, args, d, train_ds, val_ds, pre, stage="refined" if binarize else "full", binarize=binarize,
+    # ste training from scratch ends as a binarized model: stage "pattern",
+    # method "ste"; train_config.binary_from_start says which convs.
+    save = _saver(args, spec, {}, a.labels, pre, "pattern" if binarize else "full", "ste" if binarize else None, cfg)
+    fit(model, cfg, args, d, train_ds, val_ds, pre, stage="refined" if binarize else "full", save_checkpoint=save,
         prior_history=prior)
 
 
 def cmd_refine(args, d: Dist):
-    model, src = ckpt_mod.load_model(args.ckpt)
+    src = _module_ckpt(args.ckpt, "--ckpt")
     if src["stage"] == "full":
         raise SystemExit(f"error: {args.ckpt} is a Full checkpoint; binarize it first (python -m training binarize)")
+    model = modelckpt.build_model(src).train()
+    names = pattern.binarize_modules(model, src["binarized"], "refine")      # patterns frozen, alpha = |W|
     teacher = None
     if args.teacher:
-        teacher, tck = ckpt_mod.load_model(args.teacher)
-        if tck["arch"] != src["arch"] or tck["preprocess"] != src["preprocess"]:
-            raise SystemExit(f"error: teacher {args.teacher} has a different arch or preprocess than {args.ckpt}")
+        tck = _module_ckpt(args.teacher, "--teacher")
+        if tck["model"] != src["model"] or tck["preprocess"] != src["preprocess"]:
+            raise SystemExit(f"error: teacher {args.teacher} has a different model or preprocess than {args.ckpt}")
+        teacher = modelckpt.build_model(tck)
         for p in teacher.parameters():
             p.requires_grad_(False)
-    a = model.arch
-    ds = load_data(args, d, a.labels, a.input_shape[:2])
+    pre = src["preprocess"]
+    ds = load_data(args, d, src["labels"], pre["size"])
     train_ds, val_ds = ds.split("train"), ds.split("val")
-    cfg = _common_train_cfg(args, command="refine", arch=src["arch"], init=os.path.abspath(args.ckpt),
-                            binarize=src["binarize"], teacher=os.path.abspath(args.teacher) if args.teacher else None,
+    binarize = src["train_config"].get("binarize") or src["train_config"].get("zoo_binarize")
+    cfg = _common_train_cfg(args, command="refine", arch=_arch_of(src), init=os.path.abspath(args.ckpt),
+                            binarize=binarize, teacher=os.path.abspath(args.teacher) if args.teacher else None,
                             bn_reestimate=args.bn_reestimate, train_images=len(train_ds), val_images=len(val_ds))
     if args.teacher:
         cfg.update(kd_alpha=args.kd_alpha, kd_t=args.kd_t)
     before = None
     if args.bn_reestimate:
         def before(m, batches):
-            reestimate_bn(m, batches, args.bn_batches)
-    modes = nets.conv_modes(model)
-    log(d, f"refine {src['arch']}: {len(modes)} pattern convs frozen; training alpha, real convs, BN, fc "
+            pattern.reestimate_bn(m, batches, args.bn_batches)
+    log(d, f"refine {src['model']}: {len(names)} pattern convs frozen; training alpha, real convs, BN, fc "
            f"(start: validation top1 {src['val_top1']})")
-    fit(model, cfg, args, d, train_ds, val_ds, src["preprocess"], stage="refined", binarize=src["binarize"],
-        teacher=teacher, prior_history=src["history"], before_first_epoch=before)
+    save = _saver(args, src["model"], src["model_kwargs"], src["labels"], pre, "pattern", "refine", cfg)
+    fit(model, cfg, args, d, train_ds, val_ds, pre, stage="refined", save_checkpoint=save, teacher=teacher,
+        prior_history=src["history"], before_first_epoch=before)
 
 
 def cmd_binarize(args, d: Dist):
-    model, src = ckpt_mod.load_model(args.ckpt)
+    src = _module_ckpt(args.ckpt, "--ckpt")
     if src["stage"] != "full":
         raise SystemExit(f"error: {args.ckpt} is stage {src['stage']!r}; binarize needs a Full checkpoint")
-    qerr = nets.quantization_error(model)
-    names = nets.binarize(model, args.mode)
-    a = model.arch
-    ds = load_data(args, d, a.labels, a.input_shape[:2])
+    model = modelckpt.build_model(src)
+    qerr = pattern.quantization_error(model)
+    names = pattern.binarize_modules(model, args.mode, "refine")
     pre = src["preprocess"]
+    ds = load_data(args, d, src["labels"], pre["size"])
     val_b = data_mod.Batches(ds.split("val"), pre["mean"], pre["std"], 500, train=False)
     if args.bn_reestimate:
         tb = data_mod.Batches(ds.split("train"), pre["mean"], pre["std"], 128, train=True, seed=args.seed)
-        reestimate_bn(model, tb, args.bn_batches)
+        pattern.reestimate_bn(model, tb, args.bn_batches)
     ev = evaluate(model, val_b)
     rec = {"stage": "bipattern", "mode": args.mode, "binarized_convs": len(names),
            "bn_reestimate": bool(args.bn_reestimate), "val_top1": ev["top1"], "val_top5": ev["top5"],
            "val_loss": ev["loss"], "quant_error": qerr}
-    cfg = {"command": "binarize", "from": os.path.abspath(args.ckpt), "mode": args.mode,
-           "bn_reestimate": bool(args.bn_reestimate), "data": os.path.abspath(args.data),
+    cfg = {"command": "binarize", "arch": _arch_of(src), "from": os.path.abspath(args.ckpt), "mode": args.mode,
+           "binarize": args.mode, "bn_reestimate": bool(args.bn_reestimate), "data": os.path.abspath(args.data),
            "full_train_config": src["train_config"]}
-    ck = ckpt_mod.make(model, stage="bipattern", binarize=args.mode, preprocess=pre, val_top1=ev["top1"],
-                       history=src["history"] + [rec], train_config=cfg)
+    ck = modelckpt.make(model, spec=src["model"], model_kwargs=src["model_kwargs"], labels=src["labels"],
+                        preprocess=pre, stage="bipattern", method="refine", val_top1=ev["top1"],
+                        history=src["history"] + [rec], train_config=cfg)
     if d.main:
-        ckpt_mod.save(ck, args.out)
-        print(f"binarized {len(names)} convs ({args.mode}) of {src['arch']}: BiPattern validation top1 "
+        modelckpt.save(ck, args.out)
+        print(f"binarized {len(names)} convs ({args.mode}) of {src['model']}: BiPattern validation top1 "
               f"{ev['top1']:.4f} top5 {ev['top5']:.4f} on {ev['n']} validation images "
               f"(Full: validation top1 {src['val_top1']}) -> {args.out}")
         for k, v in qerr.items():
@@ -465,19 +509,18 @@ def cmd_binarize(args, d: Dist):
 
 
 def cmd_eval(args, d: Dist):
-    raw = torch.load(args.ckpt, map_location="cpu", weights_only=True) if os.path.isfile(args.ckpt) else None
-    if isinstance(raw, dict) and raw.get("format") == modelckpt.FORMAT:
-        modelckpt.validate(raw, args.ckpt)
-        return generic.cmd_eval_module(args, d, raw)
-    model, ck = ckpt_mod.load_model(args.ckpt)
-    model = model.to(memory_format=torch.channels_last)
-    a = model.arch
-    ds = load_data(args, d, a.labels, a.input_shape[:2]).split(args.split)
+    ck = _module_ckpt(args.ckpt, "--ckpt")
+    tc = ck["train_config"]
+    if not (tc.get("arch") or tc.get("converted_from_zoo_arch")):
+        return generic.cmd_eval_module(args, d, ck)
+    # the zoo's runs (train/binarize/refine --arch, models/*.pt): the shared archive's split
+    model = modelckpt.build_model(ck).to(memory_format=torch.channels_last)
     pre = ck["preprocess"]
+    ds = load_data(args, d, ck["labels"], pre["size"]).split(args.split)
     ev = evaluate(model, data_mod.Batches(ds, pre["mean"], pre["std"], 500, train=False))
     what = {"val": "validation accuracy (files 4500-4999 of each class)", "all": "accuracy on all images",
             "train": "TRAINING-split accuracy"}[args.split]
-    log(d, f"{args.ckpt} ({ck['arch']}, stage {ck['stage']}, binarize {ck['binarize']}): {what} on "
+    log(d, f"{args.ckpt} ({ck['model']}, stage {ck['stage']}, {len(ck['binarized'])} pattern convs): {what} on "
            f"{ev['n']} images of {args.data}: top1 {ev['top1']:.4f} top5 {ev['top5']:.4f} loss {ev['loss']:.4f}")
     return ev
 
@@ -490,8 +533,9 @@ def cmd_export_val(args, d: Dist):
 
 
 def cmd_qerr(args, d: Dist):
-    model, ck = ckpt_mod.load_model(args.ckpt)
-    for k, v in nets.quantization_error(model).items():
+    ck = _module_ckpt(args.ckpt, "--ckpt")
+    model = modelckpt.build_model(ck)
+    for k, v in pattern.quantization_error(model, skip=ck["binarized"]).items():
         print(f"{k}: error {v['error']:.4e} over {v['filters']} filters (mean W^2 {v['mean_sq_weight']:.4e})")
 
 
@@ -536,14 +580,15 @@ def parser() -> argparse.ArgumentParser:
     # BiPattern/Refined comparison and distillation use).
     s = sub.add_parser("train", help="train a Full model (or --binary-from-start)")
     g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--arch", help="a built-in architecture id (zoo checkpoint format)")
+    g.add_argument("--arch", help="a built-in architecture id: its training.models module on the CIFAR-style "
+                                  "--data (files 4500-4999 of each class validate)")
     g.add_argument("--model", help="SPEC of any nn.Module: package.module:callable or path/file.py:callable "
                                    "(module checkpoint format, docs/training.md)")
     common(s)
     fitting(s, lr=0.1, wd=5e-4, epochs=60)
     generic.add_model_args(s)
     generic.add_data_args(s)
-    s.add_argument("--binary-from-start", nargs="?", const="all", default=None, choices=nets.BINARIZE_MODES,
+    s.add_argument("--binary-from-start", nargs="?", const="all", default=None, choices=variants.BINARIZE_MODES,
                    help="train with binary patterns from the start (STE); 'all' (default) or 'prb'")
     s.add_argument("--init", help="Full checkpoint of the same arch to continue from, under this command's "
                                   "schedule (fresh optimizer), e.g. to finish a cut-off run with a shorter decay")
@@ -551,7 +596,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("binarize", help="Full -> BiPattern (no training) and report its validation accuracy")
     s.add_argument("--ckpt", required=True)
-    s.add_argument("--mode", choices=nets.BINARIZE_MODES, required=True)
+    s.add_argument("--mode", choices=variants.BINARIZE_MODES, required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--bn-reestimate", action="store_true", help="recompute BN statistics after binarizing")
     s.add_argument("--bn-batches", type=int, default=100)
@@ -600,7 +645,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=generic.cmd_import_zoo, threads=1)
 
     s = sub.add_parser("export-zoo", help="a module checkpoint of a built-in arch -> zoo checkpoint "
-                                          "(what today's `python -m converters seprt CKPT` reads)")
+                                          "(the format of models/*.pt; every command reads both)")
     s.add_argument("ckpt")
     s.add_argument("--out", required=True)
     s.add_argument("--force", action="store_true")

@@ -34,6 +34,7 @@ from .intrinsics import make_dot_tile, popcount64, roundeven32
 # (read-only weights). Every conv row ends in the same Epilogue columns.
 
 OP_PLANES, OP_CONV_DOT, OP_CONV_BIN, OP_CONV_F32, OP_CONV_DW = 2, 3, 4, 5, 12
+RELU, RELU6 = 1, 2   # Epilogue.RELU: max(v, 0); min(max(v, 0), 6) (act relu6)
 
 
 class Epilogue(IntEnum):
@@ -43,7 +44,7 @@ class Epilogue(IntEnum):
     OUT = 22         # fbuf: (Ho*Wo, K) float output, -1: none (only the quantized copy is used)
     RES = 23         # fbuf: (Ho*Wo, K) residual added before relu, -1: none
     K = 24           # output channels
-    RELU = 25        # 0 / 1
+    RELU = 25        # 0: none, RELU, RELU6
     Q_OFF = 26       # abuf: fused requantization into the consumer's padded buffer, -1: none
     Q_WO = 27        #   output width (pixels per row)
     Q_PAD = 28       #   the consumer buffer's border
@@ -150,6 +151,9 @@ def _epilogue(acc, z, wsum, mult, bias, out, has_out, res, has_res, relu, qout, 
     if relu:
         for k in range(n):
             out[k] = max(out[k], np.float32(0))
+    if relu == RELU6:
+        for k in range(n):
+            out[k] = min(out[k], np.float32(6))
     if has_q:
         for k in range(n):
             qout[k] = np.uint8(min(max(roundeven32(out[k] / qs) + qz, np.float32(0)), qmax))
@@ -234,6 +238,8 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                             v += fbuf[r + ku]
                         if relu:
                             v = max(v, np.float32(0))
+                        if relu == RELU6:
+                            v = min(v, np.float32(6))
                         stage[ku] = v
                     if has_out:
                         for k in range(n):

@@ -14,7 +14,7 @@ from .intrinsics import roundeven32
 
 # Instruction rows (see kernels/conv.py for the conventions): fbuf f32 and abuf u8 offsets.
 OP_QUANT, OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT, OP_CONCAT = 1, 6, 7, 8, 9, 10, 11
-OP_ACT, OP_MUL, OP_AFFINE, OP_SHUFFLE, OP_SLICE = 13, 14, 15, 16, 17
+OP_ACT, OP_MUL, OP_AFFINE, OP_SHUFFLE, OP_SLICE, OP_MAXPOOL_U8 = 13, 14, 15, 16, 17, 18
 
 # act kinds (seprt/ops/op_act.py): the `kind` attribute of op act
 ACT_RELU6, ACT_LEAKY, ACT_SILU, ACT_HARDSWISH, ACT_SIGMOID, ACT_HARDSIGMOID = 1, 2, 3, 4, 5, 6
@@ -63,6 +63,24 @@ class PoolRow(IntEnum):
     OUT = 10         # fbuf: (Ho, Wo, C)
     IS_MAX = 11
     COUNT_PAD = 12   # avgpool: 1 = divide by the window clipped to the padded input (count_include_pad)
+
+
+class MaxPoolU8Row(IntEnum):
+    """Max pool on quantized values, into the interior of the consumers' padded
+    buffer. Exact: quantization is monotonic, so max(q(x)) = q(max(x)); the
+    producer quantizes with the pool output's scale (seprt/plan.py)."""
+    IN = 1           # abuf: (H, W, C) u8, no border
+    H = 2
+    W = 3
+    C = 4
+    KERNEL = 5
+    STRIDE = 6
+    PAD = 7
+    HO = 8
+    WO = 9
+    OUT = 10         # abuf: (Ho + 2 OPAD, WP, C) u8
+    WP = 11
+    OPAD = 12
 
 
 class GapRow(IntEnum):
@@ -163,12 +181,16 @@ def quantize_u8(fbuf, in_off, H, W, C, scale, z, qmax, A, Wp, pad, G, Cgp, stage
         row = stage[:n]                   # channels padded per group: quantize the
         for i in range(n):                # contiguous row first (vectorizes), then place it
             row[i] = min(max(roundeven32(src[i] / s) + zf, np.float32(0)), top)
-        for x in range(W):
-            for g in range(G):
-                d = np.uint64(d0 + (x * G + g) * Cgp)
-                si = np.uint64(x * C + g * cg)
-                for c in range(cg):
-                    A[d + np.uint64(c)] = np.uint8(row[si + np.uint64(c)])
+        dst = A[d0:d0 + W * G * Cgp]
+        if cg == 3 and Cgp == 4:          # an RGB image (the usual first conv), unrolled
+            for p in range(W * G):
+                dst[4 * p] = np.uint8(row[3 * p])
+                dst[4 * p + 1] = np.uint8(row[3 * p + 1])
+                dst[4 * p + 2] = np.uint8(row[3 * p + 2])
+            continue
+        for p in range(W * G):
+            for c in range(cg):
+                dst[p * Cgp + c] = np.uint8(row[p * cg + c])
 
 
 @jit
@@ -226,6 +248,27 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, cou
                     inv = np.float32((y1 - y0) * (x1 - x0))
                 for c in range(C):
                     y[o + np.uint64(c)] /= inv
+
+
+@jit
+def maxpool_u8(A, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, Wp, opad, oy_lo, oy_hi):
+    """Max pool of A[in_off:] (H,W,C) u8 into the interior of A[out_off:]
+    (Ho + 2 opad, Wp, C) u8, output rows oy_lo..oy_hi. Windows are clipped to
+    the input (padding never wins; ceil-mode windows past the input too), and
+    every window holds at least one input, so 0 (the least u8) starts each max."""
+    x = A[in_off:in_off + H * W * C]
+    for oy in range(oy_lo, oy_hi):
+        y0, y1 = max(oy * stride - pad, 0), min(oy * stride - pad + k, H)
+        for ox in range(Wo):
+            x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
+            o = out_off + ((oy + opad) * Wp + ox + opad) * C
+            y = A[o:o + C]
+            y[:] = 0
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    src = x[(iy * W + ix) * C:(iy * W + ix + 1) * C]
+                    for c in range(C):
+                        y[c] = max(y[c], src[c])
 
 
 @jit
@@ -309,7 +352,7 @@ def mul_f32(fbuf, in_off, s_off, out_off, n_pix, C, p_lo, p_hi):
 
 @jit
 def affine_f32(fbuf, in_off, w, b, out_off, res_off, n_pix, C, relu, p_lo, p_hi):
-    """x (n_pix, C) * w (C,) + b (C,) (+ res (n_pix, C)) (relu) -> y (n_pix, C)."""
+    """x (n_pix, C) * w (C,) + b (C,) (+ res (n_pix, C)) (relu: 1 relu, 2 relu6) -> y (n_pix, C)."""
     for p in range(p_lo, p_hi):
         x = fbuf[in_off + p * C:in_off + (p + 1) * C]
         y = fbuf[out_off + p * C:out_off + (p + 1) * C]
@@ -317,7 +360,9 @@ def affine_f32(fbuf, in_off, w, b, out_off, res_off, n_pix, C, relu, p_lo, p_hi)
             v = x[c] * w[c] + b[c]
             if res_off >= 0:
                 v = v + fbuf[res_off + p * C + c]
-            y[c] = max(v, np.float32(0)) if relu else v
+            if relu:
+                v = max(v, np.float32(0))
+            y[c] = min(v, np.float32(6)) if relu == 2 else v
 
 
 @jit

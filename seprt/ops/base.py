@@ -48,7 +48,8 @@ class OpDef:
     reference(g, n, xs) -> numpy output (the op's definition; batched NHWC).
     lower(pl, i): emit the fast engine's instructions for node i (seprt.plan).
     fusion: how the planner may fold the op into the kernel that produces its
-        input: "residual" (y = a + b) or "relu".
+        input: "residual" (y = a + b), "relu" or "relu6" (min(max(x, 0), 6));
+        a callable (node) -> one of those (or "") when it depends on attributes.
     weighted: the node carries a weight format (conv, fc); kernel_shape gives
         its unpacked weight shape (K, kh, kw, C/g) or (K, C).
     """
@@ -62,8 +63,12 @@ class OpDef:
     check: Callable | None = None
     weighted: bool = False
     kernel_shape: Callable | None = None         # weighted: (n, cin, k) -> unpacked weight shape
-    fusion: str = ""                             # "residual" (add) / "relu": fused into the producer's epilogue
+    fusion: str | Callable = ""                  # "residual" (add) / "relu" / "relu6": fused into the producer
     doc: str = ""
+
+    def fusion_of(self, n) -> str:
+        """This op's fusion kind for node n."""
+        return self.fusion(n) if callable(self.fusion) else self.fusion
 
     def attr(self, name: str) -> Attr:
         for a in self.attrs:

@@ -10,7 +10,9 @@
 Every step is one float32 operation in the order written, so relu6, leaky,
 hardswish and hardsigmoid are bit-exact across executors; silu and sigmoid
 depend on the platform's float32 exp (within a few ulp).
-(relu stays its own op, code 4, which the planner fuses into convs.)
+(relu stays its own op, code 4, which the planner fuses into convs; relu6
+is fused into the conv, fc or affine that produces its input, as the same
+two float32 steps.)
 """
 import numpy as np
 
@@ -52,4 +54,5 @@ ACT = register_op(OpDef(
     attrs=(Attr("kind", ACT_RELU6, 1, 6), Attr("slope", 0.01, -1e6, 1e6, float)),
     shape=lambda a, ins, k: ins[0],
     reference=lambda g, n, xs: apply(xs[0], n.attrs["kind"], n.attrs["slope"]), lower=lower,
+    fusion=lambda n: "relu6" if n.attrs["kind"] == ACT_RELU6 else "",
     doc="elementwise activation: kind 1 relu6, 2 leaky (slope), 3 silu, 4 hardswish, 5 sigmoid, 6 hardsigmoid"))

@@ -13,7 +13,7 @@ def lower(pl, i):
     n = pl.g.nodes[i]
     out = pl.float_out(i)
     pl.emit(OP_ADD, AddRow, pl.label(i), "f32", a=pl.fbuf[n.inputs[0]], b=pl.fbuf[n.inputs[1]], out=out,
-            n=pl.size(n.output), relu=int(pl.relu[i]))
+            n=pl.size(n.output), relu=pl.relu[i])
 
 
 ADD = register_op(OpDef(

@@ -29,7 +29,7 @@ def lower(pl, i):
     res = pl.residual[i]
     pl.emit(OP_AFFINE, AffineRow, pl.label(i), "affine-f32", **{"in": pl.fbuf[n.inputs[0]]},
             wt=pl.wf32.add(n.weight), bias=pl.wf32.add(n.bias), out=out, res=pl.fbuf[res] if res >= 0 else -1,
-            n_pix=h * w, c=c, relu=int(pl.relu[i]))
+            n_pix=h * w, c=c, relu=pl.relu[i])
 
 
 AFFINE = register_op(OpDef(

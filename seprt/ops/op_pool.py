@@ -7,7 +7,7 @@ past the input (and its padding) and those positions are ignored.
 Both attributes are minor-version additions: default 0 keeps old files identical."""
 import numpy as np
 
-from ..kernels.elementwise import OP_POOL, PoolRow
+from ..kernels.elementwise import OP_MAXPOOL_U8, OP_POOL, MaxPoolU8Row, PoolRow
 from .base import Attr, OpDef, check_window, conv_out, need_hwc, register_op, window_attrs
 from .numpy_ref import im2col
 
@@ -46,6 +46,13 @@ def lower(pl, i):
     n = pl.g.nodes[i]
     h, w, c = pl.hwc(n.inputs[0])
     ho, wo, _ = pl.hwc(n.output)
+    if pl.u8_maxpool(i):
+        j = pl.cons[n.output][0]
+        q = pl.qbuffer(n.output, pl.qgroups[j], fused=True)
+        pl.emit(OP_MAXPOOL_U8, MaxPoolU8Row, pl.label(i), f"maxpool-u{pl.g.values[n.output].q_bits}",
+                **{"in": pl.pool_in[n.inputs[0]]}, h=h, w=w, c=c, kernel=n.kernel, stride=n.stride, pad=n.pad,
+                ho=ho, wo=wo, out=q["off"], wp=q["wp"], opad=q["pad"])
+        return
     out = pl.float_out(i)
     pl.emit(OP_POOL, PoolRow, pl.label(i), "f32", **{"in": pl.fbuf[n.inputs[0]]}, h=h, w=w, c=c,
             kernel=n.kernel, stride=n.stride, pad=n.pad, ho=ho, wo=wo, out=out, is_max=int(n.op == "maxpool"),

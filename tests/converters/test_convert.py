@@ -1,4 +1,5 @@
-"""Converters: BN folding, checkpoint -> .bin / .tflite with parity checks, bad input."""
+"""Converters: checkpoint (module or zoo) -> .bin / .tflite with parity checks, BN folding of
+pattern convs, bad input."""
 import os
 import shutil
 
@@ -7,10 +8,10 @@ import pytest
 import torch
 
 import seprt
-from converters import fold
 from converters.__main__ import main
+from converters.torch_import import from_torch
 from seprt import format as fmt
-from training import checkpoint, nets
+from training import modelckpt, models, pattern
 
 SAMPLES = os.path.dirname(seprt.demo_images()[0])
 
@@ -39,9 +40,11 @@ def calib(tmp_path_factory):
     return d
 
 
-def random_bn(conv, seed, negative=False):
+PRE = {"size": [32, 32], "resize": "stretch", "mean": [0.5] * 3, "std": [0.25] * 3, "channel_order": "RGB"}
+
+
+def random_bn(bn, seed, negative=False):
     g = torch.Generator().manual_seed(seed)
-    bn = conv.bn
     bn.weight.data = torch.rand(bn.num_features, generator=g) + 0.5
     if negative:
         bn.weight.data[::2] *= -1
@@ -50,40 +53,44 @@ def random_bn(conv, seed, negative=False):
     bn.running_var = torch.rand(bn.num_features, generator=g) + 0.1
 
 
-@pytest.mark.parametrize("pattern", [False, True])
-def test_bn_folding_is_exact(pattern):
-    net = nets.build("sepnet-cifar").eval()
-    conv = net.layers[nets.key("module3.slice1.3x3")]
-    random_bn(conv, 0, negative=pattern)
-    if pattern:
-        conv.to_pattern()
-    d = fold.fold_conv(conv)
-    x = torch.randn(2, conv.in_channels, 9, 7)
-    want = conv(x).detach().numpy().transpose(0, 2, 3, 1)
-    from seprt import reference
-    got = reference.conv2d(x.numpy().transpose(0, 2, 3, 1).copy(), d["weight"], 1, 1, conv.groups) + d["bias"]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    if pattern:   # negative gamma flips patterns, alpha stays >= 0
-        assert np.all(d["alpha"] >= 0)
-        np.testing.assert_allclose(d["pattern"] * d["alpha"][:, None, None, None], d["weight"], rtol=1e-6)
+@pytest.mark.parametrize("negative", [False, True])
+def test_bn_folding_into_pattern_convs_is_exact(negative):
+    """W' = alpha s B: the pattern kept (flipped where s < 0), alpha' = |alpha s| >= 0."""
+    torch.manual_seed(0)
+    net = models.sepnet_cifar().eval()
+    for i, m in enumerate(net.modules()):
+        if isinstance(m, torch.nn.BatchNorm2d):
+            random_bn(m, i, negative)
+    names = pattern.binarize_modules(net, "prb")
+    trained = {n: net.get_submodule(n).alpha.detach().clone() for n in names}
+    pattern.unbinarize(net)                                   # plain convs holding alpha * sign(W)
+    imp = from_torch(net, 32)
+    d = imp.layers(",".join(names))["module3.slice1.conv3x3"]
+    bn = net.module3.slice1.bn3x3
+    s = (bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)).detach()
+    np.testing.assert_array_equal(d["alpha"], (trained["module3.slice1.conv3x3"].double() * s).abs().float().numpy())
+    np.testing.assert_array_equal(d["pattern"] * d["alpha"][:, None, None, None], d["weight"])
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    g = imp.graph("B", ",".join(names))
+    got = seprt.Model.from_bytes(fmt.to_bytes(g)).logits(x)
+    assert np.abs(got - imp.logits(x)).max() <= 1e-5 * np.abs(imp.logits(x)).max()
 
 
 def test_refined_checkpoint_keeps_trained_alpha(tmp_path, capsys):
-    net = nets.build("resnet20").eval()
-    nets.binarize(net, "all")
-    conv = net.layers[nets.key("stage2.block1.conv1")]
+    net = models.resnet20().eval()
+    pattern.binarize_modules(net, "all")
+    conv = net.stage2.block1.conv1
     trained = torch.linspace(0.01, 0.2, conv.out_channels)
     conv.alpha.data = trained.clone()           # not mean|W| any more
-    ckpt = checkpoint.make(net, stage="refined", binarize="all",
-                           preprocess={"size": [32, 32], "resize": "stretch", "mean": [0.5] * 3,
-                                       "std": [0.25] * 3, "channel_order": "RGB"})
+    ckpt = modelckpt.make(net, spec=models.ARCH_TO_SPEC["resnet20"], model_kwargs={}, labels=[str(i) for i in range(10)],
+                          preprocess=PRE, stage="pattern", method="refine")
     p = tmp_path / "refined.pt"
-    checkpoint.save(ckpt, str(p))
+    modelckpt.save(ckpt, str(p))
     code, out, err = run(capsys, "seprt", p, "-o", tmp_path / "b.bin", "--variant", "B")
     assert code == 0, err
     g = fmt.load(tmp_path / "b.bin")
     node = next(n for n in g.nodes if n.name == "stage2.block1.conv1")
-    bn = conv.bn
+    bn = net.stage2.block1.bn1
     s = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
     np.testing.assert_allclose(node.scale, trained.numpy() * np.abs(s), rtol=1e-6)
 
@@ -144,12 +151,12 @@ def test_bad_inputs_leave_no_output(r20_ckpt, calib, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("mutate,match", [
-    (lambda c: c.update(arch="vgg16"), "vgg16"),
+    (lambda c: c.update(model="training.models:vgg16"), "vgg16"),
     (lambda c: c.pop("stage"), "stage"),
     (lambda c: c.update(extra=1), "extra"),
-    (lambda c: c["state_dict"].pop("layers.fc.bias"), "fc.bias"),
-    (lambda c: c["state_dict"].update({"layers.fc.weight": torch.zeros(3, 3)}), "shape"),
-    (lambda c: c["state_dict"]["layers.conv1.weight"].fill_(float("nan")), "NaN"),
+    (lambda c: c["state_dict"].pop("fc.bias"), "fc.bias"),
+    (lambda c: c["state_dict"].update({"fc.weight": torch.zeros(3, 3)}), "shape"),
+    (lambda c: c["state_dict"]["conv1.weight"].fill_(float("nan")), "NaN"),
 ])
 def test_bad_checkpoints(r20_ckpt, tmp_path, capsys, mutate, match):
     ckpt = torch.load(r20_ckpt, weights_only=True)

@@ -61,6 +61,7 @@ def test_lowering_is_what_the_blocks_say():
     assert pool.attrs == {"kernel": 3, "stride": 2, "pad": 1, "ceil_mode": 1, "count_include_pad": 1}
     # BN after a conv is folded: no affine in the residual block
     assert "affine" not in ops("residual")
+    assert ops("shortcut_a").count("shortcut_a") == 1 and "slice" not in ops("shortcut_a")
     assert "affine" not in ops("timm_bn_act_assert")                 # x.ndim is no second reader of the conv
     ghost = from_torch(tb.block("timm_bn_act_ghost"), 32).nodes
     assert [n.op for n in ghost].count("affine") == 1 and ghost[-3].op == "slice"   # bn1 folded, bn2 affine

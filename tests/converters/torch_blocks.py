@@ -173,6 +173,8 @@ BLOCKS = {
     "activations": lambda: Stem(Activations()),
     "vgg_flatten": VGGHead,
     "conv_classifier": SqueezeHead,
+    # ResNet option A: x[:, :, ::2, ::2] and F.pad over channels -> one shortcut_a node
+    "shortcut_a": lambda: Stem(__import__("training.models", fromlist=["BasicBlock"]).BasicBlock(8, 16, 2), out=16),
 }
 
 

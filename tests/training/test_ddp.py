@@ -5,7 +5,7 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from training import checkpoint as ck
+from training import modelckpt
 
 
 def _free_port() -> int:
@@ -17,14 +17,15 @@ def _free_port() -> int:
 def _worker(rank, world, port, tiny_tar, tmp):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    from training import data, nets, train
+    from seprt import arch
+    from training import data, models, train
     d = train.Dist()                                   # initialises gloo from the env, like torchrun
     assert d.world == 2 and d.rank == rank
     # 1) a few DDP steps; each rank starts from different weights on purpose
     torch.manual_seed(100 + rank)
-    model = nets.build("resnet20").to(memory_format=torch.channels_last)
+    model = models.resnet20().to(memory_format=torch.channels_last)
     ddp = torch.nn.parallel.DistributedDataParallel(model)   # broadcasts rank 0's weights
-    ds = data.load(tiny_tar, labels=list(model.arch.labels), cache_dir=None, progress=False).split("train")
+    ds = data.load(tiny_tar, labels=list(arch.get("resnet20").labels), cache_dir=None, progress=False).split("train")
     b = data.Batches(ds, [0.5] * 3, [0.25] * 3, 4, train=True, seed=0, rank=rank, world_size=world)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
     seen = []
@@ -50,7 +51,7 @@ def test_ddp_two_cpu_processes_identical_weights(tiny_tar, tmp_path):
     for k in r0["params"]:
         assert torch.equal(r0["params"][k], r1["params"][k]), k
     assert not torch.equal(r0["labels"], r1["labels"])         # the ranks saw different data
-    c = ck.load(str(tmp_path / "ddp.pt"))
+    c = modelckpt.read(str(tmp_path / "ddp.pt"))
     assert c["history"][-1]["world_size"] == 2
     assert sorted(os.listdir(tmp_path)) == ["ddp.lock", "ddp.pt", "ddp.state.pt", "rank0.pt", "rank1.pt"]
 

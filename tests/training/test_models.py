@@ -1,5 +1,5 @@
-"""training.models: the built-in archs as ordinary modules, equal to the
-layer-list interpreter (training/nets.py) and loading the zoo exactly."""
+"""training.models: the built-in archs as ordinary modules, equal to their
+layer lists (seprt/arch.py) and loading the zoo exactly."""
 import glob
 import os
 
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from seprt import arch
-from training import checkpoint, modelckpt, models, nets, pattern
+from seprt import variants
+from training import checkpoint, modelckpt, models, pattern
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,31 +25,38 @@ def _randomize_bn(net):
 
 
 @pytest.mark.parametrize("arch_id", arch.ARCH_IDS)
-def test_same_outputs_as_the_layer_list_net(arch_id):
+def test_modules_are_the_layer_lists(arch_id):
+    """Every conv and fc of the arch's layer list is a module with its shape;
+    the seprt reference executor, running the layer list with the module's
+    BN-folded weights (converters/torch_import.py), gives the module's logits."""
+    import numpy as np
+    from converters.torch_import import from_torch
+    import seprt
+    from seprt import format as fmt
     torch.manual_seed(0)
     a = arch.get(arch_id)
-    old = nets.build(arch_id).eval()
-    _randomize_bn(old)
-    if arch_id in ("resnet20", "sepnet-cifar"):                 # with pattern convs too
-        nets.binarize(old, "prb" if arch_id.startswith("sepnet") else "all")
-    new = models.build(arch_id).eval()
-    sd, binarized = models.from_zoo_state_dict(arch_id, old.state_dict())
-    new.load_state_dict(sd, strict=True)
-    assert len(binarized) == len(nets.conv_modes(old))
-    n = 1 if a.input_shape[0] > 32 else 3
-    x = torch.randn(n, 3, *a.input_shape[:2])
-    with torch.no_grad():
-        assert torch.equal(new(x), old(x))
-    # the same weights: conv and fc weights count equals the arch's
-    w = sum(m.weight.numel() for m in new.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    net = models.build(arch_id).eval()
+    _randomize_bn(net)
+    w = sum(m.weight.numel() for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     assert w == a.params()
+    if a.input_shape[0] > 32:
+        return                                               # ImageNet sizes: shapes only (slow)
+    imp = from_torch(net, a.input_shape[:2])
+    layers = {n.name: n.layer for n in imp.nodes if n.layer is not None}
+    names = models.zoo_name_map(arch_id)
+    g = variants.build_graph(a, {l: layers[mod] for l, (mod, _) in names.items()}, "R",
+                             {**variants.default_preprocess(a), "labels": list(a.labels)})
+    x = np.random.default_rng(0).standard_normal((2,) + a.input_shape).astype(np.float32)
+    want = imp.logits(x)
+    got = seprt.Model.from_bytes(fmt.to_bytes(g), engine="reference").logits(x)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
 def test_presets_choose_the_zoo_modes():
     for arch_id, mode in (("resnet20", "all"), ("resnet20", "inner"), ("sepnet-cifar", "prb"),
                           ("sepnet-cifar", "all"), ("sepnet-cifar", "inner")):
-        old = nets.build(arch_id)
-        names = nets.binarize(old, mode)
+        a = arch.get(arch_id)
+        names = [l.name for l in a.layers if l.op == "conv" and variants.binarized_by(l, mode)]
         mp = models.zoo_name_map(arch_id)
         assert pattern.select(models.build(arch_id), mode) == [mp[n][0] for n in names], (arch_id, mode)
 
@@ -56,12 +64,8 @@ def test_presets_choose_the_zoo_modes():
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "models", "*.pt"))),
                          ids=lambda p: os.path.basename(p))
 def test_zoo_checkpoints_load_exactly_and_round_trip(path):
-    old, zk = checkpoint.load_model(path)
-    ck = modelckpt.read(path)                                  # converted on the fly
-    new = modelckpt.build_model(ck)
-    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(new(x), old(x))
+    zk = checkpoint.load(path)
+    ck = modelckpt.read(path)                                  # converted on the fly (exact: test_zoo_reconvert)
     assert ck["labels"] == zk["labels"] and ck["preprocess"] == zk["preprocess"]
     assert (ck["stage"] == "full") == (zk["binarize"] is None)
     back = modelckpt.to_zoo(ck)

@@ -159,3 +159,33 @@ def test_docstring_examples_run():
     for mod in (pattern, models, spec):
         r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert r.failed == 0 and r.attempted > 0, mod.__name__
+
+
+def test_quantization_error_statistic():
+    """The paper's Table 1 statistic (pattern.quantization_error) against a numpy reference."""
+    import numpy as np
+    from training import models
+    torch.manual_seed(1)
+    net = models.sepnet_cifar()
+    q = pattern.quantization_error(net)
+    assert set(q) == {"1x1", "3x3"}
+    # per filter ||W - alpha B||^2 / (c k k), alpha = mean|W|, B = sign(W) with sign(0) = +1; mean over filters
+    ref = {}
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            w = m.weight.detach().double().numpy().reshape(m.out_channels, -1)
+            a = np.abs(w).mean(1, keepdims=True)
+            e = ((w - a * np.where(w >= 0, 1.0, -1.0)) ** 2).mean(1)
+            ref.setdefault(f"{m.kernel_size[0]}x{m.kernel_size[1]}", []).extend(e.tolist())
+    for k, errs in ref.items():
+        assert q[k]["filters"] == len(errs)
+        assert q[k]["error"] == pytest.approx(float(np.mean(errs)), rel=1e-9)
+    # a hand-made filter: W = [1, -3, 2, 0] -> alpha 1.5, error 5/4
+    conv = torch.nn.Conv2d(1, 1, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[1.0, -3.0], [2.0, 0.0]]]]))
+    assert pattern.quantization_error(conv)["2x2"]["error"] == pytest.approx(5 / 4)
+    # binarized (and skipped) convs are left out
+    pattern.binarize_modules(net, "all")
+    assert set(pattern.quantization_error(net)) == {"1x1"}
+    assert set(pattern.quantization_error(models.sepnet_cifar(), skip=pattern.kxk_convs(net))) == {"1x1"}

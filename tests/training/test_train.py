@@ -1,11 +1,12 @@
 """The CLI end to end on a tiny synthetic archive: resume, refusal, the
-binarize/refine/eval chain."""
+binarize/refine/eval chain of the built-in architectures (--arch: training.models
+modules, module checkpoints)."""
 import os
 
 import pytest
 import torch
 
-from training import checkpoint as ck
+from training import modelckpt, models
 from training import train
 
 
@@ -24,10 +25,10 @@ def test_resume_after_interruption_continues_the_run(tiny_tar, tmp_path, capsys)
     assert _train(tiny_tar, tmp_path, b, "--stop-after", "1") == 0
     st = torch.load(train.state_path(str(b)), weights_only=True)
     assert st["epoch"] == 1 and not st["finished"]
-    assert ck.load(str(b))["history"][-1]["epoch"] == 1
+    assert modelckpt.read(str(b))["history"][-1]["epoch"] == 1
     assert _train(tiny_tar, tmp_path, b) == 0                    # same command: continues
     assert "resuming" in capsys.readouterr().out
-    ca, cb = ck.load(str(a)), ck.load(str(b))
+    ca, cb = modelckpt.read(str(a)), modelckpt.read(str(b))
     assert [h["epoch"] for h in cb["history"]] == [1, 2, 3]
     # the resumed run is the same run: same data order, same weights
     for k, v in ca["state_dict"].items():
@@ -52,7 +53,7 @@ def test_init_continues_a_full_checkpoint_under_a_new_schedule(tiny_tar, tmp_pat
     first, cont = tmp_path / "first.pt", tmp_path / "cont.pt"
     assert _train(tiny_tar, tmp_path, first, "--stop-after", "1") == 0
     assert _train(tiny_tar, tmp_path, cont, "--init", str(first), "--epochs", "1", "--lr", "0.01") == 0
-    c0, c = ck.load(str(first)), ck.load(str(cont))
+    c0, c = modelckpt.read(str(first)), modelckpt.read(str(cont))
     # the first run's history is kept, the new epoch follows it, the source is recorded
     assert [h["epoch"] for h in c["history"]] == [1, 1]
     assert c["history"][0] == c0["history"][0]
@@ -69,18 +70,20 @@ def test_binarize_refine_eval_chain(tiny_tar, tmp_path, capsys):
                 "--quiet", *_args(tiny_tar, tmp_path)])
     assert train.main(["binarize", "--ckpt", str(full), "--mode", "prb", "--out", str(bi),
                        *_args(tiny_tar, tmp_path)]) == 0
-    cbi = ck.load(str(bi))
-    assert cbi["stage"] == "bipattern" and cbi["binarize"] == "prb" and "quant_error" in cbi["history"][-1]
+    cbi = modelckpt.read(str(bi))
+    assert cbi["stage"] == "bipattern" and cbi["train_config"]["binarize"] == "prb"
+    assert "quant_error" in cbi["history"][-1]
+    assert cbi["binarized"] and all(n.endswith(".conv3x3") for n in cbi["binarized"])
     assert train.main(["refine", "--ckpt", str(bi), "--epochs", "1", "--out", str(ref), "--batch-size", "8",
                        "--teacher", str(full), "--bn-reestimate", "--quiet", *_args(tiny_tar, tmp_path)]) == 0
-    m_bi, _ = ck.load_model(str(bi))
-    m_ref, cref = ck.load_model(str(ref))
-    assert cref["stage"] == "refined" and cref["train_config"]["kd_alpha"] == 0.5
+    cref = modelckpt.read(str(ref))
+    assert cref["stage"] == "pattern" and cref["method"] == "refine" and cref["train_config"]["kd_alpha"] == 0.5
+    assert cref["binarized"] == cbi["binarized"] and cref["model"] == models.ARCH_TO_SPEC["sepnet-cifar"]
     # patterns frozen, alpha trained
-    sb, sr = m_bi.state_dict(), m_ref.state_dict()
-    pk = [k for k in sb if k.endswith(".pattern")]
-    assert pk and all(torch.equal(sb[k], sr[k]) for k in pk)
-    assert any(not torch.equal(sb[k.replace("pattern", "alpha")], sr[k.replace("pattern", "alpha")]) for k in pk)
+    sb, sr = cbi["state_dict"], cref["state_dict"]
+    pk = [n + ".weight" for n in cbi["binarized"]]
+    assert all(torch.equal(sb[k].sign(), sr[k].sign()) for k in pk)
+    assert any(not torch.equal(sb[k].abs(), sr[k].abs()) for k in pk)
     capsys.readouterr()
     assert train.main(["eval", "--ckpt", str(ref), *_args(tiny_tar, tmp_path)]) == 0
     assert "validation accuracy" in capsys.readouterr().out
@@ -96,13 +99,12 @@ def test_refine_refuses_full_checkpoint(tiny_tar, tmp_path):
 def test_binary_from_start(tiny_tar, tmp_path):
     out = tmp_path / "s.pt"
     assert _train(tiny_tar, tmp_path, out, "--binary-from-start", "--stop-after", "1") == 0
-    c = ck.load(str(out))
-    assert c["binarize"] == "all" and c["train_config"]["binary_from_start"] == "all"
-    assert any(k.endswith(".pattern") for k in c["state_dict"])
+    c = modelckpt.read(str(out))
+    assert c["method"] == "ste" and c["train_config"]["binary_from_start"] == "all" and len(c["binarized"]) == 19
     st = torch.load(train.state_path(str(out)), weights_only=True)
     assert any(k.endswith(".alpha") for k in st["model"]) and any(k.endswith("conv1.weight") for k in st["model"])
     assert _train(tiny_tar, tmp_path, out, "--binary-from-start") == 0   # resumes in ste mode
-    assert len(ck.load(str(out))["history"]) == 3
+    assert len(modelckpt.read(str(out))["history"]) == 3
 
 
 def test_second_writer_is_refused(tiny_tar, tmp_path):
@@ -129,5 +131,43 @@ def test_amp_flag_resolves_and_may_change_on_resume(tiny_tar, tmp_path, monkeypa
     out = tmp_path / "m.pt"
     assert _train(tiny_tar, tmp_path, out, "--amp", "bf16", "--stop-after", "1") == 0
     assert _train(tiny_tar, tmp_path, out, "--amp", "off") == 0
-    hist = ck.load(str(out))["history"]
+    hist = modelckpt.read(str(out))["history"]
     assert [h["amp"] for h in hist] == ["bf16", "fp32", "fp32"]
+
+
+def _as_legacy_state(st: dict, arch_id: str) -> dict:
+    """A resume state in the layout the layer-list interpreter wrote (before
+    the built-in archs were modules): keys layers.<name>.*, parameters in
+    layer-list order (conv weight [, alpha], bn.weight, bn.bias; fc weight, bias)."""
+    sd, model, params = {}, st["model"], []
+    for layer, (mod, bn) in models.zoo_name_map(arch_id).items():
+        p = "layers." + layer.replace(".", "__") + "."
+        own = [("weight", mod + ".weight")] + ([("alpha", mod + ".alpha")] if mod + ".alpha" in model else []) \
+            if bn is not None else [("weight", mod + ".weight"), ("bias", mod + ".bias")]
+        bns = [("bn." + k, f"{bn}.{k}") for k in ("weight", "bias", "running_mean", "running_var",
+                                                   "num_batches_tracked")] if bn is not None else []
+        for old, new in own + bns:
+            sd[p + old] = model[new]
+        params += [new for old, new in own + bns if not old.startswith("bn.running") and "num_batches" not in old]
+    new_order = [k for k in model if k in params]               # the module's parameter order
+    opt = st["optimizer"]
+    to_old = {new_order.index(n): i for i, n in enumerate(params)}
+    return dict(st, model=sd, optimizer={"state": {to_old[i]: v for i, v in opt["state"].items()},
+                                         "param_groups": [dict(g, params=list(range(len(params))))
+                                                          for g in opt["param_groups"]]})
+
+
+@pytest.mark.parametrize("extra", [(), ("--binary-from-start",)])
+def test_resume_state_of_the_layer_list_interpreter_continues(tiny_tar, tmp_path, extra):
+    """<out>.state.pt files written before the built-in archs became modules resume
+    (weights renamed, optimizer state moved by parameter name) into the same run."""
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert _train(tiny_tar, tmp_path, a, *extra) == 0
+    assert _train(tiny_tar, tmp_path, b, "--stop-after", "1", *extra) == 0
+    sp = train.state_path(str(b))
+    st = torch.load(sp, weights_only=True)
+    torch.save(_as_legacy_state(st, "resnet20"), sp)
+    assert _train(tiny_tar, tmp_path, b, *extra) == 0
+    ca, cb = modelckpt.read(str(a)), modelckpt.read(str(b))
+    for k, v in ca["state_dict"].items():
+        assert torch.equal(v, cb["state_dict"][k]), k

@@ -3,11 +3,10 @@
 The shell lines of the marked block are run as written, with --epochs
 shortened and small-run flags added (batch 8, 1 thread, no progress bar, no
 cache). The last line, the tracing converter (`python -m converters seprt
---model ... --weights ...`, issue 13, branch torch-import), is not in this
-tree yet: `test_worked_example_converts_and_predicts` skips until
-`converters.from_torch` exists, and then runs that line and
-`seprt.Model(...).predict(img)` for real. The built-in architectures convert
-today through `export-zoo` (`test_builtin_arch_through_the_generic_path_converts`).
+--model ... --weights ...`), runs as written, then `seprt.Model(...).predict(img)`.
+A built-in architecture's checkpoint converts directly (`python -m converters
+seprt CKPT`), and through `export-zoo` too
+(`test_builtin_arch_through_the_generic_path_converts`).
 """
 import os
 import re
@@ -144,8 +143,8 @@ def test_worked_example_converts_and_predicts(workdir):
 
 
 def test_builtin_arch_through_the_generic_path_converts(tmp_path, tiny_tar, capsys):
-    """training.models:resnet20 trains and learns patterns through --model,
-    and converts today (export-zoo -> python -m converters seprt)."""
+    """training.models:resnet20 trains and learns patterns through --model, and
+    converts (python -m converters seprt CKPT; export-zoo gives the same logits)."""
     full, ste, zoo, out = (str(tmp_path / n) for n in ("full.pt", "ste.pt", "zoo.pt", "r20-B.bin"))
     data = ["--data", tiny_tar, "--split-rule", "cifar"]
     assert train.main(["train", "--model", "training.models:resnet20", "--input-size", "32", "32",
@@ -161,9 +160,12 @@ def test_builtin_arch_through_the_generic_path_converts(tmp_path, tiny_tar, caps
         p = calib / name.split("/", 1)[1]
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b)
-    assert convert(["seprt", zoo, "-o", out, "--variant", "B", "--calib", str(calib), "--check", str(calib)]) == 0
+    assert convert(["seprt", ste, "-o", out, "--variant", "B", "--calib", str(calib), "--check", str(calib)]) == 0
+    assert convert(["seprt", zoo, "-o", out + ".zoo", "--variant", "B"]) == 0
     import seprt
     m = seprt.Model(out)
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    assert np.array_equal(m.logits(x), seprt.Model(out + ".zoo").logits(x))
     assert m.info()["arch"] == "resnet20" and list(m.labels) == ck["labels"]
     assert m.predict(next(iter(calib.rglob("*.jpg"))).read_bytes(), top_k=1)[0][0] in ck["labels"]
 

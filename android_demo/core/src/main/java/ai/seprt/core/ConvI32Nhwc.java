@@ -9,9 +9,11 @@ package ai.seprt.core;
  * every array by the loop counter, which HotSpot vectorizes (see {@link ConvExactPlanar}).
  *
  * <p>The input is quantized into a zero-padded (Hp, Wp, C) buffer of (q - z) ints, prepared once
- * (the padding stays 0). For each output pixel, acc (Kb) += (q - z)[tap, c] * W[tap, c, :] over
- * contiguous rows of Kb weights. Groups whose Kg is small are run as one dense block-diagonal
- * conv (the weights of other groups are 0), so that the inner loop is long enough to vectorize.
+ * (the padding stays 0): first over the whole value into the shared float32 scratch
+ * ({@link FastConv#quantizeCentered}, vectorized), then converted and scattered into (Hp, Wp, C).
+ * For each output pixel, acc (Kb) += (q - z)[tap, c] * W[tap, c, :] over contiguous rows of Kb
+ * weights. Groups whose Kg is small are run as one dense block-diagonal conv (the weights of
+ * other groups are 0), so that the inner loop is long enough to vectorize.
  */
 final class ConvI32Nhwc extends FastConv implements Parallel.Part {
     /** Grouped convs with fewer output channels per group than this run as one dense block. */
@@ -25,14 +27,17 @@ final class ConvI32Nhwc extends FastConv implements Parallel.Part {
     private final int[][] w;        // (blocks * kk * cb)(kb): w[(blk*kk + t)*cb + c][o']
     private final int[] xq;         // (hp, wp, C) q - z, padding 0
     private final Parallel par;
+    private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input, float32
     private final int[][] acc;      // (threads)(kb)
     private float[] curY;           // the current call, for the parts (run)
     private boolean curRelu;
 
-    ConvI32Nhwc(ConvGeometry geo, IntWeights iw, Parallel par) {
+    ConvI32Nhwc(ConvGeometry geo, IntWeights iw, Parallel par, Scratch scratch) {
         super(geo);
         this.iw = iw;
         this.par = par;
+        this.scratch = scratch;
+        scratch.need(geo.c * geo.h * geo.w, 0, 0, 0);
         kk = geo.kernel * geo.kernel;
         boolean dense = geo.groups > 1 && geo.kg < DENSE_BELOW;
         blocks = dense ? 1 : geo.groups;
@@ -134,18 +139,17 @@ final class ConvI32Nhwc extends FastConv implements Parallel.Part {
         }
     }
 
-    /** x (C, H, W) float32 -> xq (Hp, Wp, C): q - z at the real pixels. */
+    /** x (C, H, W) float32 -> qf (C, H, W) q - z -> xq (Hp, Wp, C) at the real pixels. */
     private void quantize(float[] x) {
         final ConvGeometry g = geo;
-        final float scale = iw.scale;
-        final int zero = iw.zero;
-        final int qmax = iw.qmax;
+        final float[] qf = scratch.qf();
+        quantizeCentered(x, g.c * g.h * g.w, iw.scale, iw.zero, iw.qmax, qf);
         for (int c = 0; c < g.c; c++) {
             for (int iy = 0; iy < g.h; iy++) {
                 int src = (c * g.h + iy) * g.w;
                 int dst = ((iy + g.pad) * wp + g.pad) * g.c + c;
                 for (int ix = 0; ix < g.w; ix++) {
-                    xq[dst + ix * g.c] = centered(x[src + ix], scale, zero, qmax);
+                    xq[dst + ix * g.c] = (int) qf[src + ix];    // an exact integer
                 }
             }
         }

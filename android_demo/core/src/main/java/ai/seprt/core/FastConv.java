@@ -31,14 +31,18 @@ abstract class FastConv {
     static final float ROUND = 12582912f;
 
     /**
-     * q - z of one activation: q = clip(rint(x / scale) + zero, 0, qmax), bit-identical to
-     * {@link ActivationQuantizer}. rint is the float32 round-to-even trick, exact for |v| &lt; 2^22;
-     * larger |v| (or +-Inf) still land far beyond 0..qmax on the same side, so the clip gives the
-     * same q.
+     * qf[i] = q - z of x[i] for i &lt; n, as float32: q = clip(rint(x / scale) + zero, 0, qmax),
+     * bit-identical to {@link ActivationQuantizer}. rint is the float32 round-to-even trick, exact
+     * for |v| &lt; 2^22; larger |v| (or +-Inf) still land far beyond 0..qmax on the same side, so
+     * the clip gives the same q (activations are never NaN). One loop with no float-to-int
+     * conversion, which C2 vectorizes; the results are exact small integers.
      */
-    static int centered(float x, float scale, int zero, int qmax) {
-        float t = ((x / scale + ROUND) - ROUND) + zero;     // float32 divide, rint, float32 add
-        return (int) Math.min(Math.max(t, 0f), (float) qmax) - zero;    // clip (t is never NaN)
+    static void quantizeCentered(float[] x, int n, float scale, int zero, int qmax, float[] qf) {
+        final float z = zero;
+        final float max = qmax;
+        for (int i = 0; i < n; i++) {
+            qf[i] = Math.min(Math.max(((x[i] / scale + ROUND) - ROUND) + z, 0f), max) - z;
+        }
     }
 
     /** The reference kernel behind the fast interface (float convs; layers too wide for int sums). */

@@ -20,6 +20,7 @@ final class FastExecutor implements Runner {
     private final boolean[] reluAfter;      // per node: a relu is fused into it (its output is the relu's)
     private final boolean[] fused;          // per node: a relu that runs inside the node before it
     private final float[] input;            // (C, H, W) the image input, transposed from the caller's (H, W, C)
+    private final float[][] poolRows;       // (2)(longest maxpool row) row buffers of OpsChw.maxpool
     private long[] nanos;
 
     /** threads: for one image, inside the conv kernels (1: everything on the calling thread). */
@@ -32,6 +33,7 @@ final class FastExecutor implements Runner {
         env = new float[g.values.size()][];
         reluAfter = new boolean[nodes.size()];
         fused = new boolean[nodes.size()];
+        int poolRow = 0;
         int[] lastUse = new int[g.values.size()];
         int[] readers = new int[g.values.size()];
         java.util.Arrays.fill(lastUse, -1);
@@ -39,6 +41,10 @@ final class FastExecutor implements Runner {
             Node n = nodes.get(i);
             if (n.convLike()) {
                 convs[i] = FastKernels.create(g, n, par, scratch);
+            } else if (n.op == Node.Op.MAXPOOL) {
+                int[] s = g.value(n.inputs[0]).shape;
+                int wo = g.value(n.output).shape[1];
+                poolRow = Math.max(poolRow, OpsChw.maxpoolRowLength(s[1], n.kernel, n.stride, n.pad, wo));
             }
             for (int v : n.inputs) {
                 lastUse[v] = i;
@@ -55,6 +61,7 @@ final class FastExecutor implements Runner {
                 fused[i + 1] = true;
             }
         }
+        poolRows = new float[2][poolRow];
         // buffers: a value's array returns to the pool after its last reader (never the outputs)
         Map<Integer, ArrayDeque<float[]>> pool = new HashMap<>();
         input = new float[g.value(g.input).size()];
@@ -131,7 +138,7 @@ final class FastExecutor implements Runner {
                 Ops.relu(x, y);
                 break;
             case MAXPOOL:
-                OpsChw.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], y);
+                OpsChw.maxpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1], poolRows, y);
                 break;
             case AVGPOOL:
                 OpsChw.avgpool(x, s[0], s[1], s[2], n.kernel, n.stride, n.pad, out[0], out[1],

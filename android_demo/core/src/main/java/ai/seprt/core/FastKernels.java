@@ -36,6 +36,6 @@ final class FastKernels {
         if (n.op == Node.Op.CONV && planar) {
             return new ConvExactPlanar(geo, iw, par, scratch);
         }
-        return new ConvI32Nhwc(geo, iw, par);
+        return new ConvI32Nhwc(geo, iw, par, scratch);
     }
 }

@@ -9,12 +9,16 @@ final class OpsChw {
     private OpsChw() {
     }
 
-    /** x (H, W, C) -> y (C, H, W). */
+    /**
+     * x (H, W, C) -> y (C, H, W), one output plane at a time (for the 3-channel image this
+     * measured 100 against 200 us at 224x224 with the pixel loop outside).
+     */
     static void fromHwc(float[] x, int h, int w, int c, float[] y) {
         int hw = h * w;
-        for (int p = 0; p < hw; p++) {
-            for (int ch = 0; ch < c; ch++) {
-                y[ch * hw + p] = x[p * c + ch];
+        for (int ch = 0; ch < c; ch++) {
+            int yb = ch * hw;
+            for (int p = 0; p < hw; p++) {
+                y[yb + p] = x[p * c + ch];
             }
         }
     }
@@ -29,30 +33,55 @@ final class OpsChw {
         }
     }
 
+    /** Floats in each of maxpool's two row buffers: a padded input row, with room for ceil-mode windows. */
+    static int maxpoolRowLength(int w, int kernel, int stride, int pad, int wo) {
+        return Math.max(w + 2 * pad, (wo - 1) * stride + kernel);
+    }
+
     /**
-     * (C, H, W) -> (C, Ho, Wo): max over the window; padding never wins. Taps are the outer
-     * loops, so the maxima of a row are independent (Math.max is order-free: it treats -0 &lt; +0
-     * and propagates NaN whatever the order).
+     * (C, H, W) -> (C, Ho, Wo): max over the window; padding never wins. Per output row, the
+     * window's input rows are reduced to one padded row first: rowMax[pad + ix] = max over ky of
+     * x[ch, iy, ix], with rowMax and the copied input row (row) indexed by the loop counter, so
+     * that C2 vectorizes it; rowMax's padding is -Inf. Then each output takes the max of its k
+     * columns of rowMax, without bounds checks. rows: two buffers of maxpoolRowLength floats.
+     * Math.max is order-free (it treats -0 &lt; +0 and propagates NaN whatever the order), so the
+     * result equals the reference's.
      */
-    static void maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo, float[] y) {
-        java.util.Arrays.fill(y, 0, c * ho * wo, Float.NEGATIVE_INFINITY);
+    static void maxpool(float[] x, int h, int w, int c, int kernel, int stride, int pad, int ho, int wo,
+                        float[][] rows, float[] y) {
+        final float[] rowMax = rows[0];
+        final float[] row = rows[1];
+        java.util.Arrays.fill(rowMax, 0, maxpoolRowLength(w, kernel, stride, pad, wo), Float.NEGATIVE_INFINITY);
         for (int ch = 0; ch < c; ch++) {
             int xc = ch * h * w;
-            int yc = ch * ho * wo;
             for (int oy = 0; oy < ho; oy++) {
-                int yb = yc + oy * wo;
-                for (int ky = 0; ky < kernel; ky++) {
-                    int iy = oy * stride - pad + ky;
-                    if (iy < 0 || iy >= h) {
-                        continue;
+                int iy0 = Math.max(0, oy * stride - pad);
+                int iy1 = Math.min(h, oy * stride - pad + kernel);
+                if (iy0 >= iy1) {
+                    java.util.Arrays.fill(rowMax, pad, pad + w, Float.NEGATIVE_INFINITY);
+                } else {
+                    System.arraycopy(x, xc + iy0 * w, rowMax, pad, w);
+                }
+                for (int iy = iy0 + 1; iy < iy1; iy++) {
+                    System.arraycopy(x, xc + iy * w, row, pad, w);
+                    for (int i = pad; i < pad + w; i++) {       // vectorized
+                        rowMax[i] = Math.max(rowMax[i], row[i]);
                     }
-                    for (int kx = 0; kx < kernel; kx++) {
-                        int lo = firstInside(kx, stride, pad);
-                        int hi = Math.min(wo, lastInside(kx, stride, pad, w) + 1);
-                        int xb = xc + iy * w + kx - pad;
-                        for (int ox = lo; ox < hi; ox++) {
-                            y[yb + ox] = Math.max(y[yb + ox], x[xb + ox * stride]);
+                }
+                int yb = (ch * ho + oy) * wo;
+                if (kernel == 3) {          // the usual window, unrolled: C2 does not unroll a 2-trip tap loop
+                    for (int ox = 0; ox < wo; ox++) {
+                        int xb = ox * stride;
+                        y[yb + ox] = Math.max(Math.max(rowMax[xb], rowMax[xb + 1]), rowMax[xb + 2]);
+                    }
+                } else {
+                    for (int ox = 0; ox < wo; ox++) {
+                        int xb = ox * stride;
+                        float m = rowMax[xb];
+                        for (int kx = 1; kx < kernel; kx++) {
+                            m = Math.max(m, rowMax[xb + kx]);
                         }
+                        y[yb + ox] = m;
                     }
                 }
             }

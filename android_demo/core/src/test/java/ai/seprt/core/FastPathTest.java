@@ -73,6 +73,54 @@ class FastPathTest {
         return tests;
     }
 
+    /** Pool output size along one axis, floor or ceil mode (ceil: the last window starts inside input or left pad). */
+    private static int poolOut(int in, int kernel, int stride, int pad, boolean ceil) {
+        int span = in + 2 * pad - kernel;
+        int out = (ceil ? (span + stride - 1) / stride : span / stride) + 1;
+        return ceil && (out - 1) * stride >= in + pad ? out - 1 : out;
+    }
+
+    @Test
+    void planarMaxpoolMatchesReference() {
+        Random rnd = new Random(3);
+        int cases = 0;
+        for (int[] hw : new int[][] {{7, 5}, {11, 13}, {1, 6}}) {
+            for (int kernel = 1; kernel <= 4; kernel++) {
+                for (int stride = 1; stride <= 3; stride++) {
+                    for (int pad = 0; pad <= kernel / 2; pad++) {
+                        for (boolean ceil : new boolean[] {false, true}) {
+                            int h = hw[0];
+                            int w = hw[1];
+                            int c = 3;
+                            int ho = poolOut(h, kernel, stride, pad, ceil);
+                            int wo = poolOut(w, kernel, stride, pad, ceil);
+                            if (ho < 1 || wo < 1) {
+                                continue;
+                            }
+                            float[] x = new float[h * w * c];
+                            for (int i = 0; i < x.length; i++) {
+                                x[i] = (float) rnd.nextGaussian();
+                            }
+                            x[0] = -0f;
+                            float[] ref = Ops.maxpool(x, h, w, c, kernel, stride, pad, ho, wo);
+                            float[] chw = new float[x.length];
+                            OpsChw.fromHwc(x, h, w, c, chw);
+                            int len = OpsChw.maxpoolRowLength(w, kernel, stride, pad, wo);
+                            float[] y = new float[ho * wo * c];
+                            OpsChw.maxpool(chw, h, w, c, kernel, stride, pad, ho, wo, new float[2][len], y);
+                            float[] fast = new float[y.length];
+                            OpsChw.toHwc(y, ho, wo, c, fast);
+                            assertArrayEquals(ref, fast, 0f, String.format(Locale.ROOT,
+                                    "maxpool %dx%d k %d s %d pad %d ceil %b", h, w, kernel, stride, pad, ceil));
+                            cases++;
+                        }
+                    }
+                }
+            }
+        }
+        assertTrue(cases > 100, cases + " cases");
+    }
+
     @Test
     void integerModelsRunOnlyFastKernels() throws IOException {
         for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "sepnet-cifar-BQ8-all", "tiny-stack-BQ8",

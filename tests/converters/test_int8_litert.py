@@ -6,7 +6,6 @@ constant has scale 1.0, breaking int8 ADD's 2*max(input scales) < 2^20*output sc
 which LiteRT checks with an abort. LiteRT runs in a child process here
 (tflite.run_tflite_isolated), so a regression fails a test instead of killing pytest."""
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -94,15 +93,6 @@ def test_isolated_run_reports_a_litert_abort(head, monkeypatch):
     int8 = tflite.quantize_int8(tflite.graph_to_tflite(imp.graph("R")), x[:16])
     with pytest.raises(ValueError, match="LiteRT killed the process [(]SIGABRT[)] loading or running the int8"):
         tflite.run_tflite_isolated(int8, x[:2], what="the int8 model")
-
-
-@pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    d = tmp_path_factory.mktemp("calib")
-    for i, p in enumerate(seprt.demo_images()[:6]):
-        os.makedirs(d / f"c{i}")
-        shutil.copy(p, d / f"c{i}" / "0.jpg")
-    return d
 
 
 def cli_int8(capsys, calib, out):

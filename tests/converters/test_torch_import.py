@@ -1,7 +1,6 @@
 """Any PyTorch CNN -> seprt R / B / BQ and TFLite fp32 / int8 via torch.fx,
 with the converters' parity checks, on the classic blocks (tests/converters/torch_blocks.py)."""
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -84,15 +83,6 @@ def test_linear_over_flattened_map_is_permuted():
     imp = from_torch(tb.block("vgg_flatten"), 32)
     x = images(4)
     assert rel(seprt.Model.from_bytes(fmt.to_bytes(imp.graph("R"))).logits(x), imp.logits(x)) <= 1e-5
-
-
-@pytest.fixture(scope="module")
-def calib(tmp_path_factory):
-    d = tmp_path_factory.mktemp("calib")
-    for i, p in enumerate(seprt.demo_images()[:6]):
-        os.makedirs(d / f"c{i}")
-        shutil.copy(p, d / f"c{i}" / "0.jpg")
-    return d
 
 
 def run(capsys, *argv):

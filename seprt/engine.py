@@ -96,7 +96,7 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 conv_u8i8(abuf[a[CD.A]:], aux[a[CD.PIX]:a[CD.PIX] + a[CD.N_PIX]], aux[a[CD.KOFF]:a[CD.KOFF] + a[CD.NK]],
                           a[CD.NK], wi8[a[CD.B]:], a[CD.G], a[CD.CGP], a[CD.KG], a[CD.M], a[CD.ZERO],
                           wi32[a[CD.WSUM]:], wf32[a[E.MULT]:], wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K],
-                          a[E.RELU], acc32, abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
+                          a[E.RELU], abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], lo, hi)
             elif op == kc.OP_CONV_DW:
                 lo, hi = share(a[DW.N_PIX], part, nparts, 1)
                 conv_dw_u8i8(abuf[a[DW.A]:], aux[a[DW.PIX]:a[DW.PIX] + a[DW.N_PIX]], aux[a[DW.TOFF]:a[DW.TOFF] + a[DW.T]],
@@ -141,7 +141,8 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 lo, hi = share(a[PoolRow.HO], part, nparts, 1)
                 pool_f32(fbuf, a[PoolRow.IN], a[PoolRow.H], a[PoolRow.W], a[PoolRow.C], a[PoolRow.KERNEL],
                          a[PoolRow.STRIDE], a[PoolRow.PAD], a[PoolRow.HO], a[PoolRow.WO], a[PoolRow.OUT],
-                         a[PoolRow.IS_MAX], a[PoolRow.COUNT_PAD], lo, hi)
+                         a[PoolRow.IS_MAX], a[PoolRow.COUNT_PAD], abuf, a[PoolRow.Q_OFF], a[PoolRow.Q_PAD],
+                         a[PoolRow.Q_WP], a[PoolRow.Q_ZERO], a[PoolRow.Q_MAX], wf32[a[PoolRow.Q_SCALE]], accf, lo, hi)
             elif op == ke.OP_MAXPOOL_U8:
                 lo, hi = share(a[MP.HO], part, nparts, 1)
                 maxpool_u8(abuf, a[MP.IN], a[MP.H], a[MP.W], a[MP.C], a[MP.KERNEL], a[MP.STRIDE], a[MP.PAD],

@@ -6,29 +6,38 @@
 Paths and PIL images are EXIF-rotated and converted to RGB from grayscale,
 RGBA/LA (alpha dropped), palette, 16-bit and CMYK. Images above Pillow's
 decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS) are refused before
-decoding.
+decoding. Pillow is imported on first use (not by `import seprt`: ~50 ms of a
+cold start that only runs logits() on arrays).
 """
 from __future__ import annotations
 
 import io
 import os
 import struct
+import sys
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
 
-def _check_size(im: Image.Image, what: str) -> None:
+def _is_pil(img) -> bool:
+    """A PIL image? (Without importing Pillow: an image can only exist once it is imported.)"""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(img, pil.Image)
+
+
+def _check_size(im, what: str) -> None:
+    from PIL import Image
     limit = Image.MAX_IMAGE_PIXELS
     if limit and im.width * im.height > limit:
         raise ImageError(f"{what}: {im.width}x{im.height} pixels exceeds the decompression bomb limit "
                          f"of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS); downscale it first")
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
+def _to_rgb(im):
+    from PIL import Image
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit grayscale: scale the full range to 8 bits, then gray -> RGB
         a = np.asarray(im, dtype=np.float64)
@@ -41,7 +50,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _open(src, what: str) -> Image.Image:
+def _open(src, what: str):
+    from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -71,7 +81,8 @@ def load_rgb(img) -> np.ndarray:
     Raises:
         ImageError: unreadable, corrupt, too large, or wrong shape/dtype.
     """
-    if isinstance(img, Image.Image):
+    if _is_pil(img):
+        from PIL import ImageOps
         _check_size(img, "image")
         try:
             return np.asarray(_to_rgb(ImageOps.exif_transpose(img)))
@@ -93,6 +104,7 @@ def load_rgb(img) -> np.ndarray:
                              "for preprocessed float tensors call Model.logits(x) directly")
         if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] < 1 or img.shape[1] < 1:
             raise ImageError(f"image array must have shape (H, W, 3), got {img.shape}")
+        from PIL import Image
         if img.shape[0] * img.shape[1] > (Image.MAX_IMAGE_PIXELS or np.inf):
             raise ImageError(f"image array of {img.shape[0]}x{img.shape[1]} pixels exceeds "
                              "PIL.Image.MAX_IMAGE_PIXELS; downscale it first")
@@ -106,6 +118,7 @@ def resize(rgb: np.ndarray, meta: dict) -> np.ndarray:
     "stretch": the whole image to (h, w). "center_crop": shorter side to
     round(size / crop_fraction), then the central (h, w) crop.
     """
+    from PIL import Image
     h, w = meta["preprocess.size"]
     im = Image.fromarray(rgb)
     if meta["preprocess.resize"] == "center_crop":

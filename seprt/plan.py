@@ -268,21 +268,23 @@ class Planner:
         return self.fbuf[w]
 
     # ------------------------------------------------------------ quantized buffers
-    def qbuffer(self, v: int, groups: int, fused: bool = False) -> dict:
+    def qbuffer(self, v: int, groups: int, fused: bool = False, rows: bool = False) -> dict:
         """The padded quantized input buffer of v for convs reading it with
-        `groups`; emits its quantize step unless the producer writes it (fused)."""
-        key = (v, groups)
+        `groups`; emits its quantize step unless the producer writes it (fused).
+        Channels are padded per group to a multiple of 4, except for row-packed
+        convs (`rows`, kernels.conv.use_rows), whose buffer keeps them unpadded."""
+        h, w, c = self.hwc(v)
+        cg = c // groups
+        cgp = cg if rows else -(-cg // 4) * 4
+        key = (v, groups, cgp)
         val = self.g.values[v]
         if key not in self.qbufs:
             pad = max(self.g.nodes[i].pad for i in self.cons[v]
                       if self.qgroups.get(i) == groups and self.g.nodes[i].inputs[0] == v)
-            h, w, c = self.hwc(v)
-            cg = c // groups
-            cgp = -(-cg // 4) * 4
             hp, wp = h + 2 * pad, w + 2 * pad
             border = np.zeros((hp, wp, groups, cgp), np.uint8)
             border[:, :, :, :cg] = val.q_zero
-            off = self.u8.reserve(border.size)
+            off = self.u8.reserve(border.size + 4)              # + slack for row-packed dot steps
             self.borders.append((off, border.reshape(-1)))
             self.qbufs[key] = {"off": off, "pad": pad, "hp": hp, "wp": wp, "cgp": cgp, "cg": cg, "planes": None}
             if not fused:
@@ -293,7 +295,7 @@ class Planner:
         return self.qbufs[key]
 
     def planes(self, v: int, groups: int) -> dict:
-        q = self.qbufs[(v, groups)]
+        q = self.qbuffer(v, groups)
         if q["planes"] is None:
             nw, bits, n_pix = -(-q["cg"] // 64), self.g.values[v].q_bits, q["hp"] * q["wp"]
             q["nw"] = nw
@@ -363,13 +365,19 @@ class Planner:
             for j in range(groups):
                 dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
             w_int = dense
-        q = self.qbuffer(n.inputs[0], qg)
         kgq = k // qg
         M = 2 if kgq > 16 else 1
-        b, wsum = pack_u8i8(w_int, qg, q["cgp"], M)
-        pix, koff = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], qg * q["cgp"], kernel, q["cgp"])
+        rows = kc.use_rows(kernel, c // groups, groups)
+        q = self.qbuffer(n.inputs[0], qg, rows=rows)
+        if rows:                              # window rows as contiguous bytes (RGB stems)
+            b, wsum = kc.pack_u8i8_rows(w_int, M)
+            pix, koff = kc.window_offsets_rows(ho, wo, stride, q["pad"] - pad, q["wp"], c, kernel)
+        else:
+            b, wsum = pack_u8i8(w_int, qg, q["cgp"], M)
+            pix, koff = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], qg * q["cgp"], kernel, q["cgp"])
         v = self.g.values[n.inputs[0]]
-        self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, self.label(i), f"dot-u{v.q_bits}{n.wfmt}-{dot_isa()}", mac,
+        path = f"dot-u{v.q_bits}{n.wfmt}-{dot_isa()}" + ("-rows" if rows else "")
+        self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, self.label(i), path, mac,
                   a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), koff=self.aux.add(koff), nk=len(koff),
                   b=self.wi8.add(b), g=qg, cgp=q["cgp"], kg=kgq, m=M, zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
 

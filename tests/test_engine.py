@@ -73,8 +73,15 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
         M = 2 if kg > 16 else 1
         B, wsum = pack_u8i8(w_int, groups, cgp, M)
         pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
-        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, np.zeros(8 * 32, np.int32), *tail,
-                  0, ho * wo)
+        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, *tail[:3], 0, ho * wo)
+    elif kernel == "dot-rows":                     # row-packed: unpadded channels, slack after the buffer
+        from seprt.kernels.conv import pack_u8i8_rows, window_offsets_rows
+        M = 2 if kg > 16 else 1
+        A = np.concatenate([np.pad(q.astype(np.uint8), ((pad, pad), (pad, pad), (0, 0)), constant_values=z)
+                            .reshape(-1), np.full(3, 255, np.uint8)])
+        B, wsum = pack_u8i8_rows(w_int, M)
+        pix, koff = window_offsets_rows(ho, wo, stride, 0, w + 2 * pad, c, k)
+        conv_u8i8(A, pix, koff, len(koff), B, 1, c, kg, M, z, wsum, *epi, *tail[:3], 0, ho * wo)
     elif kernel == "dw":
         wt, wsum = pack_dw(w_int, cgp)
         pix, _ = window_offsets(ho, wo, stride, 0, w + 2 * pad, cgp, 1, 4)
@@ -109,6 +116,21 @@ def test_dot_u8i8_bit_exact(k, stride, pad, groups, h, w, cin, cout, z):
     assert np.array_equal(int_conv("dot", q, z, w_int, stride, pad, groups)[0], want.astype(np.float32))
 
 
+@pytest.mark.parametrize("k,stride,pad,h,w,cin,cout", [(5, 2, 2, 13, 11, 3, 64), (7, 2, 3, 9, 12, 3, 20),
+                                                         (5, 1, 0, 7, 9, 1, 8), (3, 1, 1, 6, 5, 6, 33),
+                                                         (5, 2, 1, 8, 8, 3, 3)])
+@pytest.mark.parametrize("z", [0, 9])
+def test_dot_rows_bit_exact(k, stride, pad, h, w, cin, cout, z):
+    """Row-packed dot conv (RGB stems): a window row's k*Cin bytes in ceil(k*Cin/4)
+    steps; the bytes past a row (the next pixel's, the slack) meet zero weights."""
+    from seprt.kernels.conv import use_rows
+    assert use_rows(k, cin, 1)
+    q = rng.integers(0, 256, (h, w, cin)).astype(np.uint8)
+    w_int = rng.integers(-128, 128, (cout, k, k, cin)).astype(np.int8)
+    want = conv_int_ref(q, z, w_int, stride, pad, 1)
+    assert np.array_equal(int_conv("dot-rows", q, z, w_int, stride, pad, 1)[0], want.astype(np.float32))
+
+
 @pytest.mark.parametrize("k,stride,pad,h,w,c", [(3, 1, 1, 7, 5, 6), (3, 2, 1, 11, 13, 17), (5, 2, 2, 9, 7, 3),
                                                  (3, 1, 0, 5, 5, 64), (3, 2, 1, 6, 6, 1)])
 @pytest.mark.parametrize("z", [0, 7])
@@ -121,14 +143,17 @@ def test_depthwise_u8i8_bit_exact(k, stride, pad, h, w, c, z):
     assert np.array_equal(int_conv("dw", q, z, w_int, stride, pad, c)[0], want.astype(np.float32))
 
 
-@pytest.mark.parametrize("kernel", ["dot", "dw", "popcount"])
+@pytest.mark.parametrize("kernel,groups,cout", [("dot", 2, 20), ("dot", 1, 48), ("dot", 1, 16), ("dot", 1, 64),
+                                                ("dw", 12, 12), ("popcount", 2, 20)])
 @pytest.mark.parametrize("res,relu,requant", [(False, 1, None), (True, 0, None), (True, 1, (0.043, 0)),
                                               (False, 0, (0.11, 131)), (True, 2, (0.043, 0)), (False, 2, None)])
-def test_fused_epilogue_bit_exact(kernel, res, relu, requant):
+def test_fused_epilogue_bit_exact(kernel, groups, cout, res, relu, requant):
     """Each kernel's fused epilogue (scale, bias, residual, relu or relu6, requantization
-    into the next layer's buffer) against numpy, on real scales and biases."""
+    into the next layer's buffer) against numpy, on real scales and biases. The dot
+    tiles: blocks of 10 channels (scalar epilogue), 48 = a whole 32-channel block
+    (epilogue in registers, 4- and 1-pixel tiles) and a partial 16, 16 and 64 (whole
+    16- and 32-channel blocks, 8- and 1-pixel tiles)."""
     h, w, c, k, stride, pad, z = 6, 5, 12, 3, 1, 1, 4
-    groups, cout = (c, c) if kernel == "dw" else (2, 20)
     q = rng.integers(0, 256, (h, w, c)).astype(np.uint8)
     if kernel == "dot":
         w_int = rng.integers(-128, 128, (cout, k, k, c // groups)).astype(np.int8)
@@ -337,16 +362,30 @@ def test_engine_is_correct_on_a_generic_cpu(tmp_path):
     (3, 2, 0, 1, 0, 0), (3, 2, 1, 1, 0, 0), (3, 2, 1, 0, 0, 0), (2, 2, 0, 0, 0, 0), (3, 1, 1, 1, 0, 0),
     (3, 2, 0, 1, 1, 0), (3, 2, 1, 0, 1, 1), (3, 2, 1, 0, 0, 1), (2, 2, 0, 0, 1, 0), (5, 3, 2, 0, 1, 1)])
 def test_pool_kernel_matches_reference(k, stride, pad, is_max, ceil, cip):
+    """Max pool bit-exact, average pool to float rounding; the fused quantization
+    of the output into a padded u8 buffer equals seprt.quant.quantize_act of it."""
     from seprt.kernels.elementwise import pool_f32
     from seprt.ops import conv_out
-    h, w, c = 11, 9, 5
+    from seprt.quant import quantize_act
+    h, w, c, qpad, scale, zero = 11, 9, 5, 2, np.float32(0.01), 7
     x = rng.standard_normal((1, h, w, c)).astype(np.float32)
     ho, wo = conv_out(h, k, stride, pad, ceil), conv_out(w, k, stride, pad, ceil)
     buf = np.concatenate([x.reshape(-1), np.zeros(ho * wo * c, np.float32)])
-    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max, cip, 0, ho)
+    qbuf = np.full((ho + 2 * qpad, wo + 2 * qpad + 1, c), 3, np.uint8)
+    stage = np.full(w * c, np.nan, np.float32)
+    pool_f32(buf, 0, h, w, c, k, stride, pad, ho, wo, x.size, is_max, cip,
+             qbuf.reshape(-1), 0, qpad, qbuf.shape[1], zero, 255, scale, stage, 0, ho)
     extra = {"ceil_mode": ceil} if is_max else {"ceil_mode": ceil, "count_include_pad": cip}
     want = run_op("maxpool" if is_max else "avgpool", [x], kernel=k, stride=stride, pad=pad, **extra)
-    np.testing.assert_allclose(buf[x.size:].reshape(want.shape), want, rtol=1e-6)
+    got = buf[x.size:].reshape(want.shape)
+    if is_max:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_array_equal(qbuf[qpad:qpad + ho, qpad:qpad + wo], quantize_act(got[0], scale, zero, 8))
+    inner = np.zeros(qbuf.shape[:2], bool)
+    inner[qpad:qpad + ho, qpad:qpad + wo] = True
+    assert (qbuf[~inner] == 3).all()                                  # the border is left alone
 
 
 @pytest.mark.parametrize("k,stride,pad,ceil", [(3, 2, 0, 0), (3, 2, 1, 0), (3, 2, 0, 1), (2, 2, 0, 1), (3, 1, 1, 0)])

@@ -30,7 +30,8 @@ def best_here() -> str:
 
 def test_the_path_follows_the_cpu():
     assert dot_isa() == best_here() and dot_isa() in ISAS
-    assert {t.isa for t in (conv._tile_4x32, conv._tile_1x32, conv._tile_8x16, conv._tile_1x16)} == {dot_isa()}
+    assert {t.isa for t in (conv._tile_4x32e, conv._tile_1x32e, conv._tile_8x16e, conv._tile_1x16e, conv._tile_8x16,
+                            conv._tile_1x16)} == {dot_isa()}
 
 
 def test_hwcaps_are_the_kernels_view_of_the_cpu():

@@ -129,10 +129,13 @@ class ConvDwRow(IntEnum):
     WSUM = 9         # wi32: (K,)
 
 
-_tile_4x32 = make_dot_tile(4, 2)   # 4 pixels x 32 channels: 8 zmm accumulators
-_tile_1x32 = make_dot_tile(1, 2)
-_tile_8x16 = make_dot_tile(8, 1)   # 8 pixels x 16 channels, for groups of <= 16 outputs
+_tile_8x16 = make_dot_tile(8, 1)   # 8 pixels x 16 channels (kernels/stack.py)
 _tile_1x16 = make_dot_tile(1, 1)
+# with the epilogue in registers (conv_u8i8)
+_tile_4x32e = make_dot_tile(4, 2, epilogue=True)   # 4 pixels x 32 channels: 8 zmm accumulators
+_tile_1x32e = make_dot_tile(1, 2, epilogue=True)
+_tile_8x16e = make_dot_tile(8, 1, epilogue=True)   # 8 pixels x 16 channels, for groups of <= 16 outputs
+_tile_1x16e = make_dot_tile(1, 1, epilogue=True)
 
 
 @jit(inline="always")
@@ -186,68 +189,39 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
 
 @jit
 def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
-              fbuf, out_off, res_off, K, relu, acc, qbuf, qspec, qscale, stage, p_lo, p_hi):
+              fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, p_lo, p_hi):
     """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32,
     output pixels p_lo..p_hi (this thread's share).
 
     pix (Ho*Wo,) i64: A offset of each output pixel's window; koff (nk,) i64:
-    offset of each 4-channel step inside the window; acc: i32 scratch (8*16);
-    out_off < 0: no float output; qbuf/qspec/qscale: fused requantization (_write);
-    stage: f32 scratch (32).
+    offset of each 4-channel step inside the window; out_off < 0: no float
+    output; qbuf/qspec/qscale: fused requantization (as _write's).
     """
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
     P = 4 if M == 2 else 8
-    has_out, has_res, has_q = out_off >= 0, res_off >= 0, qspec[0] >= 0
-    qwo, qpad, qwp = qspec[1], qspec[2], qspec[3]
-    qz, qmax = np.float32(qspec[4]), np.float32(qspec[5])
     for g in range(G):
         for ob in range(nob):
             b_off = (g * nob + ob) * nk * 64 * M
             n = min(blk, Kg - ob * blk)
             oc0 = g * Kg + ob * blk
-            c0 = np.uint64(oc0)
             p0 = p_lo
             while p0 < p_hi:
+                # the tile applies the epilogue in registers (kernels/intrinsics.py:_emit_epilogue)
                 tp = P if p_hi - p0 >= P else 1
                 if M == 2:
                     if tp == P:
-                        _tile_4x32(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                        _tile_4x32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                                    fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
                     else:
-                        _tile_1x32(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                        _tile_1x32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                                    fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
                 elif tp == P:
-                    _tile_8x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
+                    _tile_8x16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
                 else:
-                    _tile_1x16(acc, A, g * Cgp, pix, p0, B, b_off, koff, nk)
-                # epilogue (_write's math), inlined: a helper call per pixel costs more
-                # than the pixel's arithmetic (numba reference-counts array arguments)
-                for p in range(tp):
-                    pix_i = p0 + p
-                    a0 = np.uint64(p * blk)
-                    o = np.uint64(out_off + pix_i * K + oc0) if has_out else np.uint64(0)
-                    r = np.uint64(res_off + pix_i * K + oc0) if has_res else np.uint64(0)
-                    q = np.uint64(0)
-                    if has_q:
-                        oy = pix_i // qwo
-                        q = np.uint64(qspec[0] + ((oy + qpad) * qwp + (pix_i - oy * qwo) + qpad) * K + oc0)
-                    for k in range(n):
-                        ku = np.uint64(k)
-                        oc = c0 + ku
-                        v = np.float32(acc[a0 + ku] - z * wsum[oc]) * mult[oc] + bias[oc]
-                        if has_res:
-                            v += fbuf[r + ku]
-                        if relu:
-                            v = max(v, np.float32(0))
-                        if relu == RELU6:
-                            v = min(v, np.float32(6))
-                        stage[ku] = v
-                    if has_out:
-                        for k in range(n):
-                            fbuf[o + np.uint64(k)] = stage[np.uint64(k)]
-                    if has_q:
-                        for k in range(n):
-                            ku = np.uint64(k)
-                            qbuf[q + ku] = np.uint8(min(max(roundeven32(stage[ku] / qscale) + qz, np.float32(0)), qmax))
+                    _tile_1x16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
                 p0 += tp
 
 
@@ -275,6 +249,35 @@ def window_offsets(ho: int, wo: int, stride: int, shift: int, wp: int, cpix: int
     ky, kx, c4 = np.meshgrid(np.arange(k), np.arange(k), np.arange(cgp // 4), indexing="ij")
     koff = ((ky * wp + kx) * cpix + 4 * c4).reshape(-1).astype(np.int64)
     return pix, koff
+
+
+def rows_width(k: int, cg: int) -> int:
+    """Bytes of one window row of a row-packed conv: k*Cg rounded up to 4-byte steps."""
+    return -(-k * cg // 4) * 4
+
+
+def use_rows(k: int, cg: int, groups: int) -> bool:
+    """Row-packed windows for a dense conv whose channels are not a multiple of 4
+    (the RGB stem): in an unpadded (Hp, Wp, Cg) buffer a window row's k*Cg bytes
+    are contiguous, so it runs in ceil(k*Cg/4) dot steps instead of k*ceil(Cg/4)
+    (5x5 on RGB: 20 instead of 25, 7x7: 42 instead of 49). The steps' extra bytes
+    (the next pixel's) meet zero weights; the buffer has 3 bytes of slack after it."""
+    return groups == 1 and cg % 4 != 0 and rows_width(k, cg) < k * (-(-cg // 4) * 4)
+
+
+def pack_u8i8_rows(w_int: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer weights (K, kh, kw, Cg) -> pack_u8i8 of (K, kh, 1, kw*Cg): one zero-padded
+    byte row per kernel row, in the order of window_offsets_rows' steps."""
+    k_out, kh, kw, cg = w_int.shape
+    return pack_u8i8(w_int.reshape(k_out, kh, 1, kw * cg), 1, rows_width(kw, cg), M)
+
+
+def window_offsets_rows(ho: int, wo: int, stride: int, shift: int, wp: int, cg: int, k: int):
+    """pix (Ho*Wo,) and koff (k * rows_width/4,) of a row-packed conv on an unpadded
+    (Hp, wp, Cg) u8 buffer: step j of kernel row ky reads bytes 4j..4j+3 of that row."""
+    pix, _ = window_offsets(ho, wo, stride, shift, wp, cg, 1, 4)
+    koff = (np.arange(k)[:, None] * wp * cg + 4 * np.arange(rows_width(k, cg) // 4)[None, :]).reshape(-1)
+    return pix, koff.astype(np.int64)
 
 
 def conv_int_ref(q: np.ndarray, z: int, w_int: np.ndarray, stride: int, pad: int, groups: int) -> np.ndarray:

@@ -63,6 +63,12 @@ class PoolRow(IntEnum):
     OUT = 10         # fbuf: (Ho, Wo, C)
     IS_MAX = 11
     COUNT_PAD = 12   # avgpool: 1 = divide by the window clipped to the padded input (count_include_pad)
+    Q_OFF = 13       # abuf: fused quantization into the consumers' padded buffer (Hp, Wp, C), -1: none
+    Q_PAD = 14       #   its border
+    Q_WP = 15        #   its padded width
+    Q_ZERO = 16      #   the output's zero point
+    Q_MAX = 17       #   2^bits - 1
+    Q_SCALE = 18     # wf32: the output's scale (one float)
 
 
 class MaxPoolU8Row(IntEnum):
@@ -211,43 +217,72 @@ def relu_f32(fbuf, in_off, out_off, n, lo, hi):
 
 
 @jit
-def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, count_pad, oy_lo, oy_hi):
+def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, count_pad,
+             qbuf, q_off, q_pad, q_wp, q_zero, q_max, q_scale, stage, oy_lo, oy_hi):
     """Max pool (padding never wins) or average pool (divide by the non-padding
     count, or with count_pad by the window clipped to the padded input, as
     PyTorch's count_include_pad). Ho, Wo may be ceil-mode sizes: windows past
     the input are clipped. Output rows oy_lo..oy_hi.
 
-    Input and output are separate views; channels are the inner contiguous loop
-    with uint64 indices (no wraparound checks), so it vectorizes."""
+    Max: per output row, the window's input rows are reduced into stage (W*C,
+    one contiguous loop per row), then each output pixel takes the max of its
+    columns of stage; max is exact in any order. Average: taps summed in
+    window order (iy, ix), as before. q_off >= 0: each output row is also
+    quantized into the interior of the consumers' padded u8 buffer at q_off
+    (Hp, q_wp, C): clip(roundeven(y / q_scale) + q_zero, 0, q_max), as
+    quantize_u8, so no separate quantize step runs.
+
+    Input, output and stage are separate views; channels are the inner contiguous
+    loop with uint64 indices (no wraparound checks), so it vectorizes."""
     x = fbuf[in_off:in_off + H * W * C]
     y = fbuf[out_off:out_off + Ho * Wo * C]
-    init = np.float32(-np.inf) if is_max else np.float32(0)
-    for i in range(oy_lo * Wo * C, oy_hi * Wo * C):
-        y[i] = init
+    n = W * C
     for oy in range(oy_lo, oy_hi):
         y0, y1 = max(oy * stride - pad, 0), min(oy * stride - pad + k, H)
-        for ox in range(Wo):
-            x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
-            o = np.uint64((oy * Wo + ox) * C)
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    src = np.uint64((iy * W + ix) * C)
-                    if is_max:
+        yrow = y[oy * Wo * C:(oy + 1) * Wo * C]
+        if is_max:
+            row = stage[:n]
+            src = x[y0 * n:(y0 + 1) * n]
+            for i in range(n):
+                row[i] = src[i]
+            for iy in range(y0 + 1, y1):
+                src = x[iy * n:(iy + 1) * n]
+                for i in range(n):
+                    row[i] = max(row[i], src[i])
+            for ox in range(Wo):
+                x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
+                dst = yrow[ox * C:(ox + 1) * C]
+                r = row[x0 * C:(x0 + 1) * C]
+                for c in range(C):
+                    dst[c] = r[c]
+                for ix in range(x0 + 1, x1):
+                    r = row[ix * C:(ix + 1) * C]
+                    for c in range(C):
+                        dst[c] = max(dst[c], r[c])
+        else:
+            for i in range(Wo * C):
+                yrow[i] = np.float32(0)
+            for ox in range(Wo):
+                x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
+                dst = yrow[ox * C:(ox + 1) * C]
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        src = x[(iy * W + ix) * C:(iy * W + ix + 1) * C]
                         for c in range(C):
-                            i = np.uint64(c)
-                            y[o + i] = max(y[o + i], x[src + i])
-                    else:
-                        for c in range(C):
-                            i = np.uint64(c)
-                            y[o + i] += x[src + i]
-            if not is_max:
+                            dst[c] += src[c]
                 if count_pad:
                     inv = np.float32((min(oy * stride - pad + k, H + pad) - (oy * stride - pad))
                                      * (min(ox * stride - pad + k, W + pad) - (ox * stride - pad)))
                 else:
                     inv = np.float32((y1 - y0) * (x1 - x0))
                 for c in range(C):
-                    y[o + np.uint64(c)] /= inv
+                    dst[c] /= inv
+        if q_off >= 0:
+            d0 = q_off + ((oy + q_pad) * q_wp + q_pad) * C
+            q = qbuf[d0:d0 + Wo * C]
+            s, zf, top = np.float32(q_scale), np.float32(q_zero), np.float32(q_max)
+            for i in range(Wo * C):
+                q[i] = np.uint8(min(max(roundeven32(yrow[i] / s) + zf, np.float32(0)), top))
 
 
 @jit

@@ -12,6 +12,11 @@
                                          dotprod: Cortex-A76 / Raspberry Pi 5, ...)
                                "generic" target-independent LLVM vector IR (widen,
                                          multiply, add groups of 4): any CPU
+    make_dot_tile(P, M, epilogue=True)
+                             the same tile finishing the conv in registers: scale,
+                             bias, residual, relu/relu6, float and requantized u8
+                             stores (masked for partial channel blocks), lane for
+                             lane the float32 steps of the scalar epilogue
     dot_isa()                which of the three the tiles compile to here
     has_vnni()               AVX-512 VNNI usable by numba's target
     hwcaps()                 Linux/aarch64: the kernel's AT_HWCAP/AT_HWCAP2 feature names
@@ -221,7 +226,7 @@ def _udot_quarters(builder, udot, acc, a16, b_quarters):
     return builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(16))))
 
 
-def make_dot_tile(P: int, M: int, isa: str | None = None):
+def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False):
     """An intrinsic tile(acc, A, a_add, pix, pix_start, B, b_off, koff, nk) -> None.
 
     acc  int32[P*M*16] accumulators, written at exit:
@@ -247,109 +252,248 @@ def make_dot_tile(P: int, M: int, isa: str | None = None):
     so one 16-channel block is 4 udot (v4i32 += v16i8 . v16i8) on the
     same 4 activation bytes and 16x4 weight bytes as one vpdpbusd. The
     result is exactly sum a*w whenever that fits int32, as VNNI's.
+
+    epilogue=True: tile(A, a_add, pix, pix_start, B, b_off, koff, nk,
+    n, wsum, mult, bias, oc0, z, fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+    (no acc) applies the conv epilogue to the accumulators in registers and
+    writes the outputs itself: channels oc0..oc0+n-1, n <= 16*M (_emit_epilogue).
     """
     isa = dot_isa() if isa is None else isa
     if isa not in ISAS:
         raise ValueError(f"isa {isa!r}: expected one of {ISAS}")
 
-    @intrinsic
-    def tile(typingctx, acc, A, a_add, pix, pix_start, B, b_off, koff, nk):
-        sig = types.void(acc, A, a_add, pix, pix_start, B, b_off, koff, nk)
+    def typer(typingctx, *a):
+        return types.void(*a), codegen
 
-        def codegen(context, builder, signature, args):
-            a_add_v, ps_v, b_off_v, nk_v = args[2], args[4], args[6], args[8]
-            data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
-            ap, pixp, bp, koffp = data(1), data(3), data(5), data(7)
-            udot = None
-            if isa == "vnni":
-                fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
-                                                    "llvm.x86.avx512.vpdpbusd.512")
-                dot = lambda acc, a, b: builder.call(fn, [acc, a, b])
-            elif isa == "udot":
-                udot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4I32, [V4I32, V16I8, V16I8]),
-                                                      "llvm.aarch64.neon.udot.v4i32.v16i8")
-            else:
-                dot = lambda acc, a, b: _dot_generic(builder, acc, a, b)
-            n_sum = P if udot else 0                                 # udot: sum a per pixel
-            acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
-            sum0 = [ir.Constant(V4I32, None)] * n_sum
-            rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
-                    for p in range(P)]
-            pre = builder.block
-            loop = builder.append_basic_block("dot.loop")
-            done = builder.append_basic_block("dot.done")
-            builder.cbranch(builder.icmp_signed(">", nk_v, _i64(0)), loop, done)
+    def codegen(context, builder, signature, args):
+        if epilogue:                               # the same argument numbers as without: acc = None
+            args, signature = [None] + list(args), types.void(types.none, *signature.args)
+        a_add_v, ps_v, b_off_v, nk_v = args[2], args[4], args[6], args[8]
+        data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
+        ap, pixp, bp, koffp = data(1), data(3), data(5), data(7)
+        udot = None
+        if isa == "vnni":
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
+                                                "llvm.x86.avx512.vpdpbusd.512")
+            dot = lambda acc, a, b: builder.call(fn, [acc, a, b])
+        elif isa == "udot":
+            udot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4I32, [V4I32, V16I8, V16I8]),
+                                                  "llvm.aarch64.neon.udot.v4i32.v16i8")
+        else:
+            dot = lambda acc, a, b: _dot_generic(builder, acc, a, b)
+        n_sum = P if udot else 0                                 # udot: sum a per pixel
+        acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
+        sum0 = [ir.Constant(V4I32, None)] * n_sum
+        rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
+                for p in range(P)]
+        pre = builder.block
+        loop = builder.append_basic_block("dot.loop")
+        done = builder.append_basic_block("dot.done")
+        builder.cbranch(builder.icmp_signed(">", nk_v, _i64(0)), loop, done)
 
-            builder.position_at_end(loop)
-            kk = builder.phi(I64)
-            kk.add_incoming(_i64(0), pre)
-            phis, sphis = [], []
-            for k in range(P * M):
-                ph = builder.phi(V16I32)
-                ph.add_incoming(acc0[k], pre)
-                phis.append(ph)
-            for p in range(n_sum):
-                ph = builder.phi(V4I32)
-                ph.add_incoming(sum0[p], pre)
-                sphis.append(ph)
-            ko = builder.load(builder.gep(koffp, [kk]))
-            bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
-            bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
-                                                 V16I32.as_pointer()), align=1) for j in range(M)]
-            if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
-                flip = ir.Constant(V64I8, [0x80] * 64)
-                bq = []
+        builder.position_at_end(loop)
+        kk = builder.phi(I64)
+        kk.add_incoming(_i64(0), pre)
+        phis, sphis = [], []
+        for k in range(P * M):
+            ph = builder.phi(V16I32)
+            ph.add_incoming(acc0[k], pre)
+            phis.append(ph)
+        for p in range(n_sum):
+            ph = builder.phi(V4I32)
+            ph.add_incoming(sum0[p], pre)
+            sphis.append(ph)
+        ko = builder.load(builder.gep(koffp, [kk]))
+        bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
+        bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
+                                             V16I32.as_pointer()), align=1) for j in range(M)]
+        if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
+            flip = ir.Constant(V64I8, [0x80] * 64)
+            bq = []
+            for j in range(M):
+                w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
+                bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
+                                                  ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
+                           for q in range(4)])
+            ones = ir.Constant(V16I8, [1] * 16)
+        new, snew = [], []
+        for p in range(P):
+            a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
+                               align=1)
+            if udot:
+                a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
+                snew.append(builder.call(udot, [sphis[p], a16, ones]))
                 for j in range(M):
-                    w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
-                    bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
-                                                      ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
-                               for q in range(4)])
-                ones = ir.Constant(V16I8, [1] * 16)
-            new, snew = [], []
-            for p in range(P):
-                a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
-                                   align=1)
-                if udot:
-                    a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
-                    snew.append(builder.call(udot, [sphis[p], a16, ones]))
-                    for j in range(M):
-                        new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
-                else:
-                    splat = _splat16(builder, a32, 16)
-                    for j in range(M):
-                        new.append(dot(phis[p * M + j], splat, bvec[j]))
-            nxt = builder.add(kk, _i64(1))
-            end = builder.block
-            kk.add_incoming(nxt, end)
-            for ph, v in zip(phis + sphis, new + snew):
-                ph.add_incoming(v, end)
-            builder.cbranch(builder.icmp_signed("<", nxt, nk_v), loop, done)
+                    new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
+            else:
+                splat = _splat16(builder, a32, 16)
+                for j in range(M):
+                    new.append(dot(phis[p * M + j], splat, bvec[j]))
+        nxt = builder.add(kk, _i64(1))
+        end = builder.block
+        kk.add_incoming(nxt, end)
+        for ph, v in zip(phis + sphis, new + snew):
+            ph.add_incoming(v, end)
+        builder.cbranch(builder.icmp_signed("<", nxt, nk_v), loop, done)
 
-            builder.position_at_end(done)
-            outs, souts = [], []
-            for k in range(P * M):                     # phis first, then stores
-                out = builder.phi(V16I32)
-                out.add_incoming(acc0[k], pre)
-                out.add_incoming(new[k], end)
-                outs.append(out)
-            for p in range(n_sum):
-                out = builder.phi(V4I32)
-                out.add_incoming(sum0[p], pre)
-                out.add_incoming(snew[p], end)
-                souts.append(out)
-            if udot:                                   # acc -= 128 * sum a (every lane of souts[p] holds it)
-                undef4 = ir.Constant(V4I32, ir.Undefined)
-                for p in range(P):
-                    corr = builder.shl(builder.shuffle_vector(souts[p], undef4, ir.Constant(V16I32, [0] * 16)),
-                                       ir.Constant(V16I32, [7] * 16))
-                    for j in range(M):
-                        outs[p * M + j] = builder.sub(outs[p * M + j], corr)
+        builder.position_at_end(done)
+        outs, souts = [], []
+        for k in range(P * M):                     # phis first, then stores
+            out = builder.phi(V16I32)
+            out.add_incoming(acc0[k], pre)
+            out.add_incoming(new[k], end)
+            outs.append(out)
+        for p in range(n_sum):
+            out = builder.phi(V4I32)
+            out.add_incoming(sum0[p], pre)
+            out.add_incoming(snew[p], end)
+            souts.append(out)
+        if udot:                                   # acc -= 128 * sum a (every lane of souts[p] holds it)
+            undef4 = ir.Constant(V4I32, ir.Undefined)
+            for p in range(P):
+                corr = builder.shl(builder.shuffle_vector(souts[p], undef4, ir.Constant(V16I32, [0] * 16)),
+                                   ir.Constant(V16I32, [7] * 16))
+                for j in range(M):
+                    outs[p * M + j] = builder.sub(outs[p * M + j], corr)
+        if not epilogue:
             accs = data(0)
             for k, out in enumerate(outs):
                 for l in range(16):
                     builder.store(builder.extract_element(out, ir.Constant(I32, l)),
                                   builder.gep(accs, [_i64(16 * k + l)]), align=4)
             return context.get_dummy_value()
-        return sig, codegen
+        i64 = lambda i: context.cast(builder, args[i], signature.args[i], types.int64)
+        e = dict(zip(("wsum", "mult", "bias", "fbuf", "qbuf", "qspec"), map(data, (10, 11, 12, 15, 20, 21))))
+        e.update(zip(("oc0", "z", "out_off", "res_off", "K", "relu"), map(i64, (13, 14, 16, 17, 18, 19))))
+        e["qscale"] = context.cast(builder, args[22], signature.args[22], types.float32)
+        n = i64(9)
+        with builder.if_else(builder.icmp_signed("==", n, _i64(16 * M))) as (then, otherwise):
+            with then:                             # a whole block: plain vector loads and stores
+                _emit_epilogue(builder, outs, P, M, ps_v, e, None)
+            with otherwise:                        # channels n..16M-1 masked off
+                _emit_epilogue(builder, outs, P, M, ps_v, e, n)
+        return context.get_dummy_value()
+
+    if epilogue:
+        @intrinsic
+        def tile(typingctx, A, a_add, pix, pix_start, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z, fbuf,
+                 out_off, res_off, K, relu, qbuf, qspec, qscale):
+            return typer(typingctx, A, a_add, pix, pix_start, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                         fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+    else:
+        @intrinsic
+        def tile(typingctx, acc, A, a_add, pix, pix_start, B, b_off, koff, nk):
+            return typer(typingctx, acc, A, a_add, pix, pix_start, B, b_off, koff, nk)
     tile.isa = isa
     return tile
+
+
+F32 = ir.FloatType()
+V16F = ir.VectorType(F32, 16)
+V16I1 = ir.VectorType(ir.IntType(1), 16)
+
+
+_LLVM_SUFFIX = {V16I32: "v16i32", V16F: "v16f32", V16I8: "v16i8"}
+
+
+def _vload(builder, base, off, vty, mask=None):
+    """16 lanes from base[off:]; with a mask (16 x i1) only those lanes are read (llvm.masked.load)."""
+    ptr = builder.bitcast(builder.gep(base, [off]), vty.as_pointer())
+    if mask is None:
+        return builder.load(ptr, align=1)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty.as_pointer(), I32, V16I1, vty]),
+                                        f"llvm.masked.load.{_LLVM_SUFFIX[vty]}.p0")
+    return builder.call(fn, [ptr, ir.Constant(I32, 1), mask, ir.Constant(vty, None)])
+
+
+def _vstore(builder, v, base, off, mask=None):
+    """v (16 lanes) to base[off:]; with a mask only those lanes are written (llvm.masked.store)."""
+    ptr = builder.bitcast(builder.gep(base, [off]), v.type.as_pointer())
+    if mask is None:
+        builder.store(v, ptr, align=1)
+        return
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [v.type, v.type.as_pointer(),
+                                                                                          I32, V16I1]),
+                                        f"llvm.masked.store.{_LLVM_SUFFIX[v.type]}.p0")
+    builder.call(fn, [v, ptr, ir.Constant(I32, 1), mask])
+
+
+def _max(builder, v, c):
+    """numba's max(v, c) on float32 lanes: select(c > v, c, v) (NaN stays v)."""
+    return builder.select(builder.fcmp_ordered(">", c, v), c, v)
+
+
+def _min(builder, v, c):
+    """numba's min(v, c): select(c < v, c, v)."""
+    return builder.select(builder.fcmp_ordered("<", c, v), c, v)
+
+
+def _emit_epilogue(builder, outs, P, M, p0, e, n):
+    """The conv epilogue of a whole tile in registers, lane for lane the float32
+    steps of conv.py's scalar epilogue (so bit-identical to it):
+
+        v = f32(acc - z*wsum[oc]) * mult[oc] + bias[oc]  (+ fbuf[res])  (relu: max(v, 0); relu6: min(v, 6))
+        fbuf[out] = v;  qbuf[q] = u8(min(max(roundeven(v / qscale) + qz, 0), qmax))
+
+    outs[p*M + j]: 16 x i32 accumulators of pixel p0+p, channels oc0+16j..+16.
+    out = out_off + pix*K + oc (out_off < 0: none), likewise res; the quantized
+    copy goes to the consumer's padded buffer, qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax].
+    (acc - z*wsum is taken mod 2^32, which is the exact value whenever it fits int32.)
+    n (i64, or None for all 16M): only channels oc0..oc0+n-1 are read and written
+    (masked loads and stores: AVX-512 mask registers; scalarized by LLVM elsewhere).
+    """
+    V16I64 = ir.VectorType(I64, 16)
+    nv = None if n is None else builder.shuffle_vector(
+        builder.insert_element(ir.Constant(V16I64, ir.Undefined), n, ir.Constant(I32, 0)),
+        ir.Constant(V16I64, ir.Undefined), ir.Constant(V16I32, [0] * 16))
+    masks = [None if n is None else builder.icmp_signed("<", ir.Constant(V16I64, list(range(16 * j, 16 * j + 16))), nv)
+             for j in range(M)]
+    z32 = builder.trunc(e["z"], I32)
+    zv = builder.shuffle_vector(builder.insert_element(ir.Constant(V16I32, ir.Undefined), z32, ir.Constant(I32, 0)),
+                                ir.Constant(V16I32, ir.Undefined), ir.Constant(V16I32, [0] * 16))
+    splatf = lambda x: builder.shuffle_vector(builder.insert_element(ir.Constant(V16F, ir.Undefined), x,
+                                                                     ir.Constant(I32, 0)),
+                                              ir.Constant(V16F, ir.Undefined), ir.Constant(V16I32, [0] * 16))
+    q_off = builder.load(builder.gep(e["qspec"], [_i64(0)]))
+    q_wo, q_pad, q_wp = (builder.load(builder.gep(e["qspec"], [_i64(i)])) for i in (1, 2, 3))
+    qz = splatf(builder.sitofp(builder.load(builder.gep(e["qspec"], [_i64(4)])), F32))
+    qmax = splatf(builder.sitofp(builder.load(builder.gep(e["qspec"], [_i64(5)])), F32))
+    qscale = splatf(e["qscale"])
+    zero, six = ir.Constant(V16F, [0.0] * 16), ir.Constant(V16F, [6.0] * 16)
+    relu = builder.icmp_signed(">=", e["relu"], _i64(1))
+    relu6 = builder.icmp_signed("==", e["relu"], _i64(2))
+    has_out = builder.icmp_signed(">=", e["out_off"], _i64(0))
+    has_res = builder.icmp_signed(">=", e["res_off"], _i64(0))
+    has_q = builder.icmp_signed(">=", q_off, _i64(0))
+    K = e["K"]
+    for p in range(P):
+        pix = builder.add(p0, _i64(p))
+        base = builder.add(builder.mul(pix, K), e["oc0"])           # pix*K + oc0
+        for j in range(M):
+            oc = builder.add(e["oc0"], _i64(16 * j))
+            mk = masks[j]
+            a = builder.sub(outs[p * M + j], builder.mul(_vload(builder, e["wsum"], oc, V16I32, mk), zv))
+            v = builder.fadd(builder.fmul(builder.sitofp(a, V16F), _vload(builder, e["mult"], oc, V16F, mk)),
+                             _vload(builder, e["bias"], oc, V16F, mk))
+            at = builder.add(base, _i64(16 * j))
+            cur = builder.block
+            with builder.if_then(has_res, likely=True):
+                vr = builder.fadd(v, _vload(builder, e["fbuf"], builder.add(e["res_off"], at), V16F, mk))
+                res_end = builder.block
+            ph = builder.phi(V16F)
+            ph.add_incoming(v, cur)
+            ph.add_incoming(vr, res_end)
+            v = builder.select(relu, _max(builder, ph, zero), ph)
+            v = builder.select(relu6, _min(builder, v, six), v)
+            with builder.if_then(has_out):
+                _vstore(builder, v, e["fbuf"], builder.add(e["out_off"], at), mk)
+            with builder.if_then(has_q, likely=True):
+                oy = builder.sdiv(pix, q_wo)
+                ox = builder.sub(pix, builder.mul(oy, q_wo))
+                qrow = builder.add(builder.mul(builder.add(oy, q_pad), q_wp), builder.add(ox, q_pad))
+                qat = builder.add(builder.add(q_off, builder.mul(qrow, K)), oc)
+                rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16F, [V16F]),
+                                                     "llvm.roundeven.v16f32")
+                t = builder.fadd(builder.call(rnd, [builder.fdiv(v, qscale)]), qz)
+                t = _min(builder, _max(builder, t, zero), qmax)
+                _vstore(builder, builder.trunc(builder.fptosi(t, V16I32), V16I8), e["qbuf"], qat, mk)

@@ -54,9 +54,12 @@ def lower(pl, i):
                 ho=ho, wo=wo, out=q["off"], wp=q["wp"], opad=q["pad"])
         return
     out = pl.float_out(i)
+    q = pl.fused_quant(n.output)                      # its integer consumers' input, written here
+    pl.scratch = max(pl.scratch, w * c)               # the max pool's row stage
     pl.emit(OP_POOL, PoolRow, pl.label(i), "f32", **{"in": pl.fbuf[n.inputs[0]]}, h=h, w=w, c=c,
             kernel=n.kernel, stride=n.stride, pad=n.pad, ho=ho, wo=wo, out=out, is_max=int(n.op == "maxpool"),
-            count_pad=n.attrs.get("count_include_pad", 0))
+            count_pad=n.attrs.get("count_include_pad", 0), q_off=q["q_off"], q_pad=q["q_pad"], q_wp=q["q_wp"],
+            q_zero=q["q_zero"], q_max=q["q_max"], q_scale=q["q_scale"])
 
 
 CEIL = Attr("ceil_mode", 0, 0, 1)

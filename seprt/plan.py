@@ -7,7 +7,9 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
    the add's output with r as residual (the producer of r is hoisted before
    the conv when it can be); a relu that is the only consumer of a
    conv/fc/add output becomes that kernel's relu flag, and so does a relu6
-   (act kind 1) after a conv/fc/affine (flag 2: min(max(v, 0), 6)).
+   (act kind 1) after a conv/fc/affine (flag 2: min(max(v, 0), 6)). A pattern
+   residual block (k x k conv + 1x1 conv of the same input, summed) runs as one
+   dot instruction (`Planner.paired`): the 1x1 is accumulated in the same tiles.
 2. Kernel choice (`Planner.choose`) per integer conv/fc, named in `Plan.paths`:
        int8 weights                     -> "dot-u{bits}i8-{isa}" (u8 x i8 dot tiles)
        binary patterns                  -> "dot-u{bits}bin-{isa}" on ±1 int8, or "popcount-u{bits}"
@@ -183,6 +185,8 @@ class Planner:
         for i, n in enumerate(g.nodes):
             if g.is_integer(n):
                 self.kind[i], self.qgroups[i] = self.choose(n)
+        self.pair = {i: j for i in self.kind if (j := self.paired(i)) >= 0}     # conv -> its paired 1x1 conv
+        self.paired_away = set(self.pair.values())
 
     # ------------------------------------------------------------ shapes
     def shape(self, v: int) -> tuple:
@@ -213,6 +217,28 @@ class Planner:
         if n.wfmt == "bin" and bin_kernel_choice() == "popcount":
             return "popcount", groups
         return "dot", (1 if k // groups < DENSE_BELOW else groups)
+
+    def paired(self, i: int) -> int:
+        """The 1x1 conv that runs inside conv i's dot tiles, or -1. A pattern residual
+        block is a kxk conv and a 1x1 conv of the same input, summed: when the 1x1's
+        output is read only by that add (fused into conv i as its residual), the
+        tiles accumulate both convs over the same pixels (the 1x1 at the window's
+        centre tap) and add the 1x1's output in registers: no pass of its own, no
+        float tensor in between. Bit-identical: the same float32 steps."""
+        g, n = self.g, self.g.nodes[i]
+        r = self.residual.get(i, -1)
+        j = self.writer.get(r, -1) if r >= 0 else -1
+        if j < 0 or self.kind.get(i) != "dot" or self.kind.get(j) != "dot":
+            return -1
+        m = g.nodes[j]
+        c = self.hwc(n.inputs[0])[2]
+        return j if (n.op == m.op == "conv" and m.inputs[0] == n.inputs[0] and m.groups == n.groups
+                     and m.kernel == 1 and m.pad == 0
+                     and m.stride == n.stride and 2 * n.pad == n.kernel - 1 and self.qgroups[j] == self.qgroups[i]
+                     and not kc.use_rows(n.kernel, c // n.groups, n.groups)
+                     and self.writes[j] == r and self.residual[j] < 0 and self.relu[j] == 0
+                     and len(self.cons.get(r, [])) == 1 and self.cons[r][0] in self.skipped
+                     and r not in (g.output, g.embed)) else -1
 
     def float_needed(self, v: int) -> bool:
         """Does anything read value v as float (not as a quantized conv input)?"""
@@ -337,7 +363,7 @@ class Planner:
                      "q_max": (1 << p.q_bits) - 1, "q_scale": self.wf32.add([p.q_scale])}
         if self.float_needed(w_val) or qspec["q_off"] < 0:
             self.float_out(i)
-        res = self.residual[i]
+        res = self.residual[i] if i not in self.pair else -1      # a paired conv's residual is in registers
         k = self.hwc(n.output)[2]
         epi = dict(bias=self.wf32.add(n.bias), out=self.fbuf.get(w_val, -1),
                    res=self.fbuf[res] if res >= 0 else -1, k=k, relu=self.relu[i], **qspec)
@@ -359,12 +385,7 @@ class Planner:
         kernel, stride, pad, ho, wo = self._geometry(n)
         k, c = w_int.shape[0], self.hwc(n.inputs[0])[2]
         groups, qg = n.groups, self.qgroups[i]
-        if qg != groups:                      # dense block-diagonal form
-            cg, kg = c // groups, k // groups
-            dense = np.zeros((k, kernel, kernel, c), w_int.dtype)
-            for j in range(groups):
-                dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
-            w_int = dense
+        w_int = self._dense(w_int, groups, qg, c)
         kgq = k // qg
         M = 2 if kgq > 16 else 1
         rows = kc.use_rows(kernel, c // groups, groups)
@@ -377,9 +398,37 @@ class Planner:
             pix, koff = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], qg * q["cgp"], kernel, q["cgp"])
         v = self.g.values[n.inputs[0]]
         path = f"dot-u{v.q_bits}{n.wfmt}-{dot_isa()}" + ("-rows" if rows else "")
-        self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, self.label(i), path, mac,
+        pair = dict(b2=0, koff2=0, nk2=0, wsum2=0, mult2=0, bias2=0)
+        label = self.label(i)
+        if i in self.pair:                    # the 1x1 branch of a PRB, at the window's centre tap
+            j = self.pair[i]
+            m = self.g.nodes[j]
+            w2 = self._dense(get_wfmt(m.wfmt).int_weight(m, self.g.kernel_shape(m)).reshape(k, 1, 1, c // m.groups),
+                             m.groups, qg, c)
+            b2, wsum2 = pack_u8i8(w2, qg, q["cgp"], M)
+            ctr = kernel // 2
+            koff2 = ((ctr * q["wp"] + ctr) * qg * q["cgp"] + 4 * np.arange(q["cgp"] // 4)).astype(np.int64)
+            pair = dict(b2=self.wi8.add(b2), koff2=self.aux.add(koff2), nk2=len(koff2), wsum2=self.wi32.add(wsum2),
+                        mult2=self.wf32.add((np.float32(v.q_scale) * m.scale).astype(np.float32)),
+                        bias2=self.wf32.add(m.bias))
+            label, path = f"{label} + {m.name}", path + "+1x1"
+            mac += self.g.node_params(m) * ho * wo
+        self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, label, path, mac,
                   a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), koff=self.aux.add(koff), nk=len(koff),
-                  b=self.wi8.add(b), g=qg, cgp=q["cgp"], kg=kgq, m=M, zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
+                  b=self.wi8.add(b), g=qg, cgp=q["cgp"], kg=kgq, m=M, zero=v.q_zero, wsum=self.wi32.add(wsum),
+                  **pair, **epi)
+
+    @staticmethod
+    def _dense(w_int, groups: int, qg: int, c: int):
+        """(K, k, k, C/groups) -> the dense block-diagonal (K, k, k, C) form when the
+        buffer layout has qg = 1 group for a grouped conv; else unchanged."""
+        if qg == groups:
+            return w_int
+        k, kernel, cg, kg = w_int.shape[0], w_int.shape[1], c // groups, w_int.shape[0] // groups
+        dense = np.zeros((k, kernel, kernel, c), w_int.dtype)
+        for j in range(groups):
+            dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
+        return dense
 
     def _conv_stack(self, i, w_int, epi, mac):
         """Stacked binary filters: bank conv per d-slice + gather-sum (seprt/kernels/stack.py)."""
@@ -451,17 +500,18 @@ class Planner:
 
     # ------------------------------------------------------------ driver
     def node(self, i: int) -> None:
-        """Lower node i, after the producer of its fused residual (hoisted)."""
+        """Lower node i, after the producer of its fused residual (hoisted; a paired
+        1x1 conv runs inside node i's own instruction)."""
         self.emitted.add(i)
         res = self.residual.get(i, -1)
-        if res >= 0 and res not in self.fbuf:
+        if res >= 0 and res not in self.fbuf and i not in self.pair:
             self.node(self.writer[res])
         get_op(self.g.nodes[i].op).lower(self, i)
 
     def build(self) -> Plan:
         g = self.g
         for i in range(len(g.nodes)):
-            if i not in self.skipped and i not in self.emitted:
+            if i not in self.skipped and i not in self.emitted and i not in self.paired_away:
                 self.node(i)
         return Plan(prog=np.stack(self.rows), names=self.names, paths=self.paths, macs=self.macs,
                     weights={"wf32": self.wf32.array(), "wi8": self.wi8.array(), "wu64": self.wu64.array(),

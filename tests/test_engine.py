@@ -46,6 +46,11 @@ def epilogue_ref(acc, mult, bias, res, relu, requant):
     return v.astype(np.float32), q
 
 
+# conv_u8i8's paired-conv arguments when there is none: B2, koff2, nk2, wsum2, mult2, bias2
+NO_PAIR = (np.zeros(64, np.int8), np.zeros(0, np.int64), 0, np.zeros(1, np.int32), np.zeros(1, np.float32),
+           np.zeros(1, np.float32))
+
+
 def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=None, res=None, relu=False,
              requant=None):
     """Run an integer conv kernel with its fused epilogue: returns (float out (Ho,Wo,K), quantized out or None).
@@ -73,7 +78,7 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
         M = 2 if kg > 16 else 1
         B, wsum = pack_u8i8(w_int, groups, cgp, M)
         pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
-        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, *tail[:3], 0, ho * wo)
+        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, *tail[:3], *NO_PAIR, 0, ho * wo)
     elif kernel == "dot-rows":                     # row-packed: unpadded channels, slack after the buffer
         from seprt.kernels.conv import pack_u8i8_rows, window_offsets_rows
         M = 2 if kg > 16 else 1
@@ -81,7 +86,7 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
                             .reshape(-1), np.full(3, 255, np.uint8)])
         B, wsum = pack_u8i8_rows(w_int, M)
         pix, koff = window_offsets_rows(ho, wo, stride, 0, w + 2 * pad, c, k)
-        conv_u8i8(A, pix, koff, len(koff), B, 1, c, kg, M, z, wsum, *epi, *tail[:3], 0, ho * wo)
+        conv_u8i8(A, pix, koff, len(koff), B, 1, c, kg, M, z, wsum, *epi, *tail[:3], *NO_PAIR, 0, ho * wo)
     elif kernel == "dw":
         wt, wsum = pack_dw(w_int, cgp)
         pix, _ = window_offsets(ho, wo, stride, 0, w + 2 * pad, cgp, 1, 4)
@@ -587,3 +592,32 @@ def test_slice_kernel_bit_exact():
     slice_f32(buf, 0, x.size, 35, 6, 3, 2, 0, 35)
     want = run_op("slice", [x], k=3, start=2)
     np.testing.assert_array_equal(buf[x.size:].reshape(want.shape), want)
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_prb_runs_as_one_dot_instruction(groups):
+    """A pattern residual block (3x3 binary + 1x1 int8 of the same input, summed,
+    relu) runs as one dot instruction, the 1x1 in the same tiles, bit-exact against
+    the reference, on 1 and 3 threads. A 1x1 whose output is also read elsewhere
+    keeps its own instruction."""
+    from seprt import variants
+    from seprt.arch import CIFAR10_LABELS, Arch, Layer
+    layers = (Layer("stem", "conv", ("input",), out_channels=32, kernel=3, pad=1), Layer("r0", "relu", ("stem",)),
+              Layer("a1", "conv", ("r0",), out_channels=48, kernel=1, groups=groups),
+              Layer("a3", "conv", ("r0",), out_channels=48, kernel=3, pad=1, groups=groups),
+              Layer("s1", "add", ("a3", "a1")), Layer("r1", "relu", ("s1",)),
+              Layer("b1", "conv", ("r1",), out_channels=48, kernel=1, stride=2),     # read twice: not paired
+              Layer("b3", "conv", ("r1",), out_channels=48, kernel=3, pad=1, stride=2),
+              Layer("s2", "add", ("b3", "b1")), Layer("s3", "add", ("s2", "b1")), Layer("r2", "relu", ("s3",)),
+              Layer("pool", "gap", ("r2",)), Layer("fc", "fc", ("pool",), out_channels=10))
+    a = Arch("prb", (12, 10, 3), 10, layers, CIFAR10_LABELS)
+    ws = variants.binarize_layers(a, variants.random_layers(a, seed=3), "all")
+    calib = np.random.default_rng(4).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, ws, "BQ", variants.default_preprocess(a), calib)
+    e = FastEngine(g)
+    paired = [n for n, p in zip(e.plan.names, e.plan.paths) if p.endswith("+1x1")]
+    assert len(paired) == 1 and paired[0].startswith("a3") and paired[0].endswith("+ a1")
+    assert not any(n.startswith("a1") for n in e.plan.names) and any(n.startswith("b1") for n in e.plan.names)
+    x = np.random.default_rng(5).standard_normal((3,) + a.input_shape).astype(np.float32)
+    np.testing.assert_array_equal(e.run(x)[0], reference.run(g, x)[g.output])
+    np.testing.assert_array_equal(FastEngine(g, threads=3).run(x[:1])[0], e.run(x[:1])[0])

@@ -81,6 +81,14 @@ class ConvDotRow(IntEnum):
     M = 10           # 16-channel blocks per tile (1 or 2)
     ZERO = 11        # input zero point
     WSUM = 12        # wi32: (K,) sum of each filter's integer weights
+    # a paired 1x1 conv of the same input (PRB: 3x3 + 1x1, summed), run in the same
+    # tiles; its output is the residual (Epilogue.RES is then -1). NK2 = 0: none
+    B2 = 13          # wi8: its packed weights (G, Kg/16M, nk2, M, 16, 4)
+    KOFF2 = 14       # aux: (nk2,) offsets of its 4-channel steps inside the window (the centre tap)
+    NK2 = 15
+    WSUM2 = 16       # wi32: (K,)
+    MULT2 = 17       # wf32: (K,) its multiplier
+    BIAS2 = 18       # wf32: (K,) its bias
 
 
 class ConvBinRow(IntEnum):
@@ -189,13 +197,16 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
 
 @jit
 def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
-              fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, p_lo, p_hi):
+              fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, koff2, nk2, wsum2, mult2, bias2,
+              p_lo, p_hi):
     """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32,
     output pixels p_lo..p_hi (this thread's share).
 
     pix (Ho*Wo,) i64: A offset of each output pixel's window; koff (nk,) i64:
     offset of each 4-channel step inside the window; out_off < 0: no float
     output; qbuf/qspec/qscale: fused requantization (as _write's).
+    nk2 > 0: a paired conv (B2, koff2, wsum2, mult2, bias2; ConvDotRow.B2) whose
+    output is the residual, computed in the same tiles.
     """
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
@@ -203,6 +214,7 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
     for g in range(G):
         for ob in range(nob):
             b_off = (g * nob + ob) * nk * 64 * M
+            b_off2 = (g * nob + ob) * nk2 * 64 * M
             n = min(blk, Kg - ob * blk)
             oc0 = g * Kg + ob * blk
             p0 = p_lo
@@ -212,16 +224,20 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                 if M == 2:
                     if tp == P:
                         _tile_4x32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
-                                    fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+                                    fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
+                                    wsum2, mult2, bias2)
                     else:
                         _tile_1x32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
-                                    fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+                                    fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
+                                    wsum2, mult2, bias2)
                 elif tp == P:
                     _tile_8x16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
-                                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+                                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
+                                wsum2, mult2, bias2)
                 else:
                     _tile_1x16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
-                                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+                                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
+                                wsum2, mult2, bias2)
                 p0 += tp
 
 

@@ -226,6 +226,94 @@ def _udot_quarters(builder, udot, acc, a16, b_quarters):
     return builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(16))))
 
 
+def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v):
+    """The tile's k4 loop: -> P*M accumulators (16 x i32) of sum_kk A[rows[p] + koff[kk] + b] *
+    B[b_off + ((kk*M + j)*16 + l)*4 + b]; zeros when nk <= 0."""
+    udot = None
+    if isa == "vnni":
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
+                                            "llvm.x86.avx512.vpdpbusd.512")
+        dot = lambda acc, a, b: builder.call(fn, [acc, a, b])
+    elif isa == "udot":
+        udot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4I32, [V4I32, V16I8, V16I8]),
+                                              "llvm.aarch64.neon.udot.v4i32.v16i8")
+    else:
+        dot = lambda acc, a, b: _dot_generic(builder, acc, a, b)
+    n_sum = P if udot else 0                                 # udot: sum a per pixel
+    acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
+    sum0 = [ir.Constant(V4I32, None)] * n_sum
+    pre = builder.block
+    loop = builder.append_basic_block("dot.loop")
+    done = builder.append_basic_block("dot.done")
+    builder.cbranch(builder.icmp_signed(">", nk_v, _i64(0)), loop, done)
+
+    builder.position_at_end(loop)
+    kk = builder.phi(I64)
+    kk.add_incoming(_i64(0), pre)
+    phis, sphis = [], []
+    for k in range(P * M):
+        ph = builder.phi(V16I32)
+        ph.add_incoming(acc0[k], pre)
+        phis.append(ph)
+    for p in range(n_sum):
+        ph = builder.phi(V4I32)
+        ph.add_incoming(sum0[p], pre)
+        sphis.append(ph)
+    ko = builder.load(builder.gep(koffp, [kk]))
+    bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
+    bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
+                                         V16I32.as_pointer()), align=1) for j in range(M)]
+    if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
+        flip = ir.Constant(V64I8, [0x80] * 64)
+        bq = []
+        for j in range(M):
+            w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
+            bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
+                                              ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
+                       for q in range(4)])
+        ones = ir.Constant(V16I8, [1] * 16)
+    new, snew = [], []
+    for p in range(P):
+        a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
+                           align=1)
+        if udot:
+            a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
+            snew.append(builder.call(udot, [sphis[p], a16, ones]))
+            for j in range(M):
+                new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
+        else:
+            splat = _splat16(builder, a32, 16)
+            for j in range(M):
+                new.append(dot(phis[p * M + j], splat, bvec[j]))
+    nxt = builder.add(kk, _i64(1))
+    end = builder.block
+    kk.add_incoming(nxt, end)
+    for ph, v in zip(phis + sphis, new + snew):
+        ph.add_incoming(v, end)
+    builder.cbranch(builder.icmp_signed("<", nxt, nk_v), loop, done)
+
+    builder.position_at_end(done)
+    outs, souts = [], []
+    for k in range(P * M):                     # phis first, then stores
+        out = builder.phi(V16I32)
+        out.add_incoming(acc0[k], pre)
+        out.add_incoming(new[k], end)
+        outs.append(out)
+    for p in range(n_sum):
+        out = builder.phi(V4I32)
+        out.add_incoming(sum0[p], pre)
+        out.add_incoming(snew[p], end)
+        souts.append(out)
+    if udot:                                   # acc -= 128 * sum a (every lane of souts[p] holds it)
+        undef4 = ir.Constant(V4I32, ir.Undefined)
+        for p in range(P):
+            corr = builder.shl(builder.shuffle_vector(souts[p], undef4, ir.Constant(V16I32, [0] * 16)),
+                               ir.Constant(V16I32, [7] * 16))
+            for j in range(M):
+                outs[p * M + j] = builder.sub(outs[p * M + j], corr)
+    return outs
+
+
 def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False):
     """An intrinsic tile(acc, A, a_add, pix, pix_start, B, b_off, koff, nk) -> None.
 
@@ -254,9 +342,12 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
     result is exactly sum a*w whenever that fits int32, as VNNI's.
 
     epilogue=True: tile(A, a_add, pix, pix_start, B, b_off, koff, nk,
-    n, wsum, mult, bias, oc0, z, fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
-    (no acc) applies the conv epilogue to the accumulators in registers and
-    writes the outputs itself: channels oc0..oc0+n-1, n <= 16*M (_emit_epilogue).
+    n, wsum, mult, bias, oc0, z, fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale,
+    B2, b_off2, koff2, nk2, wsum2, mult2, bias2) (no acc) applies the conv epilogue to
+    the accumulators in registers and writes the outputs itself: channels
+    oc0..oc0+n-1, n <= 16*M (_emit_epilogue). nk2 > 0: a second conv of the same
+    pixels (B2/koff2/nk2 as B/koff/nk: a PRB's 1x1 branch) is accumulated too and
+    its output, with its own scale and bias, is the residual.
     """
     isa = dot_isa() if isa is None else isa
     if isa not in ISAS:
@@ -268,93 +359,13 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
     def codegen(context, builder, signature, args):
         if epilogue:                               # the same argument numbers as without: acc = None
             args, signature = [None] + list(args), types.void(types.none, *signature.args)
-        a_add_v, ps_v, b_off_v, nk_v = args[2], args[4], args[6], args[8]
+        a_add_v, ps_v = args[2], args[4]
         data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
-        ap, pixp, bp, koffp = data(1), data(3), data(5), data(7)
-        udot = None
-        if isa == "vnni":
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
-                                                "llvm.x86.avx512.vpdpbusd.512")
-            dot = lambda acc, a, b: builder.call(fn, [acc, a, b])
-        elif isa == "udot":
-            udot = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V4I32, [V4I32, V16I8, V16I8]),
-                                                  "llvm.aarch64.neon.udot.v4i32.v16i8")
-        else:
-            dot = lambda acc, a, b: _dot_generic(builder, acc, a, b)
-        n_sum = P if udot else 0                                 # udot: sum a per pixel
-        acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
-        sum0 = [ir.Constant(V4I32, None)] * n_sum
+        i64 = lambda i: context.cast(builder, args[i], signature.args[i], types.int64)
+        ap, pixp = data(1), data(3)
         rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
                 for p in range(P)]
-        pre = builder.block
-        loop = builder.append_basic_block("dot.loop")
-        done = builder.append_basic_block("dot.done")
-        builder.cbranch(builder.icmp_signed(">", nk_v, _i64(0)), loop, done)
-
-        builder.position_at_end(loop)
-        kk = builder.phi(I64)
-        kk.add_incoming(_i64(0), pre)
-        phis, sphis = [], []
-        for k in range(P * M):
-            ph = builder.phi(V16I32)
-            ph.add_incoming(acc0[k], pre)
-            phis.append(ph)
-        for p in range(n_sum):
-            ph = builder.phi(V4I32)
-            ph.add_incoming(sum0[p], pre)
-            sphis.append(ph)
-        ko = builder.load(builder.gep(koffp, [kk]))
-        bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
-        bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
-                                             V16I32.as_pointer()), align=1) for j in range(M)]
-        if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
-            flip = ir.Constant(V64I8, [0x80] * 64)
-            bq = []
-            for j in range(M):
-                w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
-                bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
-                                                  ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
-                           for q in range(4)])
-            ones = ir.Constant(V16I8, [1] * 16)
-        new, snew = [], []
-        for p in range(P):
-            a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
-                               align=1)
-            if udot:
-                a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
-                snew.append(builder.call(udot, [sphis[p], a16, ones]))
-                for j in range(M):
-                    new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
-            else:
-                splat = _splat16(builder, a32, 16)
-                for j in range(M):
-                    new.append(dot(phis[p * M + j], splat, bvec[j]))
-        nxt = builder.add(kk, _i64(1))
-        end = builder.block
-        kk.add_incoming(nxt, end)
-        for ph, v in zip(phis + sphis, new + snew):
-            ph.add_incoming(v, end)
-        builder.cbranch(builder.icmp_signed("<", nxt, nk_v), loop, done)
-
-        builder.position_at_end(done)
-        outs, souts = [], []
-        for k in range(P * M):                     # phis first, then stores
-            out = builder.phi(V16I32)
-            out.add_incoming(acc0[k], pre)
-            out.add_incoming(new[k], end)
-            outs.append(out)
-        for p in range(n_sum):
-            out = builder.phi(V4I32)
-            out.add_incoming(sum0[p], pre)
-            out.add_incoming(snew[p], end)
-            souts.append(out)
-        if udot:                                   # acc -= 128 * sum a (every lane of souts[p] holds it)
-            undef4 = ir.Constant(V4I32, ir.Undefined)
-            for p in range(P):
-                corr = builder.shl(builder.shuffle_vector(souts[p], undef4, ir.Constant(V16I32, [0] * 16)),
-                                   ir.Constant(V16I32, [7] * 16))
-                for j in range(M):
-                    outs[p * M + j] = builder.sub(outs[p * M + j], corr)
+        outs = _emit_dot_loop(builder, isa, P, M, ap, rows, data(5), i64(6), data(7), i64(8))
         if not epilogue:
             accs = data(0)
             for k, out in enumerate(outs):
@@ -362,24 +373,27 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
                     builder.store(builder.extract_element(out, ir.Constant(I32, l)),
                                   builder.gep(accs, [_i64(16 * k + l)]), align=4)
             return context.get_dummy_value()
-        i64 = lambda i: context.cast(builder, args[i], signature.args[i], types.int64)
-        e = dict(zip(("wsum", "mult", "bias", "fbuf", "qbuf", "qspec"), map(data, (10, 11, 12, 15, 20, 21))))
-        e.update(zip(("oc0", "z", "out_off", "res_off", "K", "relu"), map(i64, (13, 14, 16, 17, 18, 19))))
+        # the paired 1x1 conv (a PRB's other branch): the same pixels, its own weights and steps
+        outs2 = _emit_dot_loop(builder, isa, P, M, ap, rows, data(23), i64(24), data(25), i64(26))
+        e = dict(zip(("wsum", "mult", "bias", "fbuf", "qbuf", "qspec", "wsum2", "mult2", "bias2"),
+                     map(data, (10, 11, 12, 15, 20, 21, 27, 28, 29))))
+        e.update(zip(("oc0", "z", "out_off", "res_off", "K", "relu", "nk2"), map(i64, (13, 14, 16, 17, 18, 19, 26))))
         e["qscale"] = context.cast(builder, args[22], signature.args[22], types.float32)
         n = i64(9)
         with builder.if_else(builder.icmp_signed("==", n, _i64(16 * M))) as (then, otherwise):
             with then:                             # a whole block: plain vector loads and stores
-                _emit_epilogue(builder, outs, P, M, ps_v, e, None)
+                _emit_epilogue(builder, outs, outs2, P, M, ps_v, e, None)
             with otherwise:                        # channels n..16M-1 masked off
-                _emit_epilogue(builder, outs, P, M, ps_v, e, n)
+                _emit_epilogue(builder, outs, outs2, P, M, ps_v, e, n)
         return context.get_dummy_value()
 
     if epilogue:
         @intrinsic
         def tile(typingctx, A, a_add, pix, pix_start, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z, fbuf,
-                 out_off, res_off, K, relu, qbuf, qspec, qscale):
+                 out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2, wsum2, mult2, bias2):
             return typer(typingctx, A, a_add, pix, pix_start, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
-                         fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale)
+                         fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2, wsum2,
+                         mult2, bias2)
     else:
         @intrinsic
         def tile(typingctx, acc, A, a_add, pix, pix_start, B, b_off, koff, nk):
@@ -428,12 +442,16 @@ def _min(builder, v, c):
     return builder.select(builder.fcmp_ordered("<", c, v), c, v)
 
 
-def _emit_epilogue(builder, outs, P, M, p0, e, n):
+def _emit_epilogue(builder, outs, outs2, P, M, p0, e, n):
     """The conv epilogue of a whole tile in registers, lane for lane the float32
     steps of conv.py's scalar epilogue (so bit-identical to it):
 
         v = f32(acc - z*wsum[oc]) * mult[oc] + bias[oc]  (+ fbuf[res])  (relu: max(v, 0); relu6: min(v, 6))
         fbuf[out] = v;  qbuf[q] = u8(min(max(roundeven(v / qscale) + qz, 0), qmax))
+
+    with nk2 > 0 (a paired 1x1 conv, outs2) the residual is that conv's output, in
+    registers: v += f32(acc2 - z*wsum2[oc]) * mult2[oc] + bias2[oc], the value it would
+    have written to fbuf[res].
 
     outs[p*M + j]: 16 x i32 accumulators of pixel p0+p, channels oc0+16j..+16.
     out = out_off + pix*K + oc (out_off < 0: none), likewise res; the quantized
@@ -464,6 +482,7 @@ def _emit_epilogue(builder, outs, P, M, p0, e, n):
     relu6 = builder.icmp_signed("==", e["relu"], _i64(2))
     has_out = builder.icmp_signed(">=", e["out_off"], _i64(0))
     has_res = builder.icmp_signed(">=", e["res_off"], _i64(0))
+    has2 = builder.icmp_signed(">", e["nk2"], _i64(0))
     has_q = builder.icmp_signed(">=", q_off, _i64(0))
     K = e["K"]
     for p in range(P):
@@ -483,6 +502,16 @@ def _emit_epilogue(builder, outs, P, M, p0, e, n):
             ph = builder.phi(V16F)
             ph.add_incoming(v, cur)
             ph.add_incoming(vr, res_end)
+            v, cur = ph, builder.block
+            with builder.if_then(has2):
+                a2 = builder.sub(outs2[p * M + j], builder.mul(_vload(builder, e["wsum2"], oc, V16I32, mk), zv))
+                y2 = builder.fadd(builder.fmul(builder.sitofp(a2, V16F), _vload(builder, e["mult2"], oc, V16F, mk)),
+                                  _vload(builder, e["bias2"], oc, V16F, mk))
+                v2 = builder.fadd(v, y2)
+                end2 = builder.block
+            ph = builder.phi(V16F)
+            ph.add_incoming(v, cur)
+            ph.add_incoming(v2, end2)
             v = builder.select(relu, _max(builder, ph, zero), ph)
             v = builder.select(relu6, _min(builder, v, six), v)
             with builder.if_then(has_out):

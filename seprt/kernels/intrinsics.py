@@ -382,9 +382,9 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
         n = i64(9)
         with builder.if_else(builder.icmp_signed("==", n, _i64(16 * M))) as (then, otherwise):
             with then:                             # a whole block: plain vector loads and stores
-                _emit_epilogue(builder, outs, outs2, P, M, ps_v, e, None)
+                _emit_epilogue(builder, isa, outs, outs2, P, M, ps_v, e, None)
             with otherwise:                        # channels n..16M-1 masked off
-                _emit_epilogue(builder, outs, outs2, P, M, ps_v, e, n)
+                _emit_epilogue(builder, isa, outs, outs2, P, M, ps_v, e, n)
         return context.get_dummy_value()
 
     if epilogue:
@@ -410,26 +410,61 @@ V16I1 = ir.VectorType(ir.IntType(1), 16)
 _LLVM_SUFFIX = {V16I32: "v16i32", V16F: "v16f32", V16I8: "v16i8"}
 
 
-def _vload(builder, base, off, vty, mask=None):
-    """16 lanes from base[off:]; with a mask (16 x i1) only those lanes are read (llvm.masked.load)."""
+class _Lanes:
+    """Which lanes of a 16-lane block exist: all (None), or the first `count` (i64)
+    as a mask (16 x i1) for AVX-512's masked loads and stores, or, on other
+    targets (where LLVM would expand each masked lane into a branch: slow to
+    compile), as a loop over `count` elements through a 16-lane stack buffer."""
+
+    def __init__(self, builder, count, masked: bool):
+        self.count, self.mask, self.buf = count, None, {}
+        if count is not None and masked:
+            V16I64 = ir.VectorType(I64, 16)
+            cv = builder.shuffle_vector(builder.insert_element(ir.Constant(V16I64, ir.Undefined), count,
+                                                               ir.Constant(I32, 0)),
+                                        ir.Constant(V16I64, ir.Undefined), ir.Constant(V16I32, [0] * 16))
+            self.mask = builder.icmp_signed("<", ir.Constant(V16I64, list(range(16))), cv)
+
+    def tmp(self, builder, vty):
+        if vty not in self.buf:
+            self.buf[vty] = cgutils.alloca_once(builder, vty)
+        return self.buf[vty]
+
+
+def _vload(builder, base, off, vty, lanes=None):
+    """16 lanes from base[off:]; with `lanes` (_Lanes) only the existing ones are read (others 0)."""
     ptr = builder.bitcast(builder.gep(base, [off]), vty.as_pointer())
-    if mask is None:
+    if lanes is None or lanes.count is None:
         return builder.load(ptr, align=1)
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty.as_pointer(), I32, V16I1, vty]),
-                                        f"llvm.masked.load.{_LLVM_SUFFIX[vty]}.p0")
-    return builder.call(fn, [ptr, ir.Constant(I32, 1), mask, ir.Constant(vty, None)])
+    if lanes.mask is not None:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty.as_pointer(), I32, V16I1, vty]),
+                                            f"llvm.masked.load.{_LLVM_SUFFIX[vty]}.p0")
+        return builder.call(fn, [ptr, ir.Constant(I32, 1), lanes.mask, ir.Constant(vty, None)])
+    tmp = lanes.tmp(builder, vty)
+    builder.store(ir.Constant(vty, None), tmp)
+    elt = builder.bitcast(tmp, vty.element.as_pointer())
+    with cgutils.for_range(builder, lanes.count) as loop:
+        builder.store(builder.load(builder.gep(base, [builder.add(off, loop.index)])), builder.gep(elt, [loop.index]))
+    return builder.load(tmp)
 
 
-def _vstore(builder, v, base, off, mask=None):
-    """v (16 lanes) to base[off:]; with a mask only those lanes are written (llvm.masked.store)."""
+def _vstore(builder, v, base, off, lanes=None):
+    """v (16 lanes) to base[off:]; with `lanes` only the existing lanes are written."""
     ptr = builder.bitcast(builder.gep(base, [off]), v.type.as_pointer())
-    if mask is None:
+    if lanes is None or lanes.count is None:
         builder.store(v, ptr, align=1)
         return
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [v.type, v.type.as_pointer(),
-                                                                                          I32, V16I1]),
-                                        f"llvm.masked.store.{_LLVM_SUFFIX[v.type]}.p0")
-    builder.call(fn, [v, ptr, ir.Constant(I32, 1), mask])
+    if lanes.mask is not None:
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [v.type, v.type.as_pointer(),
+                                                                                              I32, V16I1]),
+                                            f"llvm.masked.store.{_LLVM_SUFFIX[v.type]}.p0")
+        builder.call(fn, [v, ptr, ir.Constant(I32, 1), lanes.mask])
+        return
+    tmp = lanes.tmp(builder, v.type)
+    builder.store(v, tmp)
+    elt = builder.bitcast(tmp, v.type.element.as_pointer())
+    with cgutils.for_range(builder, lanes.count) as loop:
+        builder.store(builder.load(builder.gep(elt, [loop.index])), builder.gep(base, [builder.add(off, loop.index)]))
 
 
 def _max(builder, v, c):
@@ -442,7 +477,7 @@ def _min(builder, v, c):
     return builder.select(builder.fcmp_ordered("<", c, v), c, v)
 
 
-def _emit_epilogue(builder, outs, outs2, P, M, p0, e, n):
+def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
     """The conv epilogue of a whole tile in registers, lane for lane the float32
     steps of conv.py's scalar epilogue (so bit-identical to it):
 
@@ -458,14 +493,16 @@ def _emit_epilogue(builder, outs, outs2, P, M, p0, e, n):
     copy goes to the consumer's padded buffer, qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax].
     (acc - z*wsum is taken mod 2^32, which is the exact value whenever it fits int32.)
     n (i64, or None for all 16M): only channels oc0..oc0+n-1 are read and written
-    (masked loads and stores: AVX-512 mask registers; scalarized by LLVM elsewhere).
+    (_Lanes: AVX-512 masked loads and stores, a short copy loop elsewhere).
     """
-    V16I64 = ir.VectorType(I64, 16)
-    nv = None if n is None else builder.shuffle_vector(
-        builder.insert_element(ir.Constant(V16I64, ir.Undefined), n, ir.Constant(I32, 0)),
-        ir.Constant(V16I64, ir.Undefined), ir.Constant(V16I32, [0] * 16))
-    masks = [None if n is None else builder.icmp_signed("<", ir.Constant(V16I64, list(range(16 * j, 16 * j + 16))), nv)
-             for j in range(M)]
+    masks = []                      # per 16-channel block j: its lanes (channels 16j.. that exist)
+    for j in range(M):
+        count = None
+        if n is not None:
+            left = builder.sub(n, _i64(16 * j))
+            count = builder.select(builder.icmp_signed("<", left, _i64(0)), _i64(0),
+                                   builder.select(builder.icmp_signed(">", left, _i64(16)), _i64(16), left))
+        masks.append(_Lanes(builder, count, isa == "vnni"))
     z32 = builder.trunc(e["z"], I32)
     zv = builder.shuffle_vector(builder.insert_element(ir.Constant(V16I32, ir.Undefined), z32, ir.Constant(I32, 0)),
                                 ir.Constant(V16I32, ir.Undefined), ir.Constant(V16I32, [0] * 16))

@@ -8,7 +8,9 @@ speed does not depend on training) is converted to seprt BQ with 8-bit and
 same calibration images). Latency is measured interleaved (each round runs
 every model once), after warm-up, as median and p90, for batch 1 and 8 and
 1 and 2 threads. Also: seprt's per-layer profile, cold start (import + load
-+ first predict, warm and cold JIT cache) and peak RSS of a predict process.
++ first predict, warm and cold JIT cache) and peak RSS of a predict process,
+next to what numba alone costs (`import numba`, and the first call of one
+trivial cached numba function: numba's typing and target set-up).
 Run it on an idle machine; it prints the CPU, the code paths that ran and
 ratios, and writes everything to --out.
 """
@@ -124,6 +126,27 @@ TFLITE = ("import sys, time; t0 = time.perf_counter(); import numpy as np; "
           f"print(t1 - t0, {HWM})")
 
 
+# what numba itself costs before seprt does anything: importing it, and the first call of
+# any function from its on-disk cache (numba then builds its typing and target contexts)
+NUMBA_IMPORT = f"import sys, time; t0 = time.perf_counter(); import numpy, numba; print(time.perf_counter() - t0, {HWM})"
+NUMBA_FLOOR = ("import sys, time; t0 = time.perf_counter(); import numpy as np; sys.path.insert(0, sys.argv[1]); "
+               f"import seprt_floor; seprt_floor.f(np.ones(4)); print(time.perf_counter() - t0, {HWM})")
+FLOOR_MODULE = "from numba import njit\n\n\n@njit(cache=True, nogil=True)\ndef f(a):\n    return a.sum()\n"
+
+
+def numba_floor() -> dict:
+    """Cold start and peak RSS of `import numba` alone, and of a process that only
+    calls one trivial cached numba function (warm cache): what any numba
+    runtime pays before its own work."""
+    d = Path(tempfile.mkdtemp(prefix="seprt-floor-"))
+    (d / "seprt_floor.py").write_text(FLOOR_MODULE)
+    imp = process_stats(NUMBA_IMPORT, d)
+    process_stats(NUMBA_FLOOR, d)                        # compiles and caches f
+    call = process_stats(NUMBA_FLOOR, d)
+    return {"import numba": {"s": imp[0], "peak_rss_mb": imp[1]},
+            "import numba + first cached call": {"s": call[0], "peak_rss_mb": call[1]}}
+
+
 def process_stats(code: str, model: Path, env: dict | None = None) -> tuple[float, float]:
     """(seconds from interpreter start to first result, peak RSS MB) of a fresh process."""
     r = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, check=True,
@@ -144,6 +167,9 @@ def main(argv=None) -> int:
     res = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
            "numpy": np.__version__, "seprt": seprt.__version__, "archs": {}}
     print(f"CPU: {res['cpu']} ({res['cores']} cores)")
+    res["numba_floor"] = numba_floor()
+    print("numba alone: " + "; ".join(f"{k} {v['s']:.2f} s, {v['peak_rss_mb']:.1f} MB"
+                                      for k, v in res["numba_floor"].items()))
     for aid in args.archs:
         models = convert(aid, work)
         m = seprt.Model(models["seprt BQ u8"])

@@ -40,6 +40,11 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     static final int TILE = Integer.getInteger("seprt.tile", 131072);
     /** 1x1 stride-1 convs with at most this many output pixels take the whole image as one tile. */
     static final int WHOLE_1X1_MAX = 65536;
+    /**
+     * Floats of tap planes copied per block of input channels: blocks hold as many channels of a
+     * group as fit (conv1 of sepnet-t8: all 3 channels' 25 planes of a tile).
+     */
+    static final int TAP_BUDGET = Integer.getInteger("seprt.tapBudget", 98304);
 
     private final IntWeights iw;
     private final float[] w;        // (K, Cg, k*k): w[(o*Cg + c)*kk + t] = W[o, ky, kx, c], t = ky*k + kx
@@ -50,12 +55,13 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     private final int[] colDst;     // (W,) offset of input column ix inside a channel
     private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input,
                                     // acc (K)(tileRows * wph) exact partial sums,
-                                    // tap (threads * kk)(tileRows * wph) shifted planes of one input channel
+                                    // tap (threads * cBlock * kk)(tileRows * wph) shifted planes of a block of input channels
     private final float[][] xp;     // (C)(s*s, hph, wph) q - z, padding 0
     private final int tileRows;
     private final int kBlock;       // output channels per tile
+    private final int cBlock;       // input channels per tap block (within a group)
     private final Parallel par;
-    private final float[][][] src;  // (threads)(kk) per tap: a tap row, or the channel itself when its offset is 0
+    private final float[][][] src;  // (threads)(cBlock * kk) per tap: a tap row, or the channel itself when its offset is 0
     private float[][] acc;          // scratch.acc() during a call
     private float[][] tap;          // scratch.tap() during a call
     private final int flushEvery;   // input channels per exact float32 partial sum (see above)
@@ -100,8 +106,6 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         tileRows = whole ? geo.ho : Math.max(1, Math.min(geo.ho, (MIN_N + wph - 1) / wph));
         int kb = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
         kBlock = Math.min(kb, (geo.k + par.threads - 1) / par.threads);     // at least one block per thread
-        src = new float[par.threads][kk][];
-        scratch.need(geo.c * geo.h * geo.w, geo.k, par.threads * kk, tileRows * wph);
         int cg = geo.cg;
         w = new float[geo.k * cg * kk];
         long colMax = 0;                    // max over (o, c) of sum over taps |w|
@@ -121,6 +125,10 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         int forced = Integer.getInteger("seprt.flushEvery", 0);      // tests: force the int flushes
         flushEvery = (int) Math.max(1, Math.min(forced > 0 ? forced : cg, Math.min(cg, every)));
         wide = flushEvery < cg ? new int[geo.k][tileRows * wph] : null;
+        int cb = Math.max(1, Math.min(cg, TAP_BUDGET / (kk * tileRows * wph)));
+        cBlock = wide != null ? Math.min(cb, flushEvery) : cb;
+        src = new float[par.threads][cBlock * kk][];
+        scratch.need(geo.c * geo.h * geo.w, geo.k, par.threads * cBlock * kk, tileRows * wph);
     }
 
     /** Input channels per exact float32 partial sum (&lt; Cg: partial sums are moved to ints). */
@@ -180,13 +188,20 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         }
     }
 
-    /** Outputs o0..o1 of the tile of rows from r0, with the tap buffers of part p. */
+    /**
+     * Outputs o0..o1 of the tile of rows from r0, with the tap buffers of part p. The input
+     * channels of a group run in blocks of cBlock: the tap planes of a whole block are copied
+     * first, then each output of the block runs all its cb * kk taps in passes of up to 5 (the
+     * weights of consecutive channels are consecutive), so that its accumulator row is read and
+     * written once per block rather than once per channel. After its group's last block an
+     * output's row goes through the epilogue at once, while it is still in L1.
+     */
     private void block(int r0, int o0, int o1, int p) {
         final ConvGeometry g = geo;
         final int rows = Math.min(tileRows, g.ho - r0);
         final int n = rows * wph;
         final float[][] tap = this.tap;
-        final int tb = p * kk;                      // part p's tap rows: tb .. tb + kk - 1
+        final int tb = p * cBlock * kk;             // part p's tap rows: tb .. tb + cBlock*kk - 1
         final float[][] src = this.src[p];
         for (int o = o0; o < o1; o++) {
             java.util.Arrays.fill(acc[o], 0, n, 0f);
@@ -194,63 +209,75 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                 java.util.Arrays.fill(wide[o], 0, n, 0);
             }
         }
-        for (int cin = 0; cin < g.c; cin++) {
-            int grp = cin / g.cg;
-            int lo = Math.max(o0, grp * g.kg);      // outputs of this block that read cin
+        for (int c0 = 0; c0 < g.c; ) {
+            int grp = c0 / g.cg;
+            int c1 = Math.min(c0 + cBlock, (grp + 1) * g.cg);    // a block never spans two groups
+            int lo = Math.max(o0, grp * g.kg);      // outputs of this block that read c0..c1-1
             int hi = Math.min(o1, (grp + 1) * g.kg);
             if (lo >= hi) {
+                c0 = c1;
                 continue;
             }
-            for (int t = 0; t < kk; t++) {
-                int off = r0 * wph + tapOff[t];
-                if (off == 0) {
-                    src[t] = xp[cin];
-                } else {
-                    System.arraycopy(xp[cin], off, tap[tb + t], 0, n);
-                    src[t] = tap[tb + t];
-                }
-            }
-            int c = cin % g.cg;
-            boolean flush = wide != null && (c + 1) % flushEvery == 0;
-            for (int o = lo; o < hi; o++) {
-                float[] a = acc[o];
-                int wb = (o * g.cg + c) * kk;
-                for (int t = 0; t < kk; ) {        // up to 5 taps per pass over a
-                    switch (Math.min(MAX_TAPS, kk - t)) {
-                        case 5:
-                            mac5(a, src[t], src[t + 1], src[t + 2], src[t + 3], src[t + 4], w[wb + t],
-                                    w[wb + t + 1], w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], n);
-                            t += 5;
-                            break;
-                        case 4:
-                            mac4(a, src[t], src[t + 1], src[t + 2], src[t + 3], w[wb + t], w[wb + t + 1],
-                                    w[wb + t + 2], w[wb + t + 3], n);
-                            t += 4;
-                            break;
-                        case 3:
-                            mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
-                            t += 3;
-                            break;
-                        default:
-                            mac1(a, src[t], w[wb + t], n);
-                            t += 1;
-                            break;
+            for (int cin = c0; cin < c1; cin++) {
+                for (int t = 0; t < kk; t++) {
+                    int j = (cin - c0) * kk + t;
+                    int off = r0 * wph + tapOff[t];
+                    if (off == 0) {
+                        src[j] = xp[cin];
+                    } else {
+                        System.arraycopy(xp[cin], off, tap[tb + j], 0, n);
+                        src[j] = tap[tb + j];
                     }
                 }
-                if (flush) {
-                    flushInto(wide[o], a, n);
+            }
+            final int taps = (c1 - c0) * kk;
+            final boolean last = c1 == (grp + 1) * g.cg;
+            for (int o = lo; o < hi; o++) {
+                float[] a = acc[o];
+                macTaps(a, src, taps, (o * g.cg + c0 % g.cg) * kk, n);
+                if (wide != null) {
+                    flushInto(wide[o], a, n);       // cBlock <= flushEvery: within the float bound
+                } else if (last) {
+                    epilogue(a, o, r0, rows, n, curY, curRelu);
                 }
             }
+            c0 = c1;
         }
-        for (int o = o0; o < o1; o++) {
-            float[] a = acc[o];
-            if (wide != null) {
-                flushInto(wide[o], a, n);   // a = f32(exact int sum), as the reference's f32(acc)
-                for (int i = 0; i < n; i++) {
+        if (wide != null) {
+            for (int o = o0; o < o1; o++) {
+                float[] a = acc[o];
+                for (int i = 0; i < n; i++) {   // a = f32(exact int sum), as the reference's f32(acc)
                     a[i] = (float) wide[o][i];
                 }
+                epilogue(a, o, r0, rows, n, curY, curRelu);
             }
-            epilogue(a, o, r0, rows, n, curY, curRelu);
+        }
+    }
+
+    /** a[i] += sum over j &lt; taps of w[wb + j] * src[j][i], in passes of up to MAX_TAPS taps. */
+    private void macTaps(float[] a, float[][] src, int taps, int wb, int n) {
+        final float[] w = this.w;
+        for (int t = 0; t < taps; ) {
+            switch (Math.min(MAX_TAPS, taps - t)) {
+                case 5:
+                    mac5(a, src[t], src[t + 1], src[t + 2], src[t + 3], src[t + 4], w[wb + t], w[wb + t + 1],
+                            w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], n);
+                    t += 5;
+                    break;
+                case 4:
+                    mac4(a, src[t], src[t + 1], src[t + 2], src[t + 3], w[wb + t], w[wb + t + 1], w[wb + t + 2],
+                            w[wb + t + 3], n);
+                    t += 4;
+                    break;
+                case 3:
+                    mac3(a, src[t], src[t + 1], src[t + 2], w[wb + t], w[wb + t + 1], w[wb + t + 2], n);
+                    t += 3;
+                    break;
+                default:
+                    mac1(a, src[t], w[wb + t], n);
+                    t += 1;
+                    break;
+            }
         }
     }
 

@@ -366,21 +366,35 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         }
     }
 
-    /** x (C, H, W) float32 -> qf (C, H, W) q - z -> xp (C)(phases, hph, wph) at the real pixels. */
+    /**
+     * x (C, H, W) float32 -> qf (C, H, W) q - z -> xp (C)(phases, hph, wph) at the real pixels:
+     * one copy per channel when its rows are contiguous in xp (1x1, no padding), one per row at
+     * stride 1, and at stride s one strided loop per row and column phase (no index table).
+     */
     private void quantize(float[] x) {
         final ConvGeometry g = geo;
         final float[] qf = scratch.qf();
+        final int s = g.stride;
         quantizeCentered(x, g.c * g.h * g.w, iw.scale, iw.zero, iw.qmax, qf);
+        final boolean contiguous = s == 1 && wph == g.w && colDst[0] == 0 && rowDst[0] == 0;
         for (int c = 0; c < g.c; c++) {
             float[] dst = xp[c];
+            if (contiguous) {
+                System.arraycopy(qf, c * g.h * g.w, dst, 0, g.h * g.w);
+                continue;
+            }
             for (int iy = 0; iy < g.h; iy++) {
                 int xb = (c * g.h + iy) * g.w;
                 int row = rowDst[iy];
-                if (g.stride == 1) {
+                if (s == 1) {
                     System.arraycopy(qf, xb, dst, row + colDst[0], g.w);
                 } else {
-                    for (int ix = 0; ix < g.w; ix++) {
-                        dst[row + colDst[ix]] = qf[xb + ix];
+                    for (int ix0 = 0; ix0 < Math.min(s, g.w); ix0++) {   // columns ix0, ix0 + s, ...
+                        int d = row + colDst[ix0];                     // consecutive in phase px
+                        int cnt = (g.w - ix0 + s - 1) / s;
+                        for (int j = 0; j < cnt; j++) {
+                            dst[d + j] = qf[xb + ix0 + s * j];
+                        }
                     }
                 }
             }

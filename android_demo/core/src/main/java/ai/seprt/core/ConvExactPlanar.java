@@ -17,10 +17,15 @@ package ai.seprt.core;
  * Hph, Wph): phase (py, px) holds the zero-padded input at rows py + s*i, columns px + s*j, so
  * that at any stride a tap (ky, kx) reads one phase as a stride-1 plane at offset
  * (ky/s)*Wph + kx/s. Output pixel (oy, ox) is flat index oy*Wph + ox of an accumulator plane
- * (columns ox &gt;= Wo are computed and dropped). For a tile of output rows, each input channel's
- * k*k shifted tap planes are copied once into tap[t] (0-based), then every output channel of
- * its group runs acc[o][i] += w0*tap[t][i] + ... + w4*tap[t+4][i] (up to 5 taps a pass) over
- * the tile.
+ * (columns ox &gt;= Wo are computed and dropped). For a tile of output rows, the k*k shifted tap
+ * planes of a block of input channels (as many of a group as fit in TAP_BUDGET floats) are
+ * copied once into tap[j] (j = c*kk + t within the block), then every output channel of its group
+ * runs acc[o][i] += w0*tap[j][i] + ... + w4*tap[j+4][i] (up to 5 taps a pass) over the tile.
+ *
+ * <p>±1 weights (bin patterns, stack filters) multiply nothing: with T = the sum of all taps of
+ * the group (computed once per group and tile), acc = 2 * (sum of the +1 taps) - T
+ * = T - 2 * (sum of the -1 taps), so each output adds only the taps of its smaller sign set,
+ * at most half of them: a[i] += tap[j0][i] + ... + tap[j4][i].
  *
  * <p>Every array in those loops is indexed by the loop counter itself: C2 vectorizes
  * {@code a[i] += w * b[i]} but not {@code a[i] += w * b[off + i]} (it cannot rule out that a and
@@ -41,10 +46,11 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     /** 1x1 stride-1 convs with at most this many output pixels take the whole image as one tile. */
     static final int WHOLE_1X1_MAX = 65536;
     /**
-     * Floats of tap planes copied per block of input channels: blocks hold as many channels of a
-     * group as fit (conv1 of sepnet-t8: all 3 channels' 25 planes of a tile).
+     * Floats of tap planes copied per block of input channels (seprt.tapBudget, read when a
+     * kernel is built): blocks hold as many channels of a group as fit (conv1 of sepnet-t8: all 3
+     * channels' 25 planes of a tile).
      */
-    static final int TAP_BUDGET = Integer.getInteger("seprt.tapBudget", 98304);
+    static final int TAP_BUDGET = 98304;
 
     private final IntWeights iw;
     private final float[] w;        // (K, Cg, k*k): w[(o*Cg + c)*kk + t] = W[o, ky, kx, c], t = ky*k + kx
@@ -66,6 +72,13 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     private float[][] tap;          // scratch.tap() during a call
     private final int flushEvery;   // input channels per exact float32 partial sum (see above)
     private final int[][] wide;     // (K)(tileRows * wph) int sums of flushed partials; null if never
+    // ±1 weights (bin, stack) without flushes: each output adds only the taps of its smaller sign
+    // set, acc = 2 * sum(+1 taps) - T or T - 2 * sum(-1 taps), T the sum of all taps of its group
+    private final boolean signs;
+    private final int[][] sel;      // (K)(taps of the chosen sign) flat indices c*kk + t within the group, ascending
+    private final boolean[] negSel; // (K,) true: sel holds the -1 taps
+    private final int[][] selStart; // (K)(group blocks + 1) first sel entry of each channel block
+    private final float[][] tsum;   // (threads)(tileRows * wph) T, the sum of the group's taps so far
 
     // the current call, for the parts (run): no allocation per call
     private float[] curY;
@@ -125,10 +138,52 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         int forced = Integer.getInteger("seprt.flushEvery", 0);      // tests: force the int flushes
         flushEvery = (int) Math.max(1, Math.min(forced > 0 ? forced : cg, Math.min(cg, every)));
         wide = flushEvery < cg ? new int[geo.k][tileRows * wph] : null;
-        int cb = Math.max(1, Math.min(cg, TAP_BUDGET / (kk * tileRows * wph)));
+        int budget = Integer.getInteger("seprt.tapBudget", TAP_BUDGET);
+        int cb = Math.max(1, Math.min(cg, budget / (kk * tileRows * wph)));
         cBlock = wide != null ? Math.min(cb, flushEvery) : cb;
         src = new float[par.threads][cBlock * kk][];
+        // seprt.signAdds=false: ±1 weights multiply-add every tap, as i8 weights (tests, timing)
+        boolean pm1 = !"false".equals(System.getProperty("seprt.signAdds")) && wide == null;
+        for (int v : iw.ohwi) {
+            pm1 &= v == 1 || v == -1;
+        }
+        signs = pm1;
+        if (signs) {
+            int blocks = (cg + cBlock - 1) / cBlock;
+            sel = new int[geo.k][];
+            negSel = new boolean[geo.k];
+            selStart = new int[geo.k][blocks + 1];
+            for (int o = 0; o < geo.k; o++) {
+                int pos = 0;
+                for (int j = 0; j < cg * kk; j++) {
+                    pos += w[o * cg * kk + j] > 0 ? 1 : 0;
+                }
+                negSel[o] = pos > cg * kk - pos;
+                sel[o] = new int[negSel[o] ? cg * kk - pos : pos];
+                int e = 0;
+                for (int j = 0; j < cg * kk; j++) {
+                    if (j % (cBlock * kk) == 0) {
+                        selStart[o][j / (cBlock * kk)] = e;
+                    }
+                    if ((w[o * cg * kk + j] > 0) != negSel[o]) {
+                        sel[o][e++] = j;
+                    }
+                }
+                selStart[o][blocks] = e;
+            }
+            tsum = new float[par.threads][tileRows * wph];
+        } else {
+            sel = null;
+            negSel = null;
+            selStart = null;
+            tsum = null;
+        }
         scratch.need(geo.c * geo.h * geo.w, geo.k, par.threads * cBlock * kk, tileRows * wph);
+    }
+
+    /** Whether the ±1 weights run as sign-set adds (see signBlock). */
+    boolean signAdds() {
+        return signs;
     }
 
     /** Input channels per exact float32 partial sum (&lt; Cg: partial sums are moved to ints). */
@@ -232,6 +287,11 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
             }
             final int taps = (c1 - c0) * kk;
             final boolean last = c1 == (grp + 1) * g.cg;
+            if (signs) {
+                signBlock(r0, rows, n, c0, last, lo, hi, taps, src, p);
+                c0 = c1;
+                continue;
+            }
             for (int o = lo; o < hi; o++) {
                 float[] a = acc[o];
                 macTaps(a, src, taps, (o * g.cg + c0 % g.cg) * kk, n);
@@ -251,6 +311,109 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                 }
                 epilogue(a, o, r0, rows, n, curY, curRelu);
             }
+        }
+    }
+
+    /**
+     * ±1 weights, channels c0.. of one group (taps tap planes in src): T += every tap; each output
+     * lo..hi adds the taps of its sign set in this block; after the group's last block
+     * acc = 2a - T (or T - 2a) and the epilogue. Exact: every partial sum, T and 2a are integers
+     * of magnitude at most Cg * kk * max|q - z| &lt;= 2^24 (signs is only set without flushes).
+     */
+    private void signBlock(int r0, int rows, int n, int c0, boolean last, int lo, int hi, int taps, float[][] src,
+                           int p) {
+        final ConvGeometry g = geo;
+        final float[] ts = tsum[p];
+        final int cInG = c0 % g.cg;
+        if (cInG == 0) {
+            java.util.Arrays.fill(ts, 0, n, 0f);
+        }
+        addTaps(ts, src, null, 0, taps, 0, n);
+        final int b = cInG / cBlock;
+        final int jb = cInG * kk;
+        for (int o = lo; o < hi; o++) {
+            float[] a = acc[o];
+            addTaps(a, src, sel[o], selStart[o][b], selStart[o][b + 1], jb, n);
+            if (last) {
+                if (negSel[o]) {
+                    for (int i = 0; i < n; i++) {
+                        a[i] = ts[i] - (a[i] + a[i]);
+                    }
+                } else {
+                    for (int i = 0; i < n; i++) {
+                        a[i] = (a[i] + a[i]) - ts[i];
+                    }
+                }
+                epilogue(a, o, r0, rows, n, curY, curRelu);
+            }
+        }
+    }
+
+    /**
+     * a[i] += src[j][i] summed over the taps j = idx[e] - jb for e in e0..e1 (idx null: j = e),
+     * in passes of up to MAX_TAPS taps.
+     */
+    private void addTaps(float[] a, float[][] src, int[] idx, int e0, int e1, int jb, int n) {
+        for (int e = e0; e < e1; ) {
+            int m = Math.min(MAX_TAPS, e1 - e);
+            float[] x0 = src[(idx == null ? e : idx[e]) - jb];
+            float[] x1 = m > 1 ? src[(idx == null ? e + 1 : idx[e + 1]) - jb] : null;
+            float[] x2 = m > 2 ? src[(idx == null ? e + 2 : idx[e + 2]) - jb] : null;
+            float[] x3 = m > 3 ? src[(idx == null ? e + 3 : idx[e + 3]) - jb] : null;
+            float[] x4 = m > 4 ? src[(idx == null ? e + 4 : idx[e + 4]) - jb] : null;
+            switch (m) {
+                case 5:
+                    add5(a, x0, x1, x2, x3, x4, n);
+                    break;
+                case 4:
+                    add4(a, x0, x1, x2, x3, n);
+                    break;
+                case 3:
+                    add3(a, x0, x1, x2, n);
+                    break;
+                case 2:
+                    add2(a, x0, x1, n);
+                    break;
+                default:
+                    add1(a, x0, n);
+                    break;
+            }
+            e += m;
+        }
+    }
+
+    /** a[i] += x0[i] for i &lt; n. */
+    static void add1(float[] a, float[] x0, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += x0[i];
+        }
+    }
+
+    /** a[i] += x0[i] + x1[i] for i &lt; n. */
+    static void add2(float[] a, float[] x0, float[] x1, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += x0[i] + x1[i];
+        }
+    }
+
+    /** a[i] += x0[i] + x1[i] + x2[i] for i &lt; n. */
+    static void add3(float[] a, float[] x0, float[] x1, float[] x2, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += x0[i] + x1[i] + x2[i];
+        }
+    }
+
+    /** a[i] += x0[i] + ... + x3[i] for i &lt; n. */
+    static void add4(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += x0[i] + x1[i] + x2[i] + x3[i];
+        }
+    }
+
+    /** a[i] += x0[i] + ... + x4[i] for i &lt; n. */
+    static void add5(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, float[] x4, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] += x0[i] + x1[i] + x2[i] + x3[i] + x4[i];
         }
     }
 

@@ -176,6 +176,68 @@ class FastPathTest {
         }
     }
 
+    /**
+     * The planar kernel's channel blocks (seprt.tapBudget: 1 channel a block, blocks that split
+     * groups unevenly, the default) and its ±1 paths (sign-set adds, default; multiply-adds with
+     * seprt.signAdds=false) all give the reference's logits, on every integer model with planar
+     * layers, bin or stack patterns (depthwise too), odd sizes and zero points != 0.
+     */
+    @TestFactory
+    List<DynamicTest> exactPlanarBlocksAndSignAddsBitIdentical() {
+        List<DynamicTest> tests = new ArrayList<>();
+        String[] models = {"demo", "sepnet-t8-BQ", "tiny-BQ8", "tiny-BQ4", "tiny-BQ2", "sepnet-cifar-BQ8-all",
+            "concat-dw-BQ8", "concat-dw-BQ4", "newops-BQ4", "tiny-stack-BQ4", "concat-dw-stack-BQ8"};
+        String[][] settings = {{"seprt.tapBudget", "1"}, {"seprt.tapBudget", "20000"}, {"seprt.signAdds", "false"},
+            {"seprt.tapBudget", "1", "seprt.signAdds", "false"}};
+        for (String[] props : settings) {
+            tests.add(DynamicTest.dynamicTest(String.join("=", props), () -> {
+                String[] old = new String[props.length / 2];
+                try {
+                    for (int k = 0; k < props.length; k += 2) {
+                        old[k / 2] = System.getProperty(props[k]);
+                        System.setProperty(props[k], props[k + 1]);
+                    }
+                    for (String name : models) {
+                        java.io.File file = Golden.get().models.get(name).file;
+                        SeprtModel r = SeprtModel.load(file, SeprtModel.Path.REFERENCE);
+                        SeprtModel f = SeprtModel.load(file, SeprtModel.Path.FAST);
+                        Random rnd = new Random(11);
+                        float[] x = new float[r.inputSize()];
+                        for (int i = 0; i < x.length; i++) {
+                            x[i] = (float) rnd.nextGaussian();
+                        }
+                        assertSame(name + " with " + String.join("=", props), r.logits(x), f.logits(x), true);
+                    }
+                } finally {
+                    for (int k = 0; k < props.length; k += 2) {
+                        if (old[k / 2] == null) {
+                            System.clearProperty(props[k]);
+                        } else {
+                            System.setProperty(props[k], old[k / 2]);
+                        }
+                    }
+                }
+            }));
+        }
+        return tests;
+    }
+
+    /** sepnet-t8's binary pattern convs (planar) run as sign-set adds, its i8 convs do not. */
+    @Test
+    void binaryPlanarLayersRunAsSignAdds() throws IOException {
+        SeprtModel f = SeprtModel.load(Golden.get().models.get("sepnet-t8-BQ").file, SeprtModel.Path.FAST);
+        int signs = 0;
+        for (int i = 0; i < f.graph().nodes.size(); i++) {
+            FastConv c = ((FastExecutor) f.runner()).conv(i);
+            if (c instanceof ConvExactPlanar) {
+                Node n = f.graph().nodes.get(i);
+                assertEquals(n.wfmt == Node.WeightFormat.BIN, ((ConvExactPlanar) c).signAdds(), n.name);
+                signs += ((ConvExactPlanar) c).signAdds() ? 1 : 0;
+            }
+        }
+        assertEquals(8, signs, "planar bin layers of sepnet-t8 (modules 1-4, two each)");
+    }
+
     /** Threads split output channels or rows; every output is still computed in the same order. */
     @Test
     void threadsGiveTheSameLogits() throws IOException {

@@ -34,7 +34,7 @@ package ai.seprt.core;
  */
 final class ConvExactPlanar extends FastConv implements Parallel.Part {
     /** Tiles have at least this many outputs per channel (whole rows), so the loops are long. */
-    static final int MIN_N = Integer.getInteger("seprt.minN", 1024);
+    static final int MIN_N = 1024;
     /** Taps per pass over an accumulator row (at most 5). */
     static final int MAX_TAPS = Integer.getInteger("seprt.maxTaps", 5);
     /**
@@ -80,6 +80,11 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     private final int[][] selStart; // (K)(group blocks + 1) first sel entry of each channel block
     private final float[][] tsum;   // (threads)(tileRows * wph) T, the sum of the group's taps so far
 
+    // a fused max-pool (fusePool): kernel, stride, output size; 0 = none
+    private int poolK, poolS, poolHo, poolWo;
+    private float[][] poolTail;     // (K)((k - 1) * Wo) the last k - 1 conv rows of the tiles so far
+    private float[][][] poolRowBuf; // (threads)(2)(Wo) window row max, one row
+
     // the current call, for the parts (run): no allocation per call
     private float[] curY;
     private boolean curRelu;
@@ -116,7 +121,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         // 1x1 stride-1 convs take the whole image as one tile: their only tap is then the channel
         // plane itself (offset 0), used without a copy
         boolean whole = k == 1 && s == 1 && geo.pad == 0 && geo.ho * wph <= WHOLE_1X1_MAX;
-        tileRows = whole ? geo.ho : Math.max(1, Math.min(geo.ho, (MIN_N + wph - 1) / wph));
+        int minN = Integer.getInteger("seprt.minN", MIN_N);     // read per kernel, so tests can vary it
+        tileRows = whole ? geo.ho : Math.max(1, Math.min(geo.ho, (minN + wph - 1) / wph));
         int kb = Math.max(1, Math.min(geo.k, TILE / (tileRows * wph)));
         kBlock = Math.min(kb, (geo.k + par.threads - 1) / par.threads);     // at least one block per thread
         int cg = geo.cg;
@@ -225,7 +231,7 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         }
     }
 
-    private boolean whole1x1() {
+    boolean whole1x1() {
         return kk == 1 && tileRows == geo.ho && tapOff[0] == 0 && wide == null;
     }
 
@@ -298,7 +304,7 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                 if (wide != null) {
                     flushInto(wide[o], a, n);       // cBlock <= flushEvery: within the float bound
                 } else if (last) {
-                    epilogue(a, o, r0, rows, n, curY, curRelu);
+                    epilogue(a, o, r0, rows, n, curY, curRelu, p);
                 }
             }
             c0 = c1;
@@ -309,7 +315,7 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                 for (int i = 0; i < n; i++) {   // a = f32(exact int sum), as the reference's f32(acc)
                     a[i] = (float) wide[o][i];
                 }
-                epilogue(a, o, r0, rows, n, curY, curRelu);
+                epilogue(a, o, r0, rows, n, curY, curRelu, p);
             }
         }
     }
@@ -344,7 +350,7 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                         a[i] = (a[i] + a[i]) - ts[i];
                     }
                 }
-                epilogue(a, o, r0, rows, n, curY, curRelu);
+                epilogue(a, o, r0, rows, n, curY, curRelu, p);
             }
         }
     }
@@ -469,12 +475,15 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
             for (; c < g.cg; c++) {
                 mac1(a, xp[c0 + c], w[wb + c], n);
             }
-            epilogue(a, o, 0, g.ho, n, curY, curRelu);
+            epilogue(a, o, 0, g.ho, n, curY, curRelu, 0);   // never pooled (see fusePool)
         }
     }
 
-    /** acc row a of output o, tile rows r0..r0+rows (n = rows*wph) -> y (K, Ho, Wo), relu fused. */
-    private void epilogue(float[] a, int o, int r0, int rows, int n, float[] y, boolean relu) {
+    /**
+     * acc row a of output o, tile rows r0..r0+rows (n = rows*wph) -> y (K, Ho, Wo), relu fused;
+     * with a fused max-pool, y (K, Hp, Wp) gets the pool rows whose window ends in this tile.
+     */
+    private void epilogue(float[] a, int o, int r0, int rows, int n, float[] y, boolean relu, int p) {
         final ConvGeometry g = geo;
         float m = iw.mult[o];
         float b = iw.bias[o];
@@ -482,11 +491,95 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         for (int i = 0; i < n; i++) {          // in place, vectorized (see the class comment)
             a[i] = Math.max(a[i] * m + b, floor);
         }
-        if (wph == g.wo) {
+        if (poolK > 0) {
+            pool(a, o, r0, rows, y, p);
+        } else if (wph == g.wo) {
             System.arraycopy(a, 0, y, (o * g.ho + r0) * g.wo, n);
         } else {
             for (int r = 0; r < rows; r++) {
                 System.arraycopy(a, r * wph, y, (o * g.ho + r0 + r) * g.wo, g.wo);
+            }
+        }
+    }
+
+    /**
+     * Fuses the max-pool (kernel k, stride s, no padding, every window inside the input) that
+     * reads this conv's (relu'd) output, so the full-size output is never written: node
+     * conv -&gt; relu -&gt; maxpool of sepnet-t8's stem (111x111x64, 3x3/2). Called once, after
+     * construction, by {@link FastExecutor}; forward's y is then the pool's (K, hp, wp) output.
+     */
+    void fusePool(int k, int s, int hp, int wp) {
+        if (whole1x1() || k < 1 || s < 1 || hp != (geo.ho - k) / s + 1 || wp != (geo.wo - k) / s + 1) {
+            throw new IllegalArgumentException("cannot fuse a " + k + "x" + k + "/" + s + " max-pool into " + geo.ho + "x"
+                    + geo.wo + " planar conv");
+        }
+        poolK = k;
+        poolS = s;
+        poolHo = hp;
+        poolWo = wp;
+        poolTail = new float[geo.k][Math.max(1, (k - 1) * geo.wo)];
+        poolRowBuf = new float[par.threads][2][geo.wo];
+    }
+
+    /** Whether a max-pool is fused (fusePool). */
+    boolean pooled() {
+        return poolK > 0;
+    }
+
+    /**
+     * Pool rows py of output o whose window rows py*s .. py*s + k - 1 end in tile rows r0..r1-1
+     * (a, row stride wph, after the epilogue); earlier rows come from poolTail[o], the last k - 1
+     * conv rows of the tiles before. The same maxima as {@link OpsChw#maxpool} (max is exact and
+     * its order does not matter: no NaN, and Math.max(+0, -0) = +0 either way).
+     */
+    private void pool(float[] a, int o, int r0, int rows, float[] y, int p) {
+        final int k = poolK;
+        final int s = poolS;
+        final int wo = geo.wo;
+        final int r1 = r0 + rows;
+        final float[] tail = poolTail[o];       // conv rows r0 - (k - 1) .. r0 - 1, wo each
+        final float[] rowMax = poolRowBuf[p][0];
+        final float[] row = poolRowBuf[p][1];
+        int pyLo = r0 - k + 1 <= 0 ? 0 : (r0 - k + s) / s;              // ceil((r0 - k + 1) / s)
+        int pyHi = r1 - k < 0 ? -1 : Math.min(poolHo - 1, (r1 - k) / s);
+        for (int py = pyLo; py <= pyHi; py++) {
+            for (int j = 0; j < k; j++) {
+                int rr = py * s + j;
+                float[] dst = j == 0 ? rowMax : row;
+                if (rr >= r0) {
+                    System.arraycopy(a, (rr - r0) * wph, dst, 0, wo);
+                } else {
+                    System.arraycopy(tail, (rr - r0 + k - 1) * wo, dst, 0, wo);
+                }
+                if (j > 0) {
+                    for (int i = 0; i < wo; i++) {      // vectorized
+                        rowMax[i] = Math.max(rowMax[i], row[i]);
+                    }
+                }
+            }
+            int yb = (o * poolHo + py) * poolWo;
+            if (k == 3) {
+                for (int ox = 0; ox < poolWo; ox++) {
+                    int xb = ox * s;
+                    y[yb + ox] = Math.max(Math.max(rowMax[xb], rowMax[xb + 1]), rowMax[xb + 2]);
+                }
+            } else {
+                for (int ox = 0; ox < poolWo; ox++) {
+                    int xb = ox * s;
+                    float mx = rowMax[xb];
+                    for (int kx = 1; kx < k; kx++) {
+                        mx = Math.max(mx, rowMax[xb + kx]);
+                    }
+                    y[yb + ox] = mx;
+                }
+            }
+        }
+        for (int j = 0; j < k - 1; j++) {       // keep the last k - 1 conv rows (sources lie ahead)
+            int rr = r1 - (k - 1) + j;
+            if (rr >= r0) {
+                System.arraycopy(a, (rr - r0) * wph, tail, j * wo, wo);
+            } else if (rr >= 0) {
+                System.arraycopy(tail, (rr - r0 + k - 1) * wo, tail, j * wo, wo);
             }
         }
     }

@@ -222,6 +222,45 @@ class FastPathTest {
         return tests;
     }
 
+    /**
+     * sepnet-t8's stem (conv 5x5/2 -> relu -> maxpool 3x3/2, 111x111x64) pools inside the planar
+     * conv; with 1-row and 3-row tiles (seprt.minN; windows then span 2 or 3 tiles) and unfused
+     * (seprt.fusePool=false) the logits stay the reference's.
+     */
+    @Test
+    void maxpoolFusedIntoPlanarConvBitIdentical() throws IOException {
+        java.io.File file = Golden.get().models.get("sepnet-t8-BQ").file;
+        SeprtModel r = SeprtModel.load(file, SeprtModel.Path.REFERENCE);
+        Random rnd = new Random(5);
+        float[] x = new float[r.inputSize()];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        float[] ref = r.logits(x);
+        SeprtModel f = SeprtModel.load(file, SeprtModel.Path.FAST);
+        assertEquals("conv_exact_f32_planar+relu+maxpool", f.runner().kernelName(0));
+        assertEquals("(fused)", f.runner().kernelName(2));
+        assertSame("fused max-pool", ref, f.logits(x), true);
+        String[][] settings = {{"seprt.minN", "1"}, {"seprt.minN", "300"}, {"seprt.fusePool", "false"}};
+        for (String[] kv : settings) {
+            String old = System.getProperty(kv[0]);
+            try {
+                System.setProperty(kv[0], kv[1]);
+                SeprtModel v = SeprtModel.load(file, SeprtModel.Path.FAST);
+                assertEquals(kv[0].equals("seprt.fusePool") ? "conv_exact_f32_planar+relu" : "conv_exact_f32_planar+relu+maxpool",
+                        v.runner().kernelName(0), kv[0] + "=" + kv[1]);
+                assertSame("sepnet-t8 with " + kv[0] + "=" + kv[1], ref, v.logits(x), true);
+                assertSame("sepnet-t8 with " + kv[0] + "=" + kv[1] + ", again", ref, v.logits(x), true);
+            } finally {
+                if (old == null) {
+                    System.clearProperty(kv[0]);
+                } else {
+                    System.setProperty(kv[0], old);
+                }
+            }
+        }
+    }
+
     /** sepnet-t8's binary pattern convs (all planar, 7x7 ones too) run as sign-set adds, its i8 convs do not. */
     @Test
     void binaryPlanarLayersRunAsSignAdds() throws IOException {

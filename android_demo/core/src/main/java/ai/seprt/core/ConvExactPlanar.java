@@ -460,10 +460,16 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         final int n = g.ho * wph;
         for (int o = oFrom; o < oTo; o++) {
             float[] a = acc[o];
-            java.util.Arrays.fill(a, 0, n, 0f);
             int c0 = (o / g.kg) * g.cg;         // first input channel of o's group
             int wb = o * g.cg;                  // w[(o*Cg + c)*1]
             int c = 0;
+            if (g.cg >= 5) {                    // the first pass sets a (no zero fill)
+                set5(a, xp[c0], xp[c0 + 1], xp[c0 + 2], xp[c0 + 3], xp[c0 + 4], w[wb], w[wb + 1], w[wb + 2], w[wb + 3],
+                        w[wb + 4], n);
+                c = 5;
+            } else {
+                java.util.Arrays.fill(a, 0, n, 0f);
+            }
             for (; c + 5 <= g.cg; c += 5) {
                 mac5(a, xp[c0 + c], xp[c0 + c + 1], xp[c0 + c + 2], xp[c0 + c + 3], xp[c0 + c + 4], w[wb + c],
                         w[wb + c + 1], w[wb + c + 2], w[wb + c + 3], w[wb + c + 4], n);
@@ -603,6 +609,17 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                      int n) {
         for (int i = 0; i < n; i++) {
             a[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i];
+        }
+    }
+
+    /**
+     * a[i] = 0 + (w0 * x0[i] + ... + w4 * x4[i]) for i &lt; n: what mac5 gives on a zeroed a, bit for
+     * bit (the 0 + turns a sum of -0 products into +0, as 0 + -0 = +0 in mac5).
+     */
+    static void set5(float[] a, float[] x0, float[] x1, float[] x2, float[] x3, float[] x4, float w0, float w1,
+                     float w2, float w3, float w4, int n) {
+        for (int i = 0; i < n; i++) {
+            a[i] = 0f + (w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i] + w4 * x4[i]);
         }
     }
 

@@ -224,8 +224,8 @@ class FastPathTest {
 
     /**
      * sepnet-t8's stem (conv 5x5/2 -> relu -> maxpool 3x3/2, 111x111x64) pools inside the planar
-     * conv; with 1-row and 3-row tiles (seprt.minN; windows then span 2 or 3 tiles) and unfused
-     * (seprt.fusePool=false) the logits stay the reference's.
+     * conv; with 1-row and 3-row tiles (seprt.minN; windows then span 2 or 3 tiles), with the int
+     * flushes forced, and unfused (seprt.fusePool=false) the logits stay the reference's.
      */
     @Test
     void maxpoolFusedIntoPlanarConvBitIdentical() throws IOException {
@@ -241,7 +241,8 @@ class FastPathTest {
         assertEquals("conv_exact_f32_planar+relu+maxpool", f.runner().kernelName(0));
         assertEquals("(fused)", f.runner().kernelName(2));
         assertSame("fused max-pool", ref, f.logits(x), true);
-        String[][] settings = {{"seprt.minN", "1"}, {"seprt.minN", "300"}, {"seprt.fusePool", "false"}};
+        String[][] settings = {{"seprt.minN", "1"}, {"seprt.minN", "300"}, {"seprt.flushEvery", "1"},
+            {"seprt.fusePool", "false"}};
         for (String[] kv : settings) {
             String old = System.getProperty(kv[0]);
             try {

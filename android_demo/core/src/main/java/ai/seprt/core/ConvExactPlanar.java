@@ -18,9 +18,10 @@ package ai.seprt.core;
  * that at any stride a tap (ky, kx) reads one phase as a stride-1 plane at offset
  * (ky/s)*Wph + kx/s. Output pixel (oy, ox) is flat index oy*Wph + ox of an accumulator plane
  * (columns ox &gt;= Wo are computed and dropped). For a tile of output rows, the k*k shifted tap
- * planes of a block of input channels (as many of a group as fit in TAP_BUDGET floats) are
- * copied once into tap[j] (j = c*kk + t within the block), then every output channel of its group
- * runs acc[o][i] += w0*tap[j][i] + ... + w4*tap[j+4][i] (up to 5 taps a pass) over the tile.
+ * planes of a block of input channels (one channel for i8 weights; for ±1 weights as many of a
+ * group as fit in TAP_BUDGET floats) are copied once into tap[j] (j = c*kk + t within the block),
+ * then every output channel of its group runs acc[o][i] += w0*tap[j][i] + ... + w4*tap[j+4][i]
+ * (up to 5 taps a pass) over the tile.
  *
  * <p>±1 weights (bin patterns, stack filters) multiply nothing: with T = the sum of all taps of
  * the group (computed once per group and tile), acc = 2 * (sum of the +1 taps) - T
@@ -46,9 +47,9 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     /** 1x1 stride-1 convs with at most this many output pixels take the whole image as one tile. */
     static final int WHOLE_1X1_MAX = 65536;
     /**
-     * Floats of tap planes copied per block of input channels (seprt.tapBudget, read when a
-     * kernel is built): blocks hold as many channels of a group as fit (conv1 of sepnet-t8: all 3
-     * channels' 25 planes of a tile).
+     * Floats of tap planes copied per block of input channels of a ±1-weight conv
+     * (seprt.tapBudget, read when a kernel is built): blocks hold as many channels of a group as
+     * fit. i8 convs copy one channel's taps at a time.
      */
     static final int TAP_BUDGET = 98304;
 
@@ -144,16 +145,18 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
         int forced = Integer.getInteger("seprt.flushEvery", 0);      // tests: force the int flushes
         flushEvery = (int) Math.max(1, Math.min(forced > 0 ? forced : cg, Math.min(cg, every)));
         wide = flushEvery < cg ? new int[geo.k][tileRows * wph] : null;
-        int budget = Integer.getInteger("seprt.tapBudget", TAP_BUDGET);
-        int cb = Math.max(1, Math.min(cg, budget / (kk * tileRows * wph)));
-        cBlock = wide != null ? Math.min(cb, flushEvery) : cb;
-        src = new float[par.threads][cBlock * kk][];
-        // seprt.signAdds=false: ±1 weights multiply-add every tap, as i8 weights (tests, timing)
-        boolean pm1 = !"false".equals(System.getProperty("seprt.signAdds")) && wide == null;
+        boolean pm1 = true;                 // ±1 weights (bin, stack)
         for (int v : iw.ohwi) {
             pm1 &= v == 1 || v == -1;
         }
-        signs = pm1;
+        // channel blocks for ±1 weights only: i8 convs with short rows ran 10-15% slower with
+        // blocks (conv3 of sepnet-t8, conv2/conv3 of the demo: their per-channel taps fit in L1)
+        int budget = Integer.getInteger("seprt.tapBudget", TAP_BUDGET);
+        int cb = pm1 ? Math.max(1, Math.min(cg, budget / (kk * tileRows * wph))) : 1;
+        cBlock = wide != null ? Math.min(cb, flushEvery) : cb;
+        src = new float[par.threads][cBlock * kk][];
+        // seprt.signAdds=false: ±1 weights multiply-add every tap, as i8 weights (tests, timing)
+        signs = pm1 && wide == null && !"false".equals(System.getProperty("seprt.signAdds"));
         if (signs) {
             int blocks = (cg + cBlock - 1) / cBlock;
             sel = new int[geo.k][];

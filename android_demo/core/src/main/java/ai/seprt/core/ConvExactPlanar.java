@@ -62,13 +62,15 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
     private final int[] colDst;     // (W,) offset of input column ix inside a channel
     private final Scratch scratch;  // shared with the other kernels: qf (C, H, W) q - z of the input,
                                     // acc (K)(tileRows * wph) exact partial sums,
-                                    // tap (threads * cBlock * kk)(tileRows * wph) shifted planes of a block of input channels
+                                    // tap (threads * cBlock * kk)(tileRows * wph) shifted planes of a
+                                    // block of input channels
     private final float[][] xp;     // (C)(s*s, hph, wph) q - z, padding 0
     private final int tileRows;
     private final int kBlock;       // output channels per tile
     private final int cBlock;       // input channels per tap block (within a group)
     private final Parallel par;
-    private final float[][][] src;  // (threads)(cBlock * kk) per tap: a tap row, or the channel itself when its offset is 0
+    private final float[][][] src;  // (threads)(cBlock * kk) per tap: a tap row, or the channel itself
+                                    // when its offset is 0
     private float[][] acc;          // scratch.acc() during a call
     private float[][] tap;          // scratch.tap() during a call
     private final int flushEvery;   // input channels per exact float32 partial sum (see above)
@@ -273,6 +275,7 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
                 java.util.Arrays.fill(wide[o], 0, n, 0);
             }
         }
+        int unflushed = 0;                          // channels summed in float32 since the last flush
         for (int c0 = 0; c0 < g.c; ) {
             int grp = c0 / g.cg;
             int c1 = Math.min(c0 + cBlock, (grp + 1) * g.cg);    // a block never spans two groups
@@ -296,6 +299,11 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
             }
             final int taps = (c1 - c0) * kk;
             final boolean last = c1 == (grp + 1) * g.cg;
+            unflushed += c1 - c0;                   // flush before the next block could pass flushEvery
+            final boolean flush = wide != null && (last || unflushed + cBlock > flushEvery);
+            if (flush) {
+                unflushed = 0;
+            }
             if (signs) {
                 signBlock(r0, rows, n, c0, last, lo, hi, taps, src, p);
                 c0 = c1;
@@ -304,9 +312,9 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
             for (int o = lo; o < hi; o++) {
                 float[] a = acc[o];
                 macTaps(a, src, taps, (o * g.cg + c0 % g.cg) * kk, n);
-                if (wide != null) {
-                    flushInto(wide[o], a, n);       // cBlock <= flushEvery: within the float bound
-                } else if (last) {
+                if (flush) {
+                    flushInto(wide[o], a, n);       // at most flushEvery channels since the last one
+                } else if (last && wide == null) {
                     epilogue(a, o, r0, rows, n, curY, curRelu, p);
                 }
             }
@@ -519,8 +527,8 @@ final class ConvExactPlanar extends FastConv implements Parallel.Part {
      */
     void fusePool(int k, int s, int hp, int wp) {
         if (whole1x1() || k < 1 || s < 1 || hp != (geo.ho - k) / s + 1 || wp != (geo.wo - k) / s + 1) {
-            throw new IllegalArgumentException("cannot fuse a " + k + "x" + k + "/" + s + " max-pool into " + geo.ho + "x"
-                    + geo.wo + " planar conv");
+            throw new IllegalArgumentException("cannot fuse a " + k + "x" + k + "/" + s + " max-pool into "
+                    + geo.ho + "x" + geo.wo + " planar conv");
         }
         poolK = k;
         poolS = s;

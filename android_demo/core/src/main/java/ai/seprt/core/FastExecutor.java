@@ -19,7 +19,7 @@ final class FastExecutor implements Runner {
     private final float[][] env;            // per value: its buffer (the input's is the caller's array)
     private final boolean[] reluAfter;      // per node: a relu is fused into it (its output is the relu's)
     private final boolean[] fused;          // per node: a relu (or max-pool) that runs inside a conv or add before it
-    private final boolean[] poolAfter;      // per node: a relu and a max-pool are fused into it (its output is the pool's)
+    private final boolean[] poolAfter;      // per node: a relu and a max-pool are fused into it (output: the pool's)
     private final float[] input;            // (C, H, W) the image input, transposed from the caller's (H, W, C)
     private final float[][] poolRows;       // (2)(longest maxpool row) row buffers of OpsChw.maxpool
     private long[] nanos;
@@ -70,7 +70,8 @@ final class FastExecutor implements Runner {
         for (int i = 0; i + 2 < nodes.size(); i++) {
             Node pool = nodes.get(i + 2);
             int r = nodes.get(i + 1).output;
-            if (fusePool && reluAfter[i] && convs[i] instanceof ConvExactPlanar && !((ConvExactPlanar) convs[i]).whole1x1()
+            if (fusePool && reluAfter[i] && convs[i] instanceof ConvExactPlanar
+                    && !((ConvExactPlanar) convs[i]).whole1x1()
                     && pool.op == Node.Op.MAXPOOL && pool.inputs[0] == r && readers[r] == 1 && r != g.output
                     && r != g.embed && pool.pad == 0) {
                 ConvGeometry geo = convs[i].geo;

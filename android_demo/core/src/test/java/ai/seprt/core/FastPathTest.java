@@ -142,30 +142,33 @@ class FastPathTest {
 
     /**
      * Layers whose float32 partial sums could pass 2^24 move them to ints (none of the test models
-     * reaches the bound), so the flushes are forced here.
+     * reaches the bound), so the flushes are forced here: after every channel, and after every 3
+     * (bin layers then flush between channel blocks of up to 3 channels).
      */
     @Test
     void exactPlanarFlushesToIntsBitIdentically() throws IOException {
         String old = System.getProperty("seprt.flushEvery");
         try {
-            System.setProperty("seprt.flushEvery", "1");
-            for (String name : new String[] {"demo", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
-                SeprtModel r = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.REFERENCE);
-                SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
-                boolean flushes = false;
-                for (int i = 0; i < f.graph().nodes.size(); i++) {
-                    FastConv c = ((FastExecutor) f.runner()).conv(i);
-                    if (c instanceof ConvExactPlanar) {
-                        flushes |= ((ConvExactPlanar) c).flushEvery() < c.geo.cg;
+            for (String every : new String[] {"1", "3"}) {
+                System.setProperty("seprt.flushEvery", every);
+                for (String name : new String[] {"demo", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
+                    SeprtModel r = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.REFERENCE);
+                    SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
+                    boolean flushes = false;
+                    for (int i = 0; i < f.graph().nodes.size(); i++) {
+                        FastConv c = ((FastExecutor) f.runner()).conv(i);
+                        if (c instanceof ConvExactPlanar) {
+                            flushes |= ((ConvExactPlanar) c).flushEvery() < c.geo.cg;
+                        }
                     }
+                    assertTrue(flushes, name + ": no planar layer flushes");
+                    Random rnd = new Random(7);
+                    float[] x = new float[r.inputSize()];
+                    for (int i = 0; i < x.length; i++) {
+                        x[i] = (float) rnd.nextGaussian();
+                    }
+                    assertSame(name + " flushing every " + every + " channels", r.logits(x), f.logits(x), true);
                 }
-                assertTrue(flushes, name + ": no planar layer flushes");
-                Random rnd = new Random(7);
-                float[] x = new float[r.inputSize()];
-                for (int i = 0; i < x.length; i++) {
-                    x[i] = (float) rnd.nextGaussian();
-                }
-                assertSame(name + " flushing every channel", r.logits(x), f.logits(x), true);
             }
         } finally {
             if (old == null) {
@@ -248,8 +251,9 @@ class FastPathTest {
             try {
                 System.setProperty(kv[0], kv[1]);
                 SeprtModel v = SeprtModel.load(file, SeprtModel.Path.FAST);
-                assertEquals(kv[0].equals("seprt.fusePool") ? "conv_exact_f32_planar+relu" : "conv_exact_f32_planar+relu+maxpool",
-                        v.runner().kernelName(0), kv[0] + "=" + kv[1]);
+                String kernel = kv[0].equals("seprt.fusePool") ? "conv_exact_f32_planar+relu"
+                        : "conv_exact_f32_planar+relu+maxpool";
+                assertEquals(kernel, v.runner().kernelName(0), kv[0] + "=" + kv[1]);
                 assertSame("sepnet-t8 with " + kv[0] + "=" + kv[1], ref, v.logits(x), true);
                 assertSame("sepnet-t8 with " + kv[0] + "=" + kv[1] + ", again", ref, v.logits(x), true);
             } finally {

@@ -18,7 +18,8 @@ final class FastExecutor implements Runner {
     private final FastConv[] convs;         // per node; null for ops without weights
     private final float[][] env;            // per value: its buffer (the input's is the caller's array)
     private final boolean[] reluAfter;      // per node: a relu is fused into it (its output is the relu's)
-    private final boolean[] fused;          // per node: a relu that runs inside the node before it
+    private final boolean[] fused;          // per node: a relu (or max-pool) that runs inside a conv or add before it
+    private final boolean[] poolAfter;      // per node: a relu and a max-pool are fused into it (output: the pool's)
     private final float[] input;            // (C, H, W) the image input, transposed from the caller's (H, W, C)
     private final float[][] poolRows;       // (2)(longest maxpool row) row buffers of OpsChw.maxpool
     private long[] nanos;
@@ -61,6 +62,29 @@ final class FastExecutor implements Runner {
                 fused[i + 1] = true;
             }
         }
+        // conv -> relu -> maxpool (no padding, windows inside the input, the relu's only reader):
+        // the planar conv pools in its epilogue (ConvExactPlanar.fusePool)
+        // (seprt.fusePool=false: max-pools run on their own; tests, timing)
+        poolAfter = new boolean[nodes.size()];
+        boolean fusePool = !"false".equals(System.getProperty("seprt.fusePool"));
+        for (int i = 0; i + 2 < nodes.size(); i++) {
+            Node pool = nodes.get(i + 2);
+            int r = nodes.get(i + 1).output;
+            if (fusePool && reluAfter[i] && convs[i] instanceof ConvExactPlanar
+                    && !((ConvExactPlanar) convs[i]).whole1x1()
+                    && pool.op == Node.Op.MAXPOOL && pool.inputs[0] == r && readers[r] == 1 && r != g.output
+                    && r != g.embed && pool.pad == 0) {
+                ConvGeometry geo = convs[i].geo;
+                int[] ps = g.value(pool.output).shape;
+                int k = pool.kernel;
+                int s = pool.stride;
+                if (geo.ho >= k && geo.wo >= k && ps[0] == (geo.ho - k) / s + 1 && ps[1] == (geo.wo - k) / s + 1) {
+                    ((ConvExactPlanar) convs[i]).fusePool(k, s, ps[0], ps[1]);
+                    poolAfter[i] = true;
+                    fused[i + 2] = true;
+                }
+            }
+        }
         poolRows = new float[2][poolRow];
         // buffers: a value's array returns to the pool after its last reader (never the outputs)
         Map<Integer, ArrayDeque<float[]>> pool = new HashMap<>();
@@ -71,7 +95,7 @@ final class FastExecutor implements Runner {
             if (fused[i]) {
                 continue;                   // its output buffer was given to the node before
             }
-            int out = reluAfter[i] ? nodes.get(i + 1).output : n.output;
+            int out = poolAfter[i] ? nodes.get(i + 2).output : reluAfter[i] ? nodes.get(i + 1).output : n.output;
             int size = g.value(out).size();
             ArrayDeque<float[]> free = pool.get(size);
             env[out] = free != null && !free.isEmpty() ? free.pop() : new float[size];
@@ -119,7 +143,7 @@ final class FastExecutor implements Runner {
     private void runNode(int i, Node n) {
         float[] x = env[n.inputs[0]];
         boolean relu = reluAfter[i];
-        float[] y = env[relu ? g.nodes.get(i + 1).output : n.output];
+        float[] y = env[poolAfter[i] ? g.nodes.get(i + 2).output : relu ? g.nodes.get(i + 1).output : n.output];
         int[] s = g.value(n.inputs[0]).shape;
         int[] out = g.value(n.output).shape;
         switch (n.op) {
@@ -227,7 +251,7 @@ final class FastExecutor implements Runner {
     @Override
     public String kernelName(int node) {
         String k = convs[node] != null ? convs[node].kernelName() : g.nodes.get(node).opName();
-        return fused[node] ? "(fused)" : reluAfter[node] ? k + "+relu" : k;
+        return fused[node] ? "(fused)" : poolAfter[node] ? k + "+relu+maxpool" : reluAfter[node] ? k + "+relu" : k;
     }
 
     @Override

@@ -142,30 +142,33 @@ class FastPathTest {
 
     /**
      * Layers whose float32 partial sums could pass 2^24 move them to ints (none of the test models
-     * reaches the bound), so the flushes are forced here.
+     * reaches the bound), so the flushes are forced here: after every channel, and after every 3
+     * (bin layers then flush between channel blocks of up to 3 channels).
      */
     @Test
     void exactPlanarFlushesToIntsBitIdentically() throws IOException {
         String old = System.getProperty("seprt.flushEvery");
         try {
-            System.setProperty("seprt.flushEvery", "1");
-            for (String name : new String[] {"demo", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
-                SeprtModel r = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.REFERENCE);
-                SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
-                boolean flushes = false;
-                for (int i = 0; i < f.graph().nodes.size(); i++) {
-                    FastConv c = ((FastExecutor) f.runner()).conv(i);
-                    if (c instanceof ConvExactPlanar) {
-                        flushes |= ((ConvExactPlanar) c).flushEvery() < c.geo.cg;
+            for (String every : new String[] {"1", "3"}) {
+                System.setProperty("seprt.flushEvery", every);
+                for (String name : new String[] {"demo", "tiny-BQ2", "tiny-BQ8", "sepnet-cifar-BQ8-all"}) {
+                    SeprtModel r = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.REFERENCE);
+                    SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
+                    boolean flushes = false;
+                    for (int i = 0; i < f.graph().nodes.size(); i++) {
+                        FastConv c = ((FastExecutor) f.runner()).conv(i);
+                        if (c instanceof ConvExactPlanar) {
+                            flushes |= ((ConvExactPlanar) c).flushEvery() < c.geo.cg;
+                        }
                     }
+                    assertTrue(flushes, name + ": no planar layer flushes");
+                    Random rnd = new Random(7);
+                    float[] x = new float[r.inputSize()];
+                    for (int i = 0; i < x.length; i++) {
+                        x[i] = (float) rnd.nextGaussian();
+                    }
+                    assertSame(name + " flushing every " + every + " channels", r.logits(x), f.logits(x), true);
                 }
-                assertTrue(flushes, name + ": no planar layer flushes");
-                Random rnd = new Random(7);
-                float[] x = new float[r.inputSize()];
-                for (int i = 0; i < x.length; i++) {
-                    x[i] = (float) rnd.nextGaussian();
-                }
-                assertSame(name + " flushing every channel", r.logits(x), f.logits(x), true);
             }
         } finally {
             if (old == null) {
@@ -174,6 +177,109 @@ class FastPathTest {
                 System.setProperty("seprt.flushEvery", old);
             }
         }
+    }
+
+    /**
+     * The planar kernel's channel blocks (seprt.tapBudget: 1 channel a block, blocks that split
+     * groups unevenly, the default) and its ±1 paths (sign-set adds, default; multiply-adds with
+     * seprt.signAdds=false) all give the reference's logits, on every integer model with planar
+     * layers, bin or stack patterns (depthwise too), odd sizes and zero points != 0.
+     */
+    @TestFactory
+    List<DynamicTest> exactPlanarBlocksAndSignAddsBitIdentical() {
+        List<DynamicTest> tests = new ArrayList<>();
+        String[] models = {"demo", "sepnet-t8-BQ", "tiny-BQ8", "tiny-BQ4", "tiny-BQ2", "sepnet-cifar-BQ8-all",
+            "concat-dw-BQ8", "concat-dw-BQ4", "newops-BQ4", "tiny-stack-BQ4", "concat-dw-stack-BQ8"};
+        String[][] settings = {{"seprt.tapBudget", "1"}, {"seprt.tapBudget", "20000"}, {"seprt.signAdds", "false"},
+            {"seprt.tapBudget", "1", "seprt.signAdds", "false"}};
+        for (String[] props : settings) {
+            tests.add(DynamicTest.dynamicTest(String.join("=", props), () -> {
+                String[] old = new String[props.length / 2];
+                try {
+                    for (int k = 0; k < props.length; k += 2) {
+                        old[k / 2] = System.getProperty(props[k]);
+                        System.setProperty(props[k], props[k + 1]);
+                    }
+                    for (String name : models) {
+                        java.io.File file = Golden.get().models.get(name).file;
+                        SeprtModel r = SeprtModel.load(file, SeprtModel.Path.REFERENCE);
+                        SeprtModel f = SeprtModel.load(file, SeprtModel.Path.FAST);
+                        Random rnd = new Random(11);
+                        float[] x = new float[r.inputSize()];
+                        for (int i = 0; i < x.length; i++) {
+                            x[i] = (float) rnd.nextGaussian();
+                        }
+                        assertSame(name + " with " + String.join("=", props), r.logits(x), f.logits(x), true);
+                    }
+                } finally {
+                    for (int k = 0; k < props.length; k += 2) {
+                        if (old[k / 2] == null) {
+                            System.clearProperty(props[k]);
+                        } else {
+                            System.setProperty(props[k], old[k / 2]);
+                        }
+                    }
+                }
+            }));
+        }
+        return tests;
+    }
+
+    /**
+     * sepnet-t8's stem (conv 5x5/2 -> relu -> maxpool 3x3/2, 111x111x64) pools inside the planar
+     * conv; with 1-row and 3-row tiles (seprt.minN; windows then span 2 or 3 tiles), with the int
+     * flushes forced, and unfused (seprt.fusePool=false) the logits stay the reference's.
+     */
+    @Test
+    void maxpoolFusedIntoPlanarConvBitIdentical() throws IOException {
+        java.io.File file = Golden.get().models.get("sepnet-t8-BQ").file;
+        SeprtModel r = SeprtModel.load(file, SeprtModel.Path.REFERENCE);
+        Random rnd = new Random(5);
+        float[] x = new float[r.inputSize()];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rnd.nextGaussian();
+        }
+        float[] ref = r.logits(x);
+        SeprtModel f = SeprtModel.load(file, SeprtModel.Path.FAST);
+        assertEquals("conv_exact_f32_planar+relu+maxpool", f.runner().kernelName(0));
+        assertEquals("(fused)", f.runner().kernelName(2));
+        assertSame("fused max-pool", ref, f.logits(x), true);
+        String[][] settings = {{"seprt.minN", "1"}, {"seprt.minN", "300"}, {"seprt.flushEvery", "1"},
+            {"seprt.fusePool", "false"}};
+        for (String[] kv : settings) {
+            String old = System.getProperty(kv[0]);
+            try {
+                System.setProperty(kv[0], kv[1]);
+                SeprtModel v = SeprtModel.load(file, SeprtModel.Path.FAST);
+                String kernel = kv[0].equals("seprt.fusePool") ? "conv_exact_f32_planar+relu"
+                        : "conv_exact_f32_planar+relu+maxpool";
+                assertEquals(kernel, v.runner().kernelName(0), kv[0] + "=" + kv[1]);
+                assertSame("sepnet-t8 with " + kv[0] + "=" + kv[1], ref, v.logits(x), true);
+                assertSame("sepnet-t8 with " + kv[0] + "=" + kv[1] + ", again", ref, v.logits(x), true);
+            } finally {
+                if (old == null) {
+                    System.clearProperty(kv[0]);
+                } else {
+                    System.setProperty(kv[0], old);
+                }
+            }
+        }
+    }
+
+    /** sepnet-t8's binary pattern convs (all planar, 7x7 ones too) run as sign-set adds, its i8 convs do not. */
+    @Test
+    void binaryPlanarLayersRunAsSignAdds() throws IOException {
+        SeprtModel f = SeprtModel.load(Golden.get().models.get("sepnet-t8-BQ").file, SeprtModel.Path.FAST);
+        int signs = 0;
+        for (int i = 0; i < f.graph().nodes.size(); i++) {
+            FastConv c = ((FastExecutor) f.runner()).conv(i);
+            if (c instanceof ConvExactPlanar) {
+                Node n = f.graph().nodes.get(i);
+                assertEquals(n.wfmt == Node.WeightFormat.BIN, ((ConvExactPlanar) c).signAdds(), n.name);
+                signs += ((ConvExactPlanar) c).signAdds() ? 1 : 0;
+            }
+        }
+        assertEquals(12, signs, "bin layers of sepnet-t8 (modules 1-6, two each)");
     }
 
     /** Threads split output channels or rows; every output is still computed in the same order. */

@@ -50,3 +50,10 @@ def test_train_convert_predict(tmp_path):
     assert rep["kxk"]["ratio"] > 64 and rep["rel_diff"] < 0.25
     m = seprt.Model.from_bytes(data)
     assert m.info()["arch"] == "resnet20" and len(m.predict(seprt.demo_images()[0], top_k=3)) == 3
+    # the plain model with the effective weights (the TFLite baseline's input) is the same function
+    from training import modelckpt
+    modelckpt.save(ts.expanded_checkpoint(str(tmp_path / "s.pt")), str(tmp_path / "e.pt"))
+    plain = modelckpt.build_model(modelckpt.read(str(tmp_path / "e.pt")))
+    xt = torch.from_numpy(xs.transpose(0, 3, 1, 2))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(xt), net2(xt), atol=1e-5, rtol=1e-5)

@@ -60,3 +60,20 @@ def test_zoo_extra_resnet(stem, mode, source, n_bin, n_conv, top1, variant):
     kinds = {r["name"]: r["weights"] for r in m.info()["layers"] if r["op"] == "conv"}
     assert sum(k.startswith("bin") for k in kinds.values()) == n_bin and len(kinds) == n_conv
     assert kinds["conv1"].startswith("bin") == (mode == "all")
+
+
+# the stacked models models/README.md lists (training/stacked.py -> converters/stacked.py):
+# (file, source checkpoint, stacked convs, k x k weight bytes, BQ validation top-1)
+STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10384, 0.6272)]
+
+
+@pytest.mark.parametrize("name,source,n_stack,kxk_bytes,top1", STACKED)
+def test_zoo_stacked(name, source, n_stack, kxk_bytes, top1):
+    from seprt.stacked import kxk_bytes as count
+    m = seprt.Model(os.path.join(MODELS, name))
+    assert m.meta["provenance.stage"] == "stacked" and m.meta["provenance.source"] == source
+    assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
+    kinds = [r["weights"] for r in m.info()["layers"] if r["op"] == "conv" and r["kernel"] > 1]
+    assert kinds == ["stack"] * n_stack
+    kb = count(m.graph)
+    assert kb["bytes"] == kxk_bytes and kb["ratio"] > 64

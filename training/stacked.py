@@ -225,6 +225,33 @@ def load_checkpoint(path: str) -> tuple[nn.Module, dict]:
     return net, ck
 
 
+@torch.no_grad()
+def expanded_checkpoint(path: str) -> dict:
+    """The stacked checkpoint at `path` as a module checkpoint
+    (training/modelckpt.py) of its plain model, each StackedConv2d an
+    nn.Conv2d holding its effective weight alpha * expanded ±1 (K, Cg, k, k):
+    the same function, for baselines of the same weights (`python -m
+    converters tflite OUT --quant int8`). Stage "full" because no conv is a
+    pattern conv; train_config["expanded_from"] says where it came from.
+
+        ck = expanded_checkpoint("models/resnet20-stacked-d4m32.pt")
+        modelckpt.save(ck, "runs/resnet20-stacked-d4m32-expanded.pt")
+    """
+    from . import modelckpt
+    net, ck = load_checkpoint(path)
+    plain = spec_mod.build(ck["model"], ck["model_kwargs"])
+    sd = {k: v for k, v in net.state_dict().items() if not k.endswith((".bank", ".sel", ".alpha"))}
+    for name, mod in net.named_modules():
+        if isinstance(mod, StackedConv2d):
+            sd[name + ".weight"] = mod.effective_weight()
+    plain.load_state_dict(sd, strict=True)
+    plain.eval()
+    return modelckpt.make(plain, spec=ck["model"], model_kwargs=ck["model_kwargs"], labels=ck["labels"],
+                          preprocess=ck["preprocess"], stage="full", val_top1=ck["val_top1"],
+                          history=ck["history"], train_config={"expanded_from": os.path.basename(path),
+                                                               "dm": ck["dm"]})
+
+
 # ------------------------------------------------------------ fine-tuning
 
 def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: float, lr: float,

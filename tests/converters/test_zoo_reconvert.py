@@ -7,7 +7,8 @@ CIFAR-10 images that tests do not read (files 0000-0025 of each class,
 `python -m training export-val --split calib`), so the BQ file is converted
 with the demo images as calibration, its weights (int8, patterns, scales,
 biases) must equal the shipped file's, and with the shipped activation
-quantization put back its logits must be the shipped logits."""
+quantization put back its logits must be the shipped logits. The stacked
+checkpoints (training/stacked.py) go through converters/stacked.py the same way."""
 import os
 
 import numpy as np
@@ -31,6 +32,8 @@ ZOO = [("resnet20-full.pt", "resnet20-R.bin", "R"),
        ("sepnet-cifar-full.pt", "sepnet-cifar-R.bin", "R"),
        ("sepnet-cifar-refined-prb.pt", "sepnet-cifar-B.bin", "B"),
        ("sepnet-cifar-refined-prb.pt", "sepnet-cifar-BQ.bin", "BQ")]
+# stacked checkpoints -> BQ with `python -m converters.stacked`: models/README.md
+STACKED = [("resnet20-stacked-d4m32.pt", "resnet20-stacked-d4m32-BQ.bin")]
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +44,32 @@ def calib_dir():
 
 def test_every_zoo_bin_is_listed():
     shipped = sorted(f for f in os.listdir(MODELS) if f.endswith(".bin"))
-    assert sorted(b for _, b, _ in ZOO) == shipped
+    assert sorted([b for _, b, _ in ZOO] + [b for _, b in STACKED]) == shipped
 
 
 @pytest.mark.parametrize("ckpt,shipped,variant", ZOO, ids=[b for _, b, _ in ZOO])
 def test_reconverted_zoo_bin_gives_the_shipped_logits(ckpt, shipped, variant, calib_dir, tmp_path, capsys):
-    from seprt.engine import FastEngine
-    from seprt.graph import Graph
-    old = seprt.Model(os.path.join(MODELS, shipped))
     argv = ["seprt", os.path.join(MODELS, ckpt), "-o", str(tmp_path / shipped), "--variant", variant]
     if variant == "BQ":
         argv += ["--calib", calib_dir]
     assert main(argv) == 0, capsys.readouterr().err
+    assert_same_as_shipped(shipped, variant, tmp_path)
+
+
+@pytest.mark.parametrize("ckpt,shipped", STACKED, ids=[b for _, b in STACKED])
+def test_reconverted_stacked_bin_gives_the_shipped_logits(ckpt, shipped, calib_dir, tmp_path):
+    from converters import stacked
+    assert stacked.main([os.path.join(MODELS, ckpt), "-o", str(tmp_path / shipped), "--variant", "BQ",
+                         "--calib", calib_dir]) == 0
+    assert_same_as_shipped(shipped, "BQ", tmp_path)
+
+
+def assert_same_as_shipped(shipped, variant, tmp_path):
+    """models/SHIPPED and tmp_path/SHIPPED: R, B the same logits; BQ the same
+    weights, and the same logits with the shipped activation quantization."""
+    from seprt.engine import FastEngine
+    from seprt.graph import Graph
+    old = seprt.Model(os.path.join(MODELS, shipped))
     new = seprt.Model(str(tmp_path / shipped))
     x = np.stack([old.preprocess(p)[0] for p in seprt.demo_images()])
     x = np.concatenate([x, np.random.default_rng(0).standard_normal((4,) + x.shape[1:]).astype(np.float32)])

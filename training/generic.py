@@ -60,7 +60,7 @@ def _data_cfg(args, tr, va) -> dict:
 def _fit_cfg(args, **extra) -> dict:
     cfg = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "wd": args.wd,
            "schedule": args.schedule, "warmup_epochs": args.warmup_epochs, "label_smoothing": args.label_smoothing,
-           "seed": args.seed, "kd_alpha": None, "kd_t": None}
+           "ema": args.ema, "seed": args.seed, "kd_alpha": None, "kd_t": None}
     cfg.update(extra)
     return cfg
 

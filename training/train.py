@@ -174,11 +174,14 @@ def state_path(out: str) -> str:
 # (weights and optimizer state are float32 either way); each epoch's history
 # record says which one ran.
 RESUME_FREE = {"amp"}
+# settings added after runs were started: a saved state without the key ran
+# with this value.
+RESUME_DEFAULTS = {"ema": 0.0}
 
 
 def _differences(saved: dict, now: dict) -> list[str]:
     keys = sorted((set(saved) | set(now)) - RESUME_FREE)
-    return [k for k in keys if saved.get(k) != now.get(k)]
+    return [k for k in keys if saved.get(k, RESUME_DEFAULTS.get(k)) != now.get(k, RESUME_DEFAULTS.get(k))]
 
 
 def lock_output(out: str):
@@ -213,7 +216,7 @@ def check_resume(out: str, cfg: dict, force: bool):
     st = torch.load(sp, map_location="cpu", weights_only=True)
     diff = _differences(st["config"], cfg)
     if diff:
-        was = ", ".join(f"{k}={st['config'].get(k)!r}" for k in diff)
+        was = ", ".join(f"{k}={st['config'].get(k, RESUME_DEFAULTS.get(k))!r}" for k in diff)
         now = ", ".join(f"{k}={cfg.get(k)!r}" for k in diff)
         raise SystemExit(f"error: refusing to resume {out}: its state {sp} (epoch {st['epoch']}/"
                          f"{st['config'].get('epochs')}) was made with {was}, but this command asks {now}; "
@@ -257,6 +260,39 @@ def upgrade_legacy_state(st: dict, model: nn.Module) -> dict:
 
 # ------------------------------------------------------------------ fitting
 
+class WeightEMA:
+    """Exponential moving average of a module's whole state_dict: parameters
+    and the floating-point buffers (BN running_mean/var) are averaged, integer
+    buffers (num_batches_tracked) copied. Bias-corrected, so it is a weighted
+    average of the states seen so far, never of the initial weights:
+    after update t, ema = sum_i decay^(t-i) * w_i / sum_i decay^(t-i).
+
+        ema = WeightEMA(model, 0.999)
+        ... opt.step(); ema.update(step + 1)      # step + 1 = updates so far
+        evaluate(ema.module, val_batches)
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        import copy
+        self.decay = decay
+        self.module = copy.deepcopy(pattern.unwrap(model)).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self._src = pattern.unwrap(model)
+
+    @torch.no_grad()
+    def update(self, t: int) -> None:
+        """Fold in the model's current state as update number t (1, 2, ...)."""
+        d = self.decay
+        w_old = d * (1 - d ** (t - 1)) / (1 - d ** t)   # weight of the average so far (0 at t = 1)
+        src = self._src.state_dict()
+        for k, v in self.module.state_dict().items():
+            if v.is_floating_point():
+                v.lerp_(src[k], 1 - w_old)
+            else:
+                v.copy_(src[k])
+
+
 def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess: dict, *, stage: str,
         save_checkpoint, teacher: nn.Module | None = None, prior_history: list | None = None,
         before_first_epoch=None) -> dict:
@@ -266,6 +302,8 @@ def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess
     `save_checkpoint(model, history, val_top1)` writes the checkpoint;
     `stage` names the epochs in the history."""
     out = args.out
+    if not 0 <= cfg.get("ema", 0) < 1:
+        raise SystemExit(f"error: --ema {cfg['ema']} is not a decay in [0, 1) (e.g. 0.999; 0 = off)")
     lock = lock_output(out) if d.main else None  # noqa: F841 (held until return)
     st = check_resume(out, cfg, args.force)
     if st is not None and st.get("finished"):
@@ -301,6 +339,9 @@ def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=0.9, nesterov=True, weight_decay=cfg["wd"])
     if st is not None:
         opt.load_state_dict(st["optimizer"])
+    ema = WeightEMA(model, cfg["ema"]) if cfg.get("ema") else None
+    if ema is not None and st is not None:
+        ema.module.load_state_dict(st["ema"])
     train_model: nn.Module = model
     if d.world > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
@@ -339,6 +380,8 @@ def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(epoch * steps + i + 1)
             with torch.no_grad():
                 tot_loss += loss.detach() * len(y)
                 tot_correct += (logits.argmax(1) == y).sum()
@@ -349,20 +392,31 @@ def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess
         bar.close()
         train_s = time.time() - t0
         if d.main:
-            ev = evaluate(model, val_b)
+            # with --ema the EMA weights are validated and written; the live
+            # weights are validated too (val_top1_live) to show what EMA adds
+            out_model = model if ema is None else ema.module
+            ev = evaluate(out_model, val_b)
             rec = {"stage": stage, "epoch": epoch + 1, "train_loss": float(tot_loss) / tot_n,
                    "train_top1": float(tot_correct) / tot_n, "val_top1": ev["top1"], "val_top5": ev["top5"],
                    "val_loss": ev["loss"], "lr_end": lr, "train_seconds": round(train_s, 1),
-                   "seconds": round(time.time() - t0, 1), "world_size": d.world, "amp": amp or "fp32"}
+                   "world_size": d.world, "amp": amp or "fp32", "ema": cfg.get("ema", 0.0)}
+            if ema is not None:
+                live = evaluate(model, val_b)
+                rec.update(val_top1_live=live["top1"], val_top5_live=live["top5"])
+            rec["seconds"] = round(time.time() - t0, 1)
             history.append(rec)
             finished = epoch + 1 == cfg["epochs"]
-            save_checkpoint(model, history, ev["top1"])
-            ckpt_mod.atomic_save({"config": cfg, "epoch": epoch + 1, "finished": finished,
-                                  "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-                                  "optimizer": opt.state_dict(), "history": history}, state_path(out))
+            save_checkpoint(out_model, history, ev["top1"])
+            state = {"config": cfg, "epoch": epoch + 1, "finished": finished,
+                     "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                     "optimizer": opt.state_dict(), "history": history}
+            if ema is not None:
+                state["ema"] = {k: v.clone() for k, v in ema.module.state_dict().items()}
+            ckpt_mod.atomic_save(state, state_path(out))
+            what = "" if ema is None else f" (EMA {cfg['ema']}; live weights {live['top1']:.4f})"
             print(f"[{stage}] {os.path.basename(out)} epoch {epoch + 1}/{cfg['epochs']}: "
                   f"train loss {rec['train_loss']:.4f} top1 {rec['train_top1']:.4f} | "
-                  f"validation top1 {ev['top1']:.4f} top5 {ev['top5']:.4f} | {rec['seconds']:.0f} s "
+                  f"validation top1 {ev['top1']:.4f} top5 {ev['top5']:.4f}{what} | {rec['seconds']:.0f} s "
                   f"(train {train_s:.0f} s, {train_s / steps:.3f} s/step)", flush=True)
             res = {"epoch": epoch + 1, "history": history}
         d.barrier()
@@ -377,7 +431,7 @@ def fit(model: nn.Module, cfg: dict, args, d: Dist, train_ds, val_ds, preprocess
 def _common_train_cfg(args, **extra) -> dict:
     cfg = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "wd": args.wd,
            "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
-           "label_smoothing": args.label_smoothing, "seed": args.seed,
+           "label_smoothing": args.label_smoothing, "ema": args.ema, "seed": args.seed,
            "data": os.path.abspath(args.data), "kd_alpha": None, "kd_t": None}
     cfg.update(extra)
     return cfg
@@ -561,6 +615,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--schedule", choices=("cosine", "step"), default="cosine")
         s.add_argument("--warmup-epochs", type=float, default=None if lr is None else (1.0 if lr >= 0.05 else 0.0))
         s.add_argument("--label-smoothing", type=float, default=0.0)
+        s.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="keep a bias-corrected exponential moving average of the weights and BN statistics "
+                            "(updated every step, e.g. 0.999); validate it and write it as --out "
+                            "(default 0 = off)")
         s.add_argument("--force", action="store_true", help="ignore any saved state and start over")
         s.add_argument("--stop-after", type=int, default=0, help="stop after this many epochs of this invocation")
         s.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -171,3 +171,66 @@ def test_resume_state_of_the_layer_list_interpreter_continues(tiny_tar, tmp_path
     ca, cb = modelckpt.read(str(a)), modelckpt.read(str(b))
     for k, v in ca["state_dict"].items():
         assert torch.equal(v, cb["state_dict"][k]), k
+
+
+def test_weight_ema_is_the_bias_corrected_average_of_the_steps():
+    """After 2 steps with decay d: ema = (d*w1 + w2) / (1 + d), for weights and
+    BN running stats alike; the integer step counter is copied."""
+    torch.manual_seed(0)
+    d = 0.9
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    ema = train.WeightEMA(model, d)
+    seen = []
+    for t in (1, 2):
+        model(torch.randn(8, 3)).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        ema.update(t)
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+    for k, v in ema.module.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (d * seen[0][k] + seen[1][k]) / (1 + d), atol=1e-6), k
+            assert not torch.equal(v, seen[1][k]), k
+        else:
+            assert torch.equal(v, seen[1][k]), k                # num_batches_tracked
+    assert all(not p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_run_writes_the_average_and_resumes_exactly(tiny_tar, tmp_path, capsys):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    ema = ("--ema", "0.8", "--amp", "off")
+    assert _train(tiny_tar, tmp_path, a, *ema) == 0                     # uninterrupted
+    assert _train(tiny_tar, tmp_path, b, *ema, "--stop-after", "1") == 0
+    st = torch.load(train.state_path(str(b)), weights_only=True)
+    # the checkpoint is the EMA (in its plain form), not the live weights in the state
+    cb1 = modelckpt.read(str(b))
+    assert cb1["train_config"]["ema"] == 0.8 and cb1["history"][-1]["ema"] == 0.8
+    assert "val_top1_live" in cb1["history"][-1]
+    assert all(torch.equal(v, st["ema"][k]) for k, v in cb1["state_dict"].items())
+    assert any(not torch.equal(v, st["model"][k]) for k, v in cb1["state_dict"].items())
+    with pytest.raises(SystemExit, match=r"refusing to resume .*ema=0\.8.*ema=0\.9"):
+        _train(tiny_tar, tmp_path, b, "--ema", "0.9", "--amp", "off")
+    with pytest.raises(SystemExit, match=r"refusing to resume .*ema=0\.8.*ema=0\.0"):
+        _train(tiny_tar, tmp_path, b, "--amp", "off")
+    capsys.readouterr()
+    assert _train(tiny_tar, tmp_path, b, *ema) == 0                     # same command: continues
+    assert "resuming" in capsys.readouterr().out
+    ca, cb = modelckpt.read(str(a)), modelckpt.read(str(b))
+    assert [h["epoch"] for h in cb["history"]] == [1, 2, 3]
+    for k, v in ca["state_dict"].items():
+        assert torch.allclose(v.float(), cb["state_dict"][k].float(), atol=1e-5), k
+    assert ca["val_top1"] == cb["val_top1"]
+    with pytest.raises(SystemExit, match=r"--ema 1\.0 is not a decay"):
+        _train(tiny_tar, tmp_path, tmp_path / "x.pt", "--ema", "1")
+
+
+def test_state_written_before_ema_existed_resumes(tiny_tar, tmp_path):
+    out = tmp_path / "old.pt"
+    assert _train(tiny_tar, tmp_path, out, "--stop-after", "1") == 0
+    sp = train.state_path(str(out))
+    st = torch.load(sp, weights_only=True)
+    del st["config"]["ema"]                                              # as written before --ema
+    torch.save(st, sp)
+    assert _train(tiny_tar, tmp_path, out) == 0
+    assert len(modelckpt.read(str(out))["history"]) == 3

@@ -220,16 +220,20 @@ def cmd_bench(args) -> int:
         print(f"tflite  median {t['median_ms']:.3f} ms  p90 {t['p90_ms']:.3f} ms  ({args.tflite})")
         print(f"ratio seprt/tflite: {res['ratio_seprt_over_tflite']:.2f}x")
     if args.per_layer:
-        print(f"\n{'step':<44} {'path':<14} {'us':>9} {'GMAC/s':>8} {'share':>6}")
+        team = args.threads > 1 and args.batch < args.threads
+        print(f"\n{'step':<44} {'path':<14} {'us':>9} {'GMAC/s':>8} {'share':>6}"
+              + ("  busy us (busiest / idlest thread)" if team else ""))
         for r in res["layers"]:
             g = f"{r['gmacs']:.2f}" if r["gmacs"] else ""
-            print(f"{r['name'][:44]:<44} {r['path']:<14} {r['us']:>9.1f} {g:>8} {r['share'] * 100:>5.1f}%")
+            busy = f"  {r['busy_us']:>8.1f} / {r['busy_min_us']:.1f}" if team and "busy_us" in r else ""
+            print(f"{r['name'][:44]:<44} {r['path']:<14} {r['us']:>9.1f} {g:>8} {r['share'] * 100:>5.1f}%{busy}")
     return 0
 
 
 def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
-    """Median time per step: fast-engine instructions (after fusion), or
-    reference nodes, with the compute path each ran."""
+    """Median time per step: fast-engine instructions (after fusion; timed
+    inside whole runs, with each thread's busy time), or reference nodes,
+    with the compute path each ran."""
     from . import reference
     g = m.graph
     if m._fast is not None:
@@ -248,9 +252,13 @@ def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
             macs = g.node_params(n) * (np.prod(out[:2]) if len(out) == 3 else 1) * len(x)
             rows.append({"name": name, "path": path, "macs": int(macs), "seconds": float(np.median(ts))})
     total = sum(r["seconds"] for r in rows)
-    return [{"name": r["name"], "path": r["path"], "us": r["seconds"] * 1e6,
-             "gmacs": r["macs"] / r["seconds"] / 1e9 if r["macs"] else 0.0, "share": r["seconds"] / total}
-            for r in rows]
+    out = [{"name": r["name"], "path": r["path"], "us": r["seconds"] * 1e6,
+            "gmacs": r["macs"] / r["seconds"] / 1e9 if r["macs"] else 0.0, "share": r["seconds"] / total}
+           for r in rows]
+    for o, r in zip(out, rows):            # fast engine: the busiest and the idlest thread's time on its share
+        if "busy" in r:
+            o["busy_us"], o["busy_min_us"] = r["busy"] * 1e6, r["busy_min"] * 1e6
+    return out
 
 
 def engine_paths(m: Model) -> str:

@@ -2,15 +2,16 @@
 
     engine = FastEngine(graph, threads=1)
     logits, embed = engine.run(x)        # x (N, H, W, 3) float32
+    rows = engine.profile(x)             # per instruction: wall time, each thread's busy time
 
 Threads: see FastEngine. Read-only weights are shared; mutable memory is
 per calling thread (threads = 1) or per team under a lock (threads > 1).
-The numba function releases the GIL (nogil).
+The numba functions release the GIL (nogil); a team's workers never run
+Python between jobs (team_worker), so a job starts in a microsecond.
 """
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,68 +28,32 @@ from .kernels.elementwise import (AddRow, ConcatRow, GapRow, PoolRow, QuantRow a
                                   mul_f32, shuffle_f32, slice_f32, MaxPoolU8Row as MP, maxpool_u8)
 from . import plan as P
 from .kernels.stack import OP_CONV_STACK, ConvStackRow as CS, conv_stack_u8
-from .kernels.sync import barrier, share, wait_generation
+from .kernels.sync import atomic_add, atomic_load, barrier, now_ns, share, wait_generation
 
-WORKER_SPINS = 300_000     # a worker spins ~0.3 ms for the next job before it sleeps
-
-
-class _Team:
-    """threads - 1 persistent workers for one engine. A job is announced by
-    bumping ctl[0]; a worker that finished the last job spins for the next one
-    (no thread wake-up between back-to-back inferences, as pthreadpool), then
-    sleeps on a condition variable."""
-
-    def __init__(self, n_workers: int):
-        self.ctl = np.zeros(8, np.int64)
-        self.cv = threading.Condition()
-        self.job, self.closed = None, False
-        for j in range(1, n_workers + 1):
-            threading.Thread(target=self._work, args=(j,), name=f"seprt-{j}", daemon=True).start()
-
-    def _work(self, part: int) -> None:
-        last = 0
-        while True:
-            gen = int(wait_generation(self.ctl, last, WORKER_SPINS))
-            if gen == last:
-                with self.cv:
-                    while int(self.ctl[0]) == last and not self.closed:
-                        self.cv.wait()
-                    if self.closed:
-                        return
-                    gen = int(self.ctl[0])
-            last = gen
-            fn, args = self.job
-            fn(*args, part)
-
-    def run(self, fn, args: tuple) -> None:
-        """fn(*args, part) on every member, the caller as part 0."""
-        self.job = (fn, args)
-        with self.cv:
-            self.ctl[0] += 1
-            self.cv.notify_all()
-        fn(*args, 0)
-
-    def close(self) -> None:
-        with self.cv:
-            self.closed = True
-            self.cv.notify_all()
+WORKER_SPIN_NS = 2_000_000    # a worker spins 2 ms for the next job before it sleeps
+NO_TRACE = np.zeros(0, np.int64)
 
 
 @jit
 def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
-                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, part, nparts, sync):
+                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, part, nparts, sync, trace):
     """Run instructions prog (n, WIDTH) on each image x[i] (in_size,) f32;
     write logits[i] and embed[i]. Arenas: fbuf f32 activations, abuf u8
     quantized inputs, pbuf u64 bit planes, qbuf i32 plane sums; w*: weights;
     aux i64 offsets; acc*: this thread's scratch. Row columns are named by the
     kernels' IntEnums. Thread `part` of `nparts` computes its share of every
-    instruction, then waits at the barrier on sync (kernels/sync.py)."""
+    instruction, then waits at the barrier on sync (kernels/sync.py).
+    trace (n, nparts, 2) i64 or empty: image 0's start and end (now_ns) of this
+    thread's share of each instruction (FastEngine.profile)."""
     k = 1
     for i in range(x.shape[0]):
         if part == 0:
             fbuf[in_off:in_off + in_size] = x[i]
         k = barrier(sync, nparts, k)
+        tr = i == 0 and trace.shape[0] > 0
         for r in range(prog.shape[0]):
+            if tr:
+                trace[(r * nparts + part) * 2] = now_ns()
             a = prog[r]
             op = a[0]
             if op == kc.OP_CONV_DOT:
@@ -178,11 +143,111 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 lo, hi = share(a[SliceRow.N_PIX], part, nparts, 1)
                 slice_f32(fbuf, a[SliceRow.IN], a[SliceRow.OUT], a[SliceRow.N_PIX], a[SliceRow.C_IN],
                           a[SliceRow.C_OUT], a[SliceRow.C0], lo, hi)
+            if tr:
+                trace[(r * nparts + part) * 2 + 1] = now_ns()
             k = barrier(sync, nparts, k)
         if part == 0:
             logits[i] = fbuf[logits_off:logits_off + logits.shape[1]]
             embed[i] = fbuf[embed_off:embed_off + embed.shape[1]]
         k = barrier(sync, nparts, k)
+
+
+# A team's control block (int64): the job generation, its arguments, and the
+# barrier counters of even and odd jobs (each on its own cache line).
+GEN, CLOSED, N_IMG, TRACING, SYNC_EVEN, SYNC_ODD = 0, 1, 2, 3, 8, 16
+
+
+@jit
+def post_job(ctl, n, tracing):
+    """Announce a job of n images to the team (the caller runs part 0 next).
+    The job's barrier counter was last used two jobs ago, which every member
+    has left (it left the last job's final barrier after it): reset it. The
+    seq_cst add publishes everything written before it (the input copy)."""
+    ctl[N_IMG] = n
+    ctl[TRACING] = tracing
+    gen = ctl[GEN] + 1
+    ctl[SYNC_ODD if gen % 2 else SYNC_EVEN] = 0
+    atomic_add(ctl, GEN, 1)
+
+
+@jit
+def close_team(ctl):
+    """Mark the team closed and bump the generation, so spinning workers leave."""
+    ctl[CLOSED] = 1
+    atomic_add(ctl, GEN, 1)
+
+
+@jit
+def team_worker(ctl, last, spin_ns, prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
+                fbuf, abuf, pbuf, qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, part, nparts, trace):
+    """A team member's loop, without the GIL: wait (spinning up to spin_ns) for
+    a new job generation, run part `part` of it, repeat. Returns the last job
+    it ran when it timed out (the caller then sleeps) or the team is closed.
+    x, logits, embed: the team's buffers of the largest batch (only part 0
+    reads the input and writes the outputs; the others need the image count)."""
+    while True:
+        gen = wait_generation(ctl, last, spin_ns)
+        if gen == last or atomic_load(ctl, CLOSED):
+            return gen
+        last = gen
+        n = ctl[N_IMG]
+        sync = ctl[SYNC_ODD:SYNC_ODD + 8] if gen % 2 else ctl[SYNC_EVEN:SYNC_EVEN + 8]
+        run_program(prog, x[:n], in_off, in_size, logits[:n], logits_off, embed[:n], embed_off, fbuf, abuf, pbuf,
+                    qbuf, wf32, wi8, wu64, wi32, aux, acc32, acc64, accf, part, nparts, sync,
+                    trace if ctl[TRACING] else trace[:0])
+
+
+class _Team:
+    """threads - 1 persistent workers sharing one engine's team workspace. A
+    worker runs jobs inside team_worker (no Python, no GIL between jobs: as
+    pthreadpool's, a spinning worker starts a job within a microsecond); after
+    WORKER_SPIN_NS without a job it returns and sleeps on a condition variable."""
+
+    def __init__(self, engine: "FastEngine", threads: int):
+        self.threads = threads
+        self.ctl = np.zeros(24, np.int64)
+        self.cv = threading.Condition()
+        p = engine.plan
+        self.arenas = engine._arenas()
+        self.scratch = [engine._scratch() for _ in range(threads)]
+        self.trace = np.zeros(len(p.prog) * threads * 2, np.int64)
+        cap = threads - 1                     # larger batches are split by image, not by team
+        self.x = np.zeros((cap, p.input_size), np.float32)
+        self.logits = np.zeros((cap, engine.n_classes), np.float32)
+        self.embed = np.zeros((cap, engine.n_embed), np.float32)
+        w = p.weights
+        self.static = (p.prog, self.x, p.input_off, p.input_size, self.logits, p.logits_off, self.embed,
+                       p.embed_off, *self.arenas, w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"])
+        self.workers = [threading.Thread(target=self._work, args=(part,), name=f"seprt-{part}", daemon=True)
+                        for part in range(1, threads)]
+        for w in self.workers:
+            w.start()
+
+    def _work(self, part: int) -> None:
+        last = 0
+        while True:
+            last = int(team_worker(self.ctl, last, WORKER_SPIN_NS, *self.static, *self.scratch[part], part,
+                                   self.threads, self.trace))
+            with self.cv:
+                while int(self.ctl[GEN]) == last and not self.ctl[CLOSED]:
+                    self.cv.wait()
+                if self.ctl[CLOSED]:
+                    return
+
+    def run(self, engine: "FastEngine", x, logits, embed, tracing: bool) -> None:
+        """One job: x (n < threads images) -> logits, embed; the caller is part 0."""
+        with self.cv:
+            post_job(self.ctl, len(x), int(tracing))
+            self.cv.notify_all()
+        gen = int(self.ctl[GEN])
+        sync = self.ctl[SYNC_ODD:SYNC_ODD + 8] if gen % 2 else self.ctl[SYNC_EVEN:SYNC_EVEN + 8]
+        engine._call(x, logits, embed, self.arenas, self.scratch[0], self.threads, sync, 0,
+                     self.trace if tracing else NO_TRACE)
+
+    def close(self) -> None:
+        with self.cv:
+            close_team(self.ctl)
+            self.cv.notify_all()
 
 
 class FastEngine:
@@ -207,7 +272,6 @@ class FastEngine:
         self._pool = None                    # threads - 1 workers per mode, created on first use
         self._team = None
         self._team_lock = threading.Lock()
-        self._team_ws = None
 
     def _scratch(self):
         n = max(self.plan.scratch, 8 * 32)
@@ -228,54 +292,62 @@ class FastEngine:
             ws = self._local.ws = self._arenas() + self._scratch()
         return ws
 
-    def _call(self, prog, x, logits, embed, arenas, scratch, nparts, sync, part):
+    def _call(self, x, logits, embed, arenas, scratch, nparts, sync, part, trace=NO_TRACE):
         w, p = self.plan.weights, self.plan
-        run_program(prog, x, p.input_off, p.input_size, logits, p.logits_off, embed, p.embed_off, *arenas,
-                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], *scratch[part], part, nparts, sync)
+        run_program(p.prog, x, p.input_off, p.input_size, logits, p.logits_off, embed, p.embed_off, *arenas,
+                    w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], *scratch, part, nparts, sync, trace)
 
-    def run(self, x: np.ndarray, prog: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """x (N, H, W, 3) float32 C-contiguous -> (logits (N, K), embed (N, D))."""
-        prog = self.plan.prog if prog is None else prog
+    def run(self, x: np.ndarray, trace: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """x (N, H, W, 3) float32 C-contiguous -> (logits (N, K), embed (N, D)).
+        trace: filled with image 0's per-instruction stamps (profile)."""
         n, t = x.shape[0], self.threads
         logits = np.empty((n, self.n_classes), np.float32)
         embed = np.empty((n, self.n_embed), np.float32)
         flat = x.reshape(n, -1)
         if t == 1 or n >= t:                  # one thread, or whole images per thread
-            def one(rows):
+            def one(rows, tr=NO_TRACE):
                 ws = self.workspace()
-                self._call(prog, flat[rows], logits[rows], embed[rows], ws[:4], [ws[4:]], 1, np.zeros(1, np.int64), 0)
+                self._call(flat[rows], logits[rows], embed[rows], ws[:4], ws[4:], 1, np.zeros(1, np.int64), 0, tr)
             if t == 1:
-                one(slice(0, n))
+                one(slice(0, n), NO_TRACE if trace is None else trace)
                 return logits, embed
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(t - 1, thread_name_prefix="seprt-batch")
             parts = [slice(n * j // t, n * (j + 1) // t) for j in range(t)]
             futures = [self._pool.submit(one, r) for r in parts[1:]]
-            one(parts[0])
+            one(parts[0], NO_TRACE if trace is None else trace)
             for f in futures:
                 f.result()
             return logits, embed
         with self._team_lock:                 # the team splits every layer of each image
             if self._team is None:
-                self._team_ws = (self._arenas(), [self._scratch() for _ in range(t)])
-                self._team = _Team(t - 1)
+                self._team = _Team(self, t)
                 weakref.finalize(self, self._team.close)
-            arenas, scratch = self._team_ws
-            self._team.run(self._call, (prog, flat, logits, embed, arenas, scratch, t, np.zeros(8, np.int64)))
+            self._team.run(self, flat, logits, embed, trace is not None)
+            if trace is not None:
+                trace[:] = self._team.trace
         return logits, embed
 
     def profile(self, x: np.ndarray, runs: int = 5) -> list[dict]:
-        """Median time of each instruction on x (one instruction per call; the
-        activations it reads were left by a full run first)."""
+        """Per instruction, from stamps taken inside whole runs on x[:1] (no
+        per-call overhead): "seconds" = median wall time (from its start to the
+        next one's; threads wait at the barrier in between), "busy" = median of
+        the busiest thread's time on its share, "busy_min" = the idlest's."""
+        x = x[:1]
+        nr, t = len(self.plan.prog), 1 if len(x) >= self.threads else self.threads
+        trace = np.zeros(nr * t * 2, np.int64)
         self.run(x)
-        rows = []
-        for r in range(len(self.plan.prog)):
-            one = self.plan.prog[r:r + 1]
-            ts = []
-            for _ in range(runs):
-                t = time.perf_counter()
-                self.run(x, one)
-                ts.append(time.perf_counter() - t)
-            rows.append({"name": self.plan.names[r], "path": self.plan.paths[r], "macs": self.plan.macs[r] * len(x),
-                         "seconds": float(np.median(ts))})
-        return rows
+        walls, busy, idle = [], [], []
+        for _ in range(runs):
+            self.run(x, trace)
+            st = trace.reshape(nr, t, 2)
+            start, end = st[:, :, 0].min(axis=1), st[:, :, 1].max(axis=1)
+            walls.append(np.append(start[1:], end[-1]) - start)
+            work = st[:, :, 1] - st[:, :, 0]
+            busy.append(work.max(axis=1))
+            idle.append(work.min(axis=1))
+        med = lambda a: np.median(np.array(a), axis=0) * 1e-9
+        wall, bmax, bmin = med(walls), med(busy), med(idle)
+        return [{"name": self.plan.names[r], "path": self.plan.paths[r], "macs": self.plan.macs[r],
+                 "seconds": float(wall[r]), "busy": float(bmax[r]), "busy_min": float(bmin[r])}
+                for r in range(nr)]

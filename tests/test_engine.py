@@ -343,12 +343,39 @@ def test_branchy_model_threads_bit_identical():
     assert np.array_equal(FastEngine(g, threads=3).run(x)[0], reference.run(g, x)[g.output])
 
 
-def test_profile_covers_every_instruction():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_profile_covers_every_instruction(threads):
+    """Stamps taken inside one whole run: every instruction has a wall time and
+    each thread's busy time, which its wall time covers (threads wait in it)."""
     g = small_graph("BQ", "sepnet-cifar", seed=5)
-    e = FastEngine(g)
-    rows = e.profile(X[:1], runs=1)
+    e = FastEngine(g, threads=threads)
+    rows = e.profile(X[:3], runs=3)
     assert len(rows) == len(e.plan.prog) and all(r["seconds"] > 0 for r in rows)
+    assert all(0 < r["busy_min"] <= r["busy"] for r in rows)
+    assert sum(r["busy"] for r in rows) <= sum(r["seconds"] for r in rows) * 1.05   # medians of each
     assert sum(r["macs"] for r in rows) == g.macs()
+    assert np.array_equal(e.run(X[:1])[0], FastEngine(g).run(X[:1])[0])              # tracing changed nothing
+
+
+def test_team_sleeps_wakes_and_closes():
+    """A team worker that found no job for WORKER_SPIN_NS sleeps and is woken by
+    the next job; an engine that is collected stops its workers."""
+    import gc
+    import time
+    from seprt import engine as eng
+    g = small_graph("BQ", "resnet20", seed=4)
+    want = FastEngine(g).run(X[:1])[0]
+    e = FastEngine(g, threads=2)
+    for _ in range(3):
+        assert np.array_equal(e.run(X[:1])[0], want)
+        time.sleep(3 * eng.WORKER_SPIN_NS * 1e-9)
+    team = e._team
+    del e
+    gc.collect()
+    assert team.ctl[eng.CLOSED] == 1
+    for w in team.workers:
+        w.join(timeout=10)
+        assert not w.is_alive()
 
 
 @pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") == "generic", reason="already the generic run")

@@ -13,6 +13,7 @@ stalling a whole time slice per barrier.
 
     atomic_add(a, i, v) -> old     a[i] += v atomically (int64, seq_cst)
     atomic_load(a, i)              a[i] with acquire ordering
+    now_ns()                       CLOCK_MONOTONIC in nanoseconds (the profile's stamps)
 """
 from __future__ import annotations
 
@@ -64,6 +65,27 @@ def sched_yield(typingctx):
     return sig, codegen
 
 
+@intrinsic
+def now_ns(typingctx):
+    """clock_gettime(CLOCK_MONOTONIC) in nanoseconds (vDSO: ~20 ns; called by symbol
+    name like sched_yield, so cacheable; portable where a cycle counter is not:
+    LLVM's readcyclecounter traps in user mode on aarch64)."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        ts_t = ir.LiteralStructType([i64, i64])
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32),
+                                                                                             ts_t.as_pointer()]),
+                                            "clock_gettime")
+        ts = cgutils.alloca_once(builder, ts_t)
+        builder.call(fn, [ir.Constant(ir.IntType(32), 1), ts])
+        sec = builder.load(builder.gep(ts, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 0)]))
+        nsec = builder.load(builder.gep(ts, [ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 1)]))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+    return sig, codegen
+
+
 @jit(inline="always")
 def share(n, part, nparts, align):
     """[lo, hi) of part `part` of range(n) cut into `nparts` near-equal shares,
@@ -91,10 +113,13 @@ def barrier(sync, nparts, k):
 
 
 @jit
-def wait_generation(ctl, last, spins):
-    """Spin up to `spins` times for ctl[0] != last; returns ctl[0] (== last on timeout)."""
-    for _ in range(spins):
-        g = atomic_load(ctl, 0)
-        if g != last:
-            return g
-    return atomic_load(ctl, 0)
+def wait_generation(ctl, last, wait_ns):
+    """Spin up to wait_ns nanoseconds for ctl[0] != last; returns ctl[0] (== last on timeout)."""
+    deadline = now_ns() + wait_ns
+    while True:
+        for _ in range(256):
+            g = atomic_load(ctl, 0)
+            if g != last:
+                return g
+        if now_ns() > deadline:
+            return atomic_load(ctl, 0)

@@ -114,12 +114,15 @@ def barrier(sync, nparts, k):
 
 @jit
 def wait_generation(ctl, last, wait_ns):
-    """Spin up to wait_ns nanoseconds for ctl[0] != last; returns ctl[0] (== last on timeout)."""
+    """Spin up to wait_ns nanoseconds for ctl[0] != last; returns ctl[0] (== last on
+    timeout). Yields the core every 256 polls: a thread that has work (another
+    engine's, another runtime's) runs instead, while an idle core comes straight back."""
     deadline = now_ns() + wait_ns
     while True:
         for _ in range(256):
             g = atomic_load(ctl, 0)
             if g != last:
                 return g
+        sched_yield()
         if now_ns() > deadline:
             return atomic_load(ctl, 0)

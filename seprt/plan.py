@@ -26,6 +26,11 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
    A max pool between a conv and integer convs runs on quantized values
    (`Planner.u8_maxpool`): the conv quantizes with the pool output's scale,
    which is exact because quantization is monotonic.
+4. Memory (`share_f32`). Float buffers whose lifetimes (first to last
+   instruction that names them) do not overlap share memory, placed greedily
+   by size as TFLite's arena planner does: the working set of one inference
+   stays small enough for the caches. (Padded u8 buffers keep their own
+   memory: their borders are written once per workspace.)
 
 Each row is WIDTH int64 columns, named per opcode by the IntEnums next to
 the kernel that reads them (seprt/kernels/conv.py, elementwise.py).
@@ -49,6 +54,34 @@ from .ops import get_op, get_wfmt
 WIDTH = 40
 CONV_ROWS = (kc.ConvDotRow, kc.ConvBinRow, kc.ConvF32Row, kc.ConvDwRow, ks.ConvStackRow)   # end in Epilogue columns
 DENSE_BELOW = 16      # groups with fewer outputs run as one dense block-diagonal dot conv
+
+
+class _F32(int):
+    """An f32 arena offset that remembers its value, so `emit` can record which
+    instruction columns name which float buffer (`share_f32` moves them)."""
+
+    def __new__(cls, off: int, v: int):
+        o = int.__new__(cls, off)
+        o.v = v
+        return o
+
+
+def share_f32(sizes: dict, first: dict, last: dict, align: int = 16) -> tuple[dict, int]:
+    """Offsets for float buffers v of sizes[v] elements, live from instruction
+    first[v] to last[v] (inclusive): buffers live at the same time never overlap.
+    Largest first, each at the lowest aligned offset that fits (greedy by size).
+    -> ({v: offset}, arena size)."""
+    placed, off = [], {}
+    for v in sorted(sizes, key=lambda v: (-sizes[v], v)):
+        clash = sorted((o, o + n) for u, o, n in placed if first[u] <= last[v] and first[v] <= last[u])
+        at = 0
+        for lo, hi in clash:
+            if at + sizes[v] <= lo:
+                break
+            at = max(at, -(-hi // align) * align)
+        off[v] = at
+        placed.append((v, at, sizes[v]))
+    return off, max((o + n for _, o, n in placed), default=0)
 
 
 class _Arena:
@@ -177,7 +210,8 @@ class Planner:
                                                                _Arena(np.uint64), _Arena(np.int32), _Arena(np.int64))
         self.rows, self.names, self.paths, self.macs, self.borders = [], [], [], [], []
         self.scratch = 8 * 32
-        self.fbuf = {g.input: self.f32.reserve(self.size(g.input))}   # value -> f32 arena offset
+        self.fbuf = {g.input: _F32(self.f32.reserve(self.size(g.input)), g.input)}   # value -> f32 offset
+        self.f32_refs = []                                              # (row, column, value) of each f32 offset
         self.qbufs = {}                                                 # (value, groups) -> padded u8 buffer
         self.pool_in = {}                                               # value -> plain u8 buffer (u8_maxpool)
         self.emitted = set()
@@ -277,6 +311,8 @@ class Planner:
         r[0] = opcode
         for m in cols:
             r[m] = fields[m.name.lower()]
+            if isinstance(fields[m.name.lower()], _F32):
+                self.f32_refs.append((len(self.rows), int(m), fields[m.name.lower()].v))
         self.rows.append(r)
         self.names.append(name)
         self.paths.append(path)
@@ -290,7 +326,7 @@ class Planner:
     def float_out(self, i: int) -> int:
         """Reserve the float output of node i (what it writes after fusion)."""
         w = self.writes[i]
-        self.fbuf[w] = self.f32.reserve(self.size(w))
+        self.fbuf[w] = _F32(self.f32.reserve(self.size(w)), w)
         return self.fbuf[w]
 
     # ------------------------------------------------------------ quantized buffers
@@ -513,12 +549,24 @@ class Planner:
         for i in range(len(g.nodes)):
             if i not in self.skipped and i not in self.emitted and i not in self.paired_away:
                 self.node(i)
+        # float buffers: the input is written before the first instruction, logits and
+        # embedding read after the last; the others live between the rows that name them
+        n = len(self.rows)
+        first = {v: n for v in self.fbuf}
+        last = {v: -1 for v in self.fbuf}
+        first[g.input] = -1
+        last[g.output] = last[g.embed] = n
+        for row, _, v in self.f32_refs:
+            first[v], last[v] = min(first[v], row), max(last[v], row)
+        off, f32_size = share_f32({v: self.size(v) for v in self.fbuf}, first, last)
+        for row, col, v in self.f32_refs:
+            self.rows[row][col] = off[v]
         return Plan(prog=np.stack(self.rows), names=self.names, paths=self.paths, macs=self.macs,
                     weights={"wf32": self.wf32.array(), "wi8": self.wi8.array(), "wu64": self.wu64.array(),
                              "wi32": self.wi32.array(), "aux": self.aux.array()},
-                    sizes={"f32": self.f32.size, "u8": self.u8.size, "u64": self.u64.size, "i32": self.i32.size},
-                    borders=self.borders, input_off=self.fbuf[g.input], input_size=self.size(g.input),
-                    logits_off=self.fbuf[g.output], embed_off=self.fbuf[g.embed], scratch=self.scratch)
+                    sizes={"f32": f32_size, "u8": self.u8.size, "u64": self.u64.size, "i32": self.i32.size},
+                    borders=self.borders, input_off=off[g.input], input_size=self.size(g.input),
+                    logits_off=off[g.output], embed_off=off[g.embed], scratch=self.scratch)
 
 
 def build(g: Graph) -> Plan:

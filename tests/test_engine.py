@@ -648,3 +648,31 @@ def test_prb_runs_as_one_dot_instruction(groups):
     x = np.random.default_rng(5).standard_normal((3,) + a.input_shape).astype(np.float32)
     np.testing.assert_array_equal(e.run(x)[0], reference.run(g, x)[g.output])
     np.testing.assert_array_equal(FastEngine(g, threads=3).run(x[:1])[0], e.run(x[:1])[0])
+
+
+def test_share_f32_never_overlaps_live_buffers():
+    """Greedy placement: buffers live at the same instruction get disjoint memory;
+    ones that are not may share it."""
+    from seprt.plan import share_f32
+    rng = np.random.default_rng(3)
+    sizes = {v: int(rng.integers(1, 500)) for v in range(60)}
+    first = {v: int(rng.integers(0, 40)) for v in sizes}
+    last = {v: first[v] + int(rng.integers(0, 8)) for v in sizes}
+    off, total = share_f32(sizes, first, last)
+    for u in sizes:
+        assert off[u] % 16 == 0 and off[u] + sizes[u] <= total
+        for v in sizes:
+            if u < v and first[u] <= last[v] and first[v] <= last[u]:
+                assert off[u] + sizes[u] <= off[v] or off[v] + sizes[v] <= off[u], (u, v)
+    assert total < sum(sizes.values())
+
+
+@pytest.mark.parametrize("arch_id", ["resnet20", "sepnet-cifar"])
+def test_plan_reuses_float_memory(arch_id):
+    """A residual network's float buffers share memory (the whole arena is a few
+    live tensors, not one per value), and the results stay the reference's."""
+    g = small_graph("BQ", arch_id, seed=2)
+    e = FastEngine(g)
+    per_value = sum(int(np.prod(v.shape)) for v in g.values if len(v.shape) == 3)    # every feature map
+    assert e.plan.sizes["f32"] < per_value / 3
+    np.testing.assert_array_equal(e.run(X)[0], reference.run(g, X)[g.output])

@@ -6,7 +6,8 @@ For each architecture: a random-init checkpoint (converters init, seed 0:
 speed does not depend on training) is converted to seprt BQ with 8-bit and
 4-bit activations and to TFLite fp32 and int8 (TFLite's own calibrator, the
 same calibration images). Latency is measured interleaved (each round runs
-every model once), after warm-up, as median and p90, for batch 1 and 8 and
+every model once; with threads > 1, BLOCK times back to back), after warm-up,
+as median and p90, for batch 1 and 8 and
 1 and 2 threads. Also: seprt's per-layer profile, cold start (import + load
 + first predict, warm and cold JIT cache) and peak RSS of a predict process,
 next to what numba alone costs (`import numba`, and the first call of one
@@ -27,6 +28,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# With threads > 1 every runtime keeps its workers spinning for a while after a
+# run (seprt's team 2 ms, XNNPACK's pthreadpool likewise): on a 2-core machine a
+# run that follows another runtime's run loses a core to that runtime's
+# spinning worker, and a run after a pause pays the wake-up of sleeping workers
+# (~0.5 ms on this project's VM, for both runtimes). An app that uses threads
+# on one image runs one runtime, frame after frame: so with threads > 1 each
+# round runs every model untimed for SETTLE_S (the previous runtime's workers
+# stop spinning meanwhile), then BLOCK timed runs back to back (still
+# interleaved, by block).
+BLOCK, SETTLE_S = 10, 0.005
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -105,11 +117,16 @@ def latency(models: dict[str, Path], threads: int, batch: int, runs: int) -> dic
         for _ in range(max(5, runs // 10)):
             run()
     times = {k: [] for k in runners}
-    for _ in range(runs):
+    block = BLOCK if threads > 1 else 1
+    for _ in range(-(-runs // block)):
         for k, run in runners.items():
-            t = time.perf_counter()
-            run()
-            times[k].append(time.perf_counter() - t)
+            settle = time.perf_counter() + (SETTLE_S if threads > 1 else 0)
+            while time.perf_counter() < settle:
+                run()
+            for _ in range(block):
+                t = time.perf_counter()
+                run()
+                times[k].append(time.perf_counter() - t)
     return {k: {"median_ms": float(np.median(v) * 1e3), "p90_ms": float(np.percentile(v, 90) * 1e3)}
             for k, v in times.items()}
 

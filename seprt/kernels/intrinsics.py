@@ -226,9 +226,12 @@ def _udot_quarters(builder, udot, acc, a16, b_quarters):
     return builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(16))))
 
 
-def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v):
+def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed=False):
     """The tile's k4 loop: -> P*M accumulators (16 x i32) of sum_kk A[rows[p] + koff[kk] + b] *
-    B[b_off + ((kk*M + j)*16 + l)*4 + b]; zeros when nk <= 0."""
+    B[b_off + ((kk*M + j)*16 + l)*4 + b]; zeros when nk <= 0.
+    packed: B holds ±1 weights as sign bits, 8 bytes per 64 weights (bit i of the
+    little-endian u64 at b_off + (kk*M + j)*8 is weight byte i: 1 -> -1, 0 -> +1),
+    expanded in registers: sext(<64 x i1>) | 1 (on AVX-512BW: kmovq, vpmovm2b, vporq)."""
     udot = None
     if isa == "vnni":
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
@@ -260,9 +263,17 @@ def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v):
         ph.add_incoming(sum0[p], pre)
         sphis.append(ph)
     ko = builder.load(builder.gep(koffp, [kk]))
-    bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
-    bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
-                                         V16I32.as_pointer()), align=1) for j in range(M)]
+    if packed:
+        bbase = builder.add(b_off_v, builder.mul(kk, _i64(8 * M)))
+        ones = ir.Constant(V64I8, [1] * 64)
+        bits = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(8 * j))]), I64.as_pointer()),
+                             align=1) for j in range(M)]
+        bvec = [builder.bitcast(builder.or_(builder.sext(builder.bitcast(b, ir.VectorType(ir.IntType(1), 64)), V64I8),
+                                            ones), V16I32) for b in bits]
+    else:
+        bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
+        bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
+                                             V16I32.as_pointer()), align=1) for j in range(M)]
     if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
         flip = ir.Constant(V64I8, [0x80] * 64)
         bq = []
@@ -314,7 +325,7 @@ def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v):
     return outs
 
 
-def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False):
+def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False, packed: bool = False):
     """An intrinsic tile(acc, A, a_add, pix, pix_start, B, b_off, koff, nk) -> None.
 
     acc  int32[P*M*16] accumulators, written at exit:
@@ -348,6 +359,9 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
     oc0..oc0+n-1, n <= 16*M (_emit_epilogue). nk2 > 0: a second conv of the same
     pixels (B2/koff2/nk2 as B/koff/nk: a PRB's 1x1 branch) is accumulated too and
     its output, with its own scale and bias, is the residual.
+
+    packed=True: B holds ±1 weights as bits (_emit_dot_loop), 1/8 of the bytes;
+    b_off counts bytes of that bit array (B2 stays int8).
     """
     isa = dot_isa() if isa is None else isa
     if isa not in ISAS:
@@ -365,7 +379,7 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
         ap, pixp = data(1), data(3)
         rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
                 for p in range(P)]
-        outs = _emit_dot_loop(builder, isa, P, M, ap, rows, data(5), i64(6), data(7), i64(8))
+        outs = _emit_dot_loop(builder, isa, P, M, ap, rows, data(5), i64(6), data(7), i64(8), packed)
         if not epilogue:
             accs = data(0)
             for k, out in enumerate(outs):

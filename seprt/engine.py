@@ -68,8 +68,8 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                 lo, hi = share(a[DW.N_PIX], part, nparts, 1)
                 conv_dw_u8i8(abuf[a[DW.A]:], aux[a[DW.PIX]:a[DW.PIX] + a[DW.N_PIX]], aux[a[DW.TOFF]:a[DW.TOFF] + a[DW.T]],
                              wi8[a[DW.WT]:], a[DW.CP], a[DW.ZERO], wi32[a[DW.WSUM]:], wf32[a[E.MULT]:],
-                             wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], acc32, abuf,
-                             a[E.Q_OFF:], wf32[a[E.Q_SCALE]], accf, lo, hi)
+                             wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K], a[E.RELU], abuf,
+                             a[E.Q_OFF:], wf32[a[E.Q_SCALE]], lo, hi)
             elif op == kc.OP_CONV_BIN:
                 lo, hi = share(a[CB.N_PIX], part, nparts, 1)
                 conv_bin_popcount(pbuf[a[CB.PLANES]:], qbuf[a[CB.QSUM]:], aux[a[CB.PIX]:a[CB.PIX] + a[CB.N_PIX]],

@@ -496,8 +496,7 @@ class Planner:
         pix, _ = window_offsets(ho, wo, stride, q["pad"] - pad, q["wp"], q["cgp"], 1, 4)
         toff = ((np.arange(kernel)[:, None] * q["wp"] + np.arange(kernel)[None, :]) * q["cgp"]).reshape(-1)
         v = self.g.values[n.inputs[0]]
-        self.scratch = max(self.scratch, q["cgp"])
-        self.emit(kc.OP_CONV_DW, kc.ConvDwRow, self.label(i), f"dw-u{v.q_bits}{n.wfmt}", mac,
+        self.emit(kc.OP_CONV_DW, kc.ConvDwRow, self.label(i), f"dw-u{v.q_bits}{n.wfmt}-vec16", mac,
                   a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), toff=self.aux.add(toff), t=len(toff),
                   wt=self.wi8.add(wt), cp=q["cgp"], zero=v.q_zero, wsum=self.wi32.add(wsum), **epi)
 

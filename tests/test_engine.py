@@ -91,7 +91,7 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
         wt, wsum = pack_dw(w_int, cgp)
         pix, _ = window_offsets(ho, wo, stride, 0, w + 2 * pad, cgp, 1, 4)
         toff = ((np.arange(k)[:, None] * (w + 2 * pad) + np.arange(k)[None, :]) * cgp).reshape(-1)
-        conv_dw_u8i8(A, pix, toff, wt, cgp, z, wsum, *epi, np.zeros(cgp, np.int32), *tail, 0, ho * wo)
+        conv_dw_u8i8(A, pix, toff, wt, cgp, z, wsum, *epi, *tail[:3], 0, ho * wo)
     else:
         hp, wp = h + 2 * pad, w + 2 * pad
         nw = -(-(c // groups) // 64)
@@ -259,7 +259,7 @@ def test_depthwise_cost_follows_its_macs():
     g = variants.build_graph(a, variants.random_layers(a, seed=5), "BQ", variants.default_preprocess(a), calib)
     p = FastEngine(g).plan
     row = next(i for i, n in enumerate(p.names) if n.startswith("dw2"))
-    assert p.paths[row] == "dw-u8i8" and p.macs[row] == 48 * 9 * 9 * 10
+    assert p.paths[row] == "dw-u8i8-vec16" and p.macs[row] == 48 * 9 * 9 * 10
 
 
 def test_int8_weight_minus_128_bit_exact():

@@ -8,6 +8,8 @@ plan (seprt/plan.py), and end in the same epilogue:
 Kernels and their inputs:
     conv_u8i8           acc = sum (q - z) * w8    u8 x i8 dot tiles (AVX-512 VNNI
                                                   where present, generic vectors else)
+    conv_dw_u8i8        acc = sum (q - z) * w8    depthwise, 4 pixels x 16 channels per
+                                                  register tile (make_dw_tile)
     conv_bin_popcount   acc = sum (q - z) * (±1)  bit-plane popcount, 2/4/8-bit q
     conv_f32            acc = sum x * w           float32 (R and B models)
 
@@ -24,7 +26,7 @@ from enum import IntEnum
 import numpy as np
 from .jit import jit
 
-from .intrinsics import make_dot_tile, popcount64, roundeven32
+from .intrinsics import make_dot_tile, make_dw_tile, popcount64, roundeven32
 
 # ------------------------------------------------------ instruction rows
 # Each kernel is run by one opcode of the plan's instruction table (a row of
@@ -144,6 +146,8 @@ _tile_4x32e = make_dot_tile(4, 2, epilogue=True)   # 4 pixels x 32 channels: 8 z
 _tile_1x32e = make_dot_tile(1, 2, epilogue=True)
 _tile_8x16e = make_dot_tile(8, 1, epilogue=True)   # 8 pixels x 16 channels, for groups of <= 16 outputs
 _tile_1x16e = make_dot_tile(1, 1, epilogue=True)
+_dw_4x16e = make_dw_tile(4)                       # depthwise: 4 pixels x 16 channels (conv_dw_u8i8)
+_dw_1x16e = make_dw_tile(1)
 
 
 @jit(inline="always")
@@ -375,28 +379,30 @@ def pack_bin(pattern: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- depthwise
 
 @jit
-def conv_dw_u8i8(A, pix, toff, Wt, Cp, z, wsum, mult, bias, fbuf, out_off, res_off, K, relu, acc,
-                 qbuf, qspec, qscale, stage, p_lo, p_hi):
-    """A (Hp,Wp,Cp) u8, Wt (T, Cp) i8 -> fbuf (Ho*Wo, K) f32: depthwise, K = C.
+def conv_dw_u8i8(A, pix, toff, Wt, Cp, z, wsum, mult, bias, fbuf, out_off, res_off, K, relu,
+                 qbuf, qspec, qscale, p_lo, p_hi):
+    """A (Hp,Wp,Cp) u8, Wt (T, Cp) i8 -> fbuf (Ho*Wo, K) f32: depthwise, K = C,
+    output pixels p_lo..p_hi.
 
-    acc[c] = sum_t A[pix[p] + toff[t] + c] * Wt[t, c], then acc - z*wsum[c]
-    (the border holds z, so every window is whole). The inner loop runs over
-    contiguous channels: the cost is the layer's real MACs (k*k per output).
-    acc: i32 scratch (Cp); stage: f32 scratch (Cp).
+    acc[p, c] = sum_t A[pix[p] + toff[t] + c] * Wt[t, c], then acc - z*wsum[c]
+    (the border holds z, so every window is whole), in register tiles of 4 pixels x
+    16 channels (_dw_4x16e, kernels/intrinsics.py:make_dw_tile) with the conv
+    epilogue applied in registers. The cost is the layer's real MACs (k*k per output).
+    Reference: conv_int_ref(..., groups=C) and _epilogue.
     """
     T = toff.shape[0]
-    a = acc[:Cp]
-    for p in range(p_lo, p_hi):
-        for c in range(Cp):
-            a[c] = 0
-        for t in range(T):
-            xo, wo = np.uint64(pix[p] + toff[t]), np.uint64(t * Cp)     # unsigned: no wraparound checks
-            for c in range(Cp):
-                cu = np.uint64(c)
-                a[cu] += np.int32(A[xo + cu]) * np.int32(Wt[wo + cu])
-        at = p * K
-        _write(a, K, 0, z, wsum, mult, bias, fbuf, out_off + at if out_off >= 0 else -1,
-               res_off + at if res_off >= 0 else -1, relu, qbuf, qspec, qscale, p, K, stage)
+    p0 = p_lo
+    while p0 < p_hi:
+        tp = 4 if p_hi - p0 >= 4 else 1
+        for c0 in range(0, K, 16):
+            n = min(16, K - c0)
+            if tp == 4:
+                _dw_4x16e(A, pix, p0, Wt, Cp, toff, T, c0, n, wsum, mult, bias, z, fbuf, out_off, res_off, K,
+                          relu, qbuf, qspec, qscale)
+            else:
+                _dw_1x16e(A, pix, p0, Wt, Cp, toff, T, c0, n, wsum, mult, bias, z, fbuf, out_off, res_off, K,
+                          relu, qbuf, qspec, qscale)
+        p0 += tp
 
 
 def pack_dw(w_int: np.ndarray, cp: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,8 @@
                              bias, residual, relu/relu6, float and requantized u8
                              stores (masked for partial channel blocks), lane for
                              lane the float32 steps of the scalar epilogue
+    make_dw_tile(P)          a depthwise tile: P pixels x 16 channels, u8 x i8 widened
+                             to i32 lanes over the k*k taps, the same epilogue
     dot_isa()                which of the three the tiles compile to here
     has_vnni()               AVX-512 VNNI usable by numba's target
     hwcaps()                 Linux/aarch64: the kernel's AT_HWCAP/AT_HWCAP2 feature names
@@ -536,6 +538,19 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
     has2 = builder.icmp_signed(">", e["nk2"], _i64(0))
     has_q = builder.icmp_signed(">=", q_off, _i64(0))
     K = e["K"]
+    # the quantized copy's padded row of each pixel: one division for the tile, then
+    # stepping through the P consecutive pixels (wrapping at the row end, wo >= 1)
+    wo_ok = builder.select(builder.icmp_signed(">", q_wo, _i64(0)), q_wo, _i64(1))
+    oy = builder.sdiv(p0, wo_ok)
+    ox = builder.sub(p0, builder.mul(oy, wo_ok))
+    qrows = []
+    for p in range(P):
+        if p:
+            ox = builder.add(ox, _i64(1))
+            wrap = builder.icmp_signed(">=", ox, wo_ok)
+            ox = builder.select(wrap, _i64(0), ox)
+            oy = builder.add(oy, builder.zext(wrap, I64))
+        qrows.append(builder.add(builder.mul(builder.add(oy, q_pad), q_wp), builder.add(ox, q_pad)))
     for p in range(P):
         pix = builder.add(p0, _i64(p))
         base = builder.add(builder.mul(pix, K), e["oc0"])           # pix*K + oc0
@@ -568,12 +583,92 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
             with builder.if_then(has_out):
                 _vstore(builder, v, e["fbuf"], builder.add(e["out_off"], at), mk)
             with builder.if_then(has_q, likely=True):
-                oy = builder.sdiv(pix, q_wo)
-                ox = builder.sub(pix, builder.mul(oy, q_wo))
-                qrow = builder.add(builder.mul(builder.add(oy, q_pad), q_wp), builder.add(ox, q_pad))
-                qat = builder.add(builder.add(q_off, builder.mul(qrow, K)), oc)
+                qat = builder.add(builder.add(q_off, builder.mul(qrows[p], K)), oc)
                 rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16F, [V16F]),
                                                      "llvm.roundeven.v16f32")
                 t = builder.fadd(builder.call(rnd, [builder.fdiv(v, qscale)]), qz)
                 t = _min(builder, _max(builder, t, zero), qmax)
                 _vstore(builder, builder.trunc(builder.fptosi(t, V16I32), V16I8), e["qbuf"], qat, mk)
+
+
+def make_dw_tile(P: int, isa: str | None = None):
+    """An intrinsic tile(A, pix, p0, Wt, cp, toff, T, c0, n, wsum, mult, bias, z, fbuf, out_off,
+    res_off, K, relu, qbuf, qspec, qscale) -> None: a depthwise conv of output pixels
+    p0..p0+P-1 x channels c0..c0+n-1 (n <= 16), accumulated in registers and finished
+    by _emit_epilogue (the same epilogue, lane for lane, as the dot tiles):
+
+        acc[p][l] = sum_{t < T} u8 A[pix[p0+p] + toff[t] + c0 + l] * i8 Wt[t*cp + c0 + l]
+
+    A    uint8[]  padded quantized input (Hp, Wp, cp), pix/toff its window and tap offsets
+    Wt   int8[]   weights tap-major (T, cp)
+    Per tap: one 16-byte weight load (sign-extended once) and per pixel a 16-byte
+    activation load, zero-extended, multiplied and added in 16 x i32 lanes: target-
+    independent vector IR (AVX-512: vpmovzxbd / vpmulld / vpaddd; NEON: widening
+    multiply-adds), exact integers on every path. n < 16: lanes >= n are neither
+    read nor written (_Lanes: masked on AVX-512, a short copy loop elsewhere).
+    """
+    isa = dot_isa() if isa is None else isa
+    if isa not in ISAS:
+        raise ValueError(f"isa {isa!r}: expected one of {ISAS}")
+
+    def body(builder, ap, rows, wp, cp, toffp, T, c0, lanes):
+        """The tap loop -> P accumulators (16 x i32); zeros when T <= 0."""
+        zero = ir.Constant(V16I32, None)
+        pre = builder.block
+        loop = builder.append_basic_block("dw.loop")
+        done = builder.append_basic_block("dw.done")
+        builder.cbranch(builder.icmp_signed(">", T, _i64(0)), loop, done)
+        builder.position_at_end(loop)
+        t = builder.phi(I64)
+        t.add_incoming(_i64(0), pre)
+        phis = []
+        for _ in range(P):
+            ph = builder.phi(V16I32)
+            ph.add_incoming(zero, pre)
+            phis.append(ph)
+        to = builder.add(builder.load(builder.gep(toffp, [t])), c0)
+        w = builder.sext(_vload(builder, wp, builder.add(builder.mul(t, cp), c0), V16I8, lanes), V16I32)
+        new = [builder.add(phis[p], builder.mul(builder.zext(_vload(builder, ap, builder.add(rows[p], to), V16I8,
+                                                                    lanes), V16I32), w))
+               for p in range(P)]
+        nxt = builder.add(t, _i64(1))
+        end = builder.block
+        t.add_incoming(nxt, end)
+        for ph, v in zip(phis, new):
+            ph.add_incoming(v, end)
+        builder.cbranch(builder.icmp_signed("<", nxt, T), loop, done)
+        builder.position_at_end(done)
+        outs = []
+        for p in range(P):
+            out = builder.phi(V16I32)
+            out.add_incoming(zero, pre)
+            out.add_incoming(new[p], end)
+            outs.append(out)
+        return outs
+
+    def codegen(context, builder, signature, args):
+        data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
+        i64 = lambda i: context.cast(builder, args[i], signature.args[i], types.int64)
+        ap, pixp, p0, wp, cp, toffp, T, c0, n = data(0), data(1), i64(2), data(3), i64(4), data(5), i64(6), i64(7), i64(8)
+        rows = [builder.load(builder.gep(pixp, [builder.add(p0, _i64(p))])) for p in range(P)]
+        e = dict(zip(("wsum", "mult", "bias", "fbuf", "qbuf", "qspec"), map(data, (9, 10, 11, 13, 18, 19))))
+        e.update(zip(("z", "out_off", "res_off", "K", "relu"), map(i64, (12, 14, 15, 16, 17))))
+        e.update(oc0=c0, nk2=_i64(0), wsum2=e["wsum"], mult2=e["mult"], bias2=e["bias"])   # no paired conv
+        e["qscale"] = context.cast(builder, args[20], signature.args[20], types.float32)
+        with builder.if_else(builder.icmp_signed("==", n, _i64(16))) as (then, otherwise):
+            with then:                             # a whole block: plain vector loads and stores
+                outs = body(builder, ap, rows, wp, cp, toffp, T, c0, None)
+                _emit_epilogue(builder, isa, outs, outs, P, 1, p0, e, None)
+            with otherwise:                        # channels n..15 masked off
+                outs = body(builder, ap, rows, wp, cp, toffp, T, c0, _Lanes(builder, n, isa == "vnni"))
+                _emit_epilogue(builder, isa, outs, outs, P, 1, p0, e, n)
+        return context.get_dummy_value()
+
+    @intrinsic
+    def tile(typingctx, A, pix, p0, Wt, cp, toff, T, c0, n, wsum, mult, bias, z, fbuf, out_off, res_off, K, relu,
+             qbuf, qspec, qscale):
+        sig = types.void(A, pix, p0, Wt, cp, toff, T, c0, n, wsum, mult, bias, z, fbuf, out_off, res_off, K, relu,
+                         qbuf, qspec, qscale)
+        return sig, codegen
+    tile.isa = isa
+    return tile

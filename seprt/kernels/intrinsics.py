@@ -551,15 +551,20 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
             ox = builder.select(wrap, _i64(0), ox)
             oy = builder.add(oy, builder.zext(wrap, I64))
         qrows.append(builder.add(builder.mul(builder.add(oy, q_pad), q_wp), builder.add(ox, q_pad)))
+    # per 16-channel block: z*wsum, mult and bias, loaded once for the tile's pixels
+    # (before any store: LLVM cannot know the stores leave the weights alone)
+    ocs = [builder.add(e["oc0"], _i64(16 * j)) for j in range(M)]
+    zw = [builder.mul(_vload(builder, e["wsum"], ocs[j], V16I32, masks[j]), zv) for j in range(M)]
+    mults = [_vload(builder, e["mult"], ocs[j], V16F, masks[j]) for j in range(M)]
+    biases = [_vload(builder, e["bias"], ocs[j], V16F, masks[j]) for j in range(M)]
     for p in range(P):
         pix = builder.add(p0, _i64(p))
         base = builder.add(builder.mul(pix, K), e["oc0"])           # pix*K + oc0
         for j in range(M):
-            oc = builder.add(e["oc0"], _i64(16 * j))
+            oc = ocs[j]
             mk = masks[j]
-            a = builder.sub(outs[p * M + j], builder.mul(_vload(builder, e["wsum"], oc, V16I32, mk), zv))
-            v = builder.fadd(builder.fmul(builder.sitofp(a, V16F), _vload(builder, e["mult"], oc, V16F, mk)),
-                             _vload(builder, e["bias"], oc, V16F, mk))
+            a = builder.sub(outs[p * M + j], zw[j])
+            v = builder.fadd(builder.fmul(builder.sitofp(a, V16F), mults[j]), biases[j])
             at = builder.add(base, _i64(16 * j))
             cur = builder.block
             with builder.if_then(has_res, likely=True):

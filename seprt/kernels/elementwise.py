@@ -10,7 +10,7 @@ from enum import IntEnum
 import numpy as np
 from .jit import jit
 
-from .intrinsics import roundeven32
+from .intrinsics import max16_cols, roundeven32
 
 # Instruction rows (see kernels/conv.py for the conventions): fbuf f32 and abuf u8 offsets.
 OP_QUANT, OP_ADD, OP_RELU, OP_POOL, OP_GAP, OP_SHORTCUT, OP_CONCAT = 1, 6, 7, 8, 9, 10, 11
@@ -242,22 +242,28 @@ def pool_f32(fbuf, in_off, H, W, C, k, stride, pad, Ho, Wo, out_off, is_max, cou
         yrow = y[oy * Wo * C:(oy + 1) * Wo * C]
         if is_max:
             row = stage[:n]
+            n16 = n - n % 16
+            for i in range(0, n16, 16):         # the window's rows, 16 lanes in registers
+                max16_cols(row, i, x, y0 * n + i, y1 - y0, n)
             src = x[y0 * n:(y0 + 1) * n]
-            for i in range(n):
+            for i in range(n16, n):
                 row[i] = src[i]
             for iy in range(y0 + 1, y1):
                 src = x[iy * n:(iy + 1) * n]
-                for i in range(n):
+                for i in range(n16, n):
                     row[i] = max(row[i], src[i])
+            c16 = C - C % 16
             for ox in range(Wo):
                 x0, x1 = max(ox * stride - pad, 0), min(ox * stride - pad + k, W)
+                for c in range(0, c16, 16):     # 16 channels in registers over the window's columns
+                    max16_cols(yrow, ox * C + c, row, x0 * C + c, x1 - x0, C)
                 dst = yrow[ox * C:(ox + 1) * C]
                 r = row[x0 * C:(x0 + 1) * C]
-                for c in range(C):
+                for c in range(c16, C):
                     dst[c] = r[c]
                 for ix in range(x0 + 1, x1):
                     r = row[ix * C:(ix + 1) * C]
-                    for c in range(C):
+                    for c in range(c16, C):
                         dst[c] = max(dst[c], r[c])
         else:
             for i in range(Wo * C):

@@ -677,3 +677,38 @@ def make_dw_tile(P: int, isa: str | None = None):
         return sig, codegen
     tile.isa = isa
     return tile
+
+
+@intrinsic
+def max16_cols(typingctx, y, d, x, r, n, step):
+    """y[d:d+16] = max over j < n (n >= 1) of x[r + j*step : +16], float32 lanes, numba's
+    max order: m = select(w > m, w, m) (a max pool's columns; `max` per element in a
+    numba loop is not vectorized by LLVM)."""
+    def codegen(context, builder, signature, args):
+        data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
+        i64 = lambda i: context.cast(builder, args[i], signature.args[i], types.int64)
+        yp, xp, d_v, r_v, n_v, s_v = data(0), data(2), i64(1), i64(3), i64(4), i64(5)
+        pre = builder.block
+        first = _vload(builder, xp, r_v, V16F)
+        loop = builder.append_basic_block("max16.loop")
+        done = builder.append_basic_block("max16.done")
+        builder.cbranch(builder.icmp_signed(">", n_v, _i64(1)), loop, done)
+        builder.position_at_end(loop)
+        j = builder.phi(I64)
+        j.add_incoming(_i64(1), pre)
+        m = builder.phi(V16F)
+        m.add_incoming(first, pre)
+        w = _vload(builder, xp, builder.add(r_v, builder.mul(j, s_v)), V16F)
+        new = _max(builder, m, w)
+        nxt = builder.add(j, _i64(1))
+        end = builder.block
+        j.add_incoming(nxt, end)
+        m.add_incoming(new, end)
+        builder.cbranch(builder.icmp_signed("<", nxt, n_v), loop, done)
+        builder.position_at_end(done)
+        out = builder.phi(V16F)
+        out.add_incoming(first, pre)
+        out.add_incoming(new, end)
+        _vstore(builder, out, yp, d_v)
+        return context.get_dummy_value()
+    return types.void(y, d, x, r, n, step), codegen

@@ -343,16 +343,20 @@ def concat_f32(fbuf, in_off, out_off, n_pix, C_in, C_out, c0, p_lo, p_hi):
 def shortcut_a_f32(fbuf, in_off, H, W, C, stride, Ho, Wo, Cout, out_off, oy_lo, oy_hi):
     """x[::s, ::s, :] with (Cout - C)/2 zero channels on each side, output rows oy_lo..oy_hi."""
     p = (Cout - C) // 2
+    c16 = C - C % 16
     for oy in range(oy_lo, oy_hi):
+        o0 = out_off + oy * Wo * Cout
+        zu = np.uint64(o0)
+        for i in range(Wo * Cout):               # the row zeroed in one long loop (unsigned: no
+            fbuf[zu + np.uint64(i)] = np.float32(0)   # wraparound checks), then each pixel's C
+                                                      # channels copied 16 lanes at a time
         for ox in range(Wo):
-            o = out_off + (oy * Wo + ox) * Cout
+            o = o0 + ox * Cout + p
             src = in_off + (oy * stride * W + ox * stride) * C
-            for c in range(p):                   # three branch-free (vectorized) runs
-                fbuf[o + c] = np.float32(0)
-            for c in range(C):
-                fbuf[o + p + c] = fbuf[src + c]
-            for c in range(p + C, Cout):
-                fbuf[o + c] = np.float32(0)
+            for c in range(0, c16, 16):
+                max16_cols(fbuf, o + c, fbuf, src + c, 1, 0)     # n = 1: a copy
+            for c in range(c16, C):
+                fbuf[o + c] = fbuf[src + c]
 
 
 @jit

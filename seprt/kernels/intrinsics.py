@@ -228,6 +228,38 @@ def _udot_quarters(builder, udot, acc, a16, b_quarters):
     return builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(16))))
 
 
+def _loop(builder, name, lo, hi, inits, step):
+    """An IR counted loop: for j in [lo, hi) (i64): values = step(j, values); -> the
+    final values (`inits` when hi <= lo). inits: the loop-carried IR values."""
+    pre = builder.block
+    loop = builder.append_basic_block(f"{name}.loop")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.cbranch(builder.icmp_signed("<", lo, hi), loop, done)
+    builder.position_at_end(loop)
+    j = builder.phi(I64)
+    j.add_incoming(lo, pre)
+    phis = []
+    for v in inits:
+        ph = builder.phi(v.type)
+        ph.add_incoming(v, pre)
+        phis.append(ph)
+    new = step(j, phis)
+    nxt = builder.add(j, _i64(1))
+    end = builder.block
+    j.add_incoming(nxt, end)
+    for ph, v in zip(phis, new):
+        ph.add_incoming(v, end)
+    builder.cbranch(builder.icmp_signed("<", nxt, hi), loop, done)
+    builder.position_at_end(done)
+    outs = []
+    for v0, v in zip(inits, new):              # phis first, then any use
+        out = builder.phi(v0.type)
+        out.add_incoming(v0, pre)
+        out.add_incoming(v, end)
+        outs.append(out)
+    return outs
+
+
 def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed=False):
     """The tile's k4 loop: -> P*M accumulators (16 x i32) of sum_kk A[rows[p] + koff[kk] + b] *
     B[b_off + ((kk*M + j)*16 + l)*4 + b]; zeros when nk <= 0.
@@ -247,76 +279,47 @@ def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packe
     n_sum = P if udot else 0                                 # udot: sum a per pixel
     acc0 = [ir.Constant(V16I32, None)] * (P * M)              # zeros
     sum0 = [ir.Constant(V4I32, None)] * n_sum
-    pre = builder.block
-    loop = builder.append_basic_block("dot.loop")
-    done = builder.append_basic_block("dot.done")
-    builder.cbranch(builder.icmp_signed(">", nk_v, _i64(0)), loop, done)
 
-    builder.position_at_end(loop)
-    kk = builder.phi(I64)
-    kk.add_incoming(_i64(0), pre)
-    phis, sphis = [], []
-    for k in range(P * M):
-        ph = builder.phi(V16I32)
-        ph.add_incoming(acc0[k], pre)
-        phis.append(ph)
-    for p in range(n_sum):
-        ph = builder.phi(V4I32)
-        ph.add_incoming(sum0[p], pre)
-        sphis.append(ph)
-    ko = builder.load(builder.gep(koffp, [kk]))
-    if packed:
-        bbase = builder.add(b_off_v, builder.mul(kk, _i64(8 * M)))
-        ones = ir.Constant(V64I8, [1] * 64)
-        bits = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(8 * j))]), I64.as_pointer()),
-                             align=1) for j in range(M)]
-        bvec = [builder.bitcast(builder.or_(builder.sext(builder.bitcast(b, ir.VectorType(ir.IntType(1), 64)), V64I8),
-                                            ones), V16I32) for b in bits]
-    else:
-        bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
-        bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
-                                             V16I32.as_pointer()), align=1) for j in range(M)]
-    if udot:                         # weights + 128 as u8, in quarters of 16 bytes (4 channels)
-        flip = ir.Constant(V64I8, [0x80] * 64)
-        bq = []
-        for j in range(M):
-            w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
-            bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
-                                              ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
-                       for q in range(4)])
-        ones = ir.Constant(V16I8, [1] * 16)
-    new, snew = [], []
-    for p in range(P):
-        a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
-                           align=1)
-        if udot:
-            a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
-            snew.append(builder.call(udot, [sphis[p], a16, ones]))
-            for j in range(M):
-                new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
+    def step(kk, vals):
+        phis, sphis = vals[:P * M], vals[P * M:]
+        ko = builder.load(builder.gep(koffp, [kk]))
+        if packed:
+            bbase = builder.add(b_off_v, builder.mul(kk, _i64(8 * M)))
+            ones = ir.Constant(V64I8, [1] * 64)
+            bits = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(8 * j))]),
+                                                 I64.as_pointer()), align=1) for j in range(M)]
+            bvec = [builder.bitcast(builder.or_(builder.sext(builder.bitcast(b, ir.VectorType(ir.IntType(1), 64)),
+                                                             V64I8), ones), V16I32) for b in bits]
         else:
-            splat = _splat16(builder, a32, 16)
+            bbase = builder.add(b_off_v, builder.mul(kk, _i64(64 * M)))
+            bvec = [builder.load(builder.bitcast(builder.gep(bp, [builder.add(bbase, _i64(64 * j))]),
+                                                 V16I32.as_pointer()), align=1) for j in range(M)]
+        if udot:                     # weights + 128 as u8, in quarters of 16 bytes (4 channels)
+            flip = ir.Constant(V64I8, [0x80] * 64)
+            bq = []
             for j in range(M):
-                new.append(dot(phis[p * M + j], splat, bvec[j]))
-    nxt = builder.add(kk, _i64(1))
-    end = builder.block
-    kk.add_incoming(nxt, end)
-    for ph, v in zip(phis + sphis, new + snew):
-        ph.add_incoming(v, end)
-    builder.cbranch(builder.icmp_signed("<", nxt, nk_v), loop, done)
+                w8 = builder.xor(builder.bitcast(bvec[j], V64I8), flip)
+                bq.append([builder.shuffle_vector(w8, ir.Constant(V64I8, ir.Undefined),
+                                                  ir.Constant(ir.VectorType(I32, 16), list(range(16 * q, 16 * q + 16))))
+                           for q in range(4)])
+            ones = ir.Constant(V16I8, [1] * 16)
+        new, snew = [], []
+        for p in range(P):
+            a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
+                               align=1)
+            if udot:
+                a16 = builder.bitcast(_splat16(builder, a32, 4), V16I8)      # the 4 bytes, 4 times
+                snew.append(builder.call(udot, [sphis[p], a16, ones]))
+                for j in range(M):
+                    new.append(_udot_quarters(builder, udot, phis[p * M + j], a16, bq[j]))
+            else:
+                splat = _splat16(builder, a32, 16)
+                for j in range(M):
+                    new.append(dot(phis[p * M + j], splat, bvec[j]))
+        return new + snew
 
-    builder.position_at_end(done)
-    outs, souts = [], []
-    for k in range(P * M):                     # phis first, then stores
-        out = builder.phi(V16I32)
-        out.add_incoming(acc0[k], pre)
-        out.add_incoming(new[k], end)
-        outs.append(out)
-    for p in range(n_sum):
-        out = builder.phi(V4I32)
-        out.add_incoming(sum0[p], pre)
-        out.add_incoming(snew[p], end)
-        souts.append(out)
+    vals = _loop(builder, "dot", _i64(0), nk_v, acc0 + sum0, step)
+    outs, souts = vals[:P * M], vals[P * M:]
     if udot:                                   # acc -= 128 * sum a (every lane of souts[p] holds it)
         undef4 = ir.Constant(V4I32, ir.Undefined)
         for p in range(P):
@@ -618,38 +621,13 @@ def make_dw_tile(P: int, isa: str | None = None):
 
     def body(builder, ap, rows, wp, cp, toffp, T, c0, lanes):
         """The tap loop -> P accumulators (16 x i32); zeros when T <= 0."""
-        zero = ir.Constant(V16I32, None)
-        pre = builder.block
-        loop = builder.append_basic_block("dw.loop")
-        done = builder.append_basic_block("dw.done")
-        builder.cbranch(builder.icmp_signed(">", T, _i64(0)), loop, done)
-        builder.position_at_end(loop)
-        t = builder.phi(I64)
-        t.add_incoming(_i64(0), pre)
-        phis = []
-        for _ in range(P):
-            ph = builder.phi(V16I32)
-            ph.add_incoming(zero, pre)
-            phis.append(ph)
-        to = builder.add(builder.load(builder.gep(toffp, [t])), c0)
-        w = builder.sext(_vload(builder, wp, builder.add(builder.mul(t, cp), c0), V16I8, lanes), V16I32)
-        new = [builder.add(phis[p], builder.mul(builder.zext(_vload(builder, ap, builder.add(rows[p], to), V16I8,
-                                                                    lanes), V16I32), w))
-               for p in range(P)]
-        nxt = builder.add(t, _i64(1))
-        end = builder.block
-        t.add_incoming(nxt, end)
-        for ph, v in zip(phis, new):
-            ph.add_incoming(v, end)
-        builder.cbranch(builder.icmp_signed("<", nxt, T), loop, done)
-        builder.position_at_end(done)
-        outs = []
-        for p in range(P):
-            out = builder.phi(V16I32)
-            out.add_incoming(zero, pre)
-            out.add_incoming(new[p], end)
-            outs.append(out)
-        return outs
+        def step(t, accs):
+            to = builder.add(builder.load(builder.gep(toffp, [t])), c0)
+            w = builder.sext(_vload(builder, wp, builder.add(builder.mul(t, cp), c0), V16I8, lanes), V16I32)
+            return [builder.add(accs[p], builder.mul(builder.zext(_vload(builder, ap, builder.add(rows[p], to), V16I8,
+                                                                         lanes), V16I32), w))
+                    for p in range(P)]
+        return _loop(builder, "dw", _i64(0), T, [ir.Constant(V16I32, None)] * P, step)
 
     def codegen(context, builder, signature, args):
         data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
@@ -688,27 +666,9 @@ def max16_cols(typingctx, y, d, x, r, n, step):
         data = lambda i: cgutils.create_struct_proxy(signature.args[i])(context, builder, value=args[i]).data
         i64 = lambda i: context.cast(builder, args[i], signature.args[i], types.int64)
         yp, xp, d_v, r_v, n_v, s_v = data(0), data(2), i64(1), i64(3), i64(4), i64(5)
-        pre = builder.block
         first = _vload(builder, xp, r_v, V16F)
-        loop = builder.append_basic_block("max16.loop")
-        done = builder.append_basic_block("max16.done")
-        builder.cbranch(builder.icmp_signed(">", n_v, _i64(1)), loop, done)
-        builder.position_at_end(loop)
-        j = builder.phi(I64)
-        j.add_incoming(_i64(1), pre)
-        m = builder.phi(V16F)
-        m.add_incoming(first, pre)
-        w = _vload(builder, xp, builder.add(r_v, builder.mul(j, s_v)), V16F)
-        new = _max(builder, m, w)
-        nxt = builder.add(j, _i64(1))
-        end = builder.block
-        j.add_incoming(nxt, end)
-        m.add_incoming(new, end)
-        builder.cbranch(builder.icmp_signed("<", nxt, n_v), loop, done)
-        builder.position_at_end(done)
-        out = builder.phi(V16F)
-        out.add_incoming(first, pre)
-        out.add_incoming(new, end)
+        step = lambda j, m: [_max(builder, m[0], _vload(builder, xp, builder.add(r_v, builder.mul(j, s_v)), V16F))]
+        out, = _loop(builder, "max16", _i64(1), n_v, [first], step)
         _vstore(builder, out, yp, d_v)
         return context.get_dummy_value()
     return types.void(y, d, x, r, n, step), codegen

@@ -57,3 +57,61 @@ def test_train_convert_predict(tmp_path):
     xt = torch.from_numpy(xs.transpose(0, 3, 1, 2))
     with torch.no_grad():
         torch.testing.assert_close(plain(xt), net2(xt), atol=1e-5, rtol=1e-5)
+
+
+def test_latent_method_moves_selection_and_bank_and_exports_the_same_function():
+    """method "latent": the selection is the latent slices' best-correlated bank
+    filter, each training forward takes one k-means step of the bank, the
+    gradient reaches the latent weight, and to_stacked() is the same function."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    conv = torch.nn.Conv2d(8, 6, 3, padding=1)
+    lat = ts.LatentStackedConv2d(conv, d=4, m=3)
+    lat.init_from(conv, iters=5)
+    # the k-means step is the numpy majority vote of the slices that picked each bank filter
+    v = conv.weight.detach().reshape(6, 2, 36).reshape(12, 36).numpy()
+    a = np.argmax(v @ lat.bank.reshape(3, 36).numpy().T, 1)
+    want = lat.bank.reshape(3, 36).numpy().copy()
+    for j in range(3):
+        if (a == j).any():
+            want[j] = np.where(v[a == j].sum(0) >= 0, 1.0, -1.0)
+    lat.bank_step()
+    np.testing.assert_array_equal(lat.bank.reshape(3, 36).numpy(), want)
+    # gradient goes straight through to the latent weight; training moves selections
+    x = torch.randn(2, 8, 5, 5)
+    lat.train()
+    lat(x).square().sum().backward()
+    assert lat.weight.grad is not None and lat.weight.grad.abs().sum() > 0
+    before = lat.assign().clone()
+    with torch.no_grad():
+        lat.weight.mul_(-1)                        # every slice now correlates best with another filter
+    assert not torch.equal(before, lat.assign())
+    lat.eval()
+    st = lat.to_stacked().eval()
+    torch.testing.assert_close(st(x), lat(x), atol=1e-6, rtol=1e-6)
+    assert torch.equal(torch.from_numpy(st.stack_export()["index"].astype(np.int64)), lat.assign())
+
+
+def test_latent_method_end_to_end(tmp_path):
+    """latent fine-tuning -> to_stacked -> checkpoint -> seprt BQ -> predict."""
+    torch.manual_seed(1)
+    torch.set_num_threads(1)
+    teacher = models.resnet20().eval()
+    net = models.resnet20()
+    net.load_state_dict(teacher.state_dict())
+    dm = ts.stack_modules(net, d=4, m=8, iters=3, method="latent")
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    ts.finetune(net, teacher, _Batches([(x, y)] * 2), None, 1, 0.01, log=lambda s: None)
+    net.eval()
+    with torch.no_grad():
+        want = net(x)
+    ts.to_stacked(net)
+    assert not any(isinstance(mod, ts.LatentStackedConv2d) for mod in net.modules())
+    torch.save(ts.make_checkpoint(net, dm, SRC), tmp_path / "s.pt")
+    net2, ck2 = ts.load_checkpoint(str(tmp_path / "s.pt"))
+    with torch.no_grad():
+        torch.testing.assert_close(net2(x), want, atol=1e-5, rtol=1e-5)
+    xs = np.random.default_rng(0).standard_normal((16, 32, 32, 3)).astype(np.float32)
+    data, rep = cs.convert(net2, ck2, "BQ", xs, xs, log=lambda s: None)
+    assert rep["kxk"]["ratio"] > 64
+    assert len(seprt.Model.from_bytes(data).predict(seprt.demo_images()[0], top_k=3)) == 3

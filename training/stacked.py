@@ -29,6 +29,7 @@ Fine-tuning with distillation from the full model:
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 
@@ -154,19 +155,135 @@ class StackedConv2d(nn.Module):
                 f"g={self.groups}, d={self.d}, m={self.m}, S={self.s}, form={self.form}")
 
 
+class LatentStackedConv2d(nn.Module):
+    """Stacked binary filters trained through a latent full-precision weight
+    (method "latent"; the pattern STE of training/pattern.py carried over).
+
+    State: ``weight`` (K, Cg, k, k) latent, ``alpha`` (K,), ``bias``; buffer
+    ``bank`` (m, d, k, k) ±1. Forward: every d-channel slice of the latent
+    weight picks the bank filter it correlates with best (the k-means
+    assignment; ||v - a*B_j||^2 is smallest there, |B_j|^2 being the same for
+    all j), W_eff = alpha * expanded ±1 weight, and the gradient of W_eff goes
+    straight through to ``weight``. In training mode each forward pass first
+    takes one k-means step for the bank (B_j = sign of the sum of the slices
+    that picked it; a bank filter nobody picked stays). So selections and bank
+    follow the latent weight instead of sitting behind a softmax margin and an
+    STE window (the "proxies" method's failure: docs/results.md).
+    `to_stacked()` gives the StackedConv2d with the same forward (eval).
+    """
+
+    fx_leaf = True
+    dilation, padding_mode = (1, 1), "zeros"
+
+    def __init__(self, conv: nn.Conv2d, d: int, m: int):
+        super().__init__()
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride, self.padding = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)
+        self.groups = conv.groups
+        cg, k = conv.in_channels // conv.groups, conv.kernel_size[0]
+        if self.kernel_size != (k, k) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros" or \
+                isinstance(conv.padding, str):
+            raise ValueError(f"stacked filters need a square, undilated, zero-padded conv, not {conv}")
+        if cg % d or not 1 <= m <= 256:
+            raise ValueError(f"{conv}: d={d} must divide Cg={cg}, m={m} be 1..256")
+        self.d, self.m, self.s = d, m, cg // d
+        self.weight = nn.Parameter(conv.weight.detach().clone())
+        self.register_buffer("bank", torch.ones(m, d, k, k))
+        self.alpha = nn.Parameter(torch.ones(conv.out_channels))
+        self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
+
+    @property
+    def kernel(self) -> int:
+        return self.kernel_size[0]
+
+    def slices(self) -> torch.Tensor:
+        """(K*S, d*k*k) the latent weight's d-channel slices, in bank order (c, ky, kx)."""
+        k = self.kernel
+        return self.weight.detach().reshape(self.out_channels, self.s, self.d * k * k).reshape(-1, self.d * k * k)
+
+    @torch.no_grad()
+    def assign(self) -> torch.Tensor:
+        """(K, S) int64: the bank filter each slice picks."""
+        return (self.slices() @ self.bank.reshape(self.m, -1).T).argmax(1).view(self.out_channels, self.s)
+
+    @torch.no_grad()
+    def bank_step(self) -> None:
+        """One k-means step of the bank from the current assignment."""
+        v, a = self.slices(), self.assign().reshape(-1)
+        acc = torch.zeros(self.m, v.shape[1], dtype=v.dtype).index_add_(0, a, v)
+        used = torch.bincount(a, minlength=self.m) > 0
+        new = pattern.sign_pm1(acc).view_as(self.bank)
+        self.bank.copy_(torch.where(used.view(-1, 1, 1, 1), new, self.bank))
+
+    def expanded(self) -> torch.Tensor:
+        """(K, Cg, k, k) ±1: each slice's bank filter (no gradient)."""
+        k = self.kernel
+        return self.bank[self.assign()].reshape(self.out_channels, self.s * self.d, k, k)
+
+    def effective_weight(self) -> torch.Tensor:
+        """alpha * expanded ±1, gradient straight through to the latent weight."""
+        b = self.expanded() + (self.weight - self.weight.detach())
+        return self.alpha.view(-1, 1, 1, 1) * b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.bank_step()
+        return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding, 1, self.groups)
+
+    @torch.no_grad()
+    def init_from(self, conv: nn.Conv2d, iters: int = 20) -> None:
+        """bank = the k-means centres of the conv's slices (seprt.stacked.cluster_slices), alpha its scales."""
+        w = conv.weight.detach().permute(0, 2, 3, 1).numpy().astype(np.float32)   # OHWI
+        bank, _, alpha = sk.cluster_slices(w, self.d, self.m, iters)
+        self.weight.copy_(conv.weight)
+        self.bank.copy_(torch.from_numpy(bank.astype(np.float32)).permute(0, 3, 1, 2))
+        self.alpha.copy_(torch.from_numpy(alpha))
+
+    @torch.no_grad()
+    def to_stacked(self) -> "StackedConv2d":
+        """The StackedConv2d computing what this module computes in eval mode
+        (bank proxies ±1, selection logits one-hot)."""
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         groups=self.groups, bias=self.bias is not None)
+        out = StackedConv2d(conv, self.d, self.m)
+        out.bank.copy_(self.bank)
+        out.sel.copy_(F.one_hot(self.assign(), self.m).float())
+        out.alpha.copy_(self.alpha)
+        if self.bias is not None:
+            out.bias.copy_(self.bias)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}->{self.out_channels}, k={self.kernel}, s={self.stride}, p={self.padding}, "
+                f"g={self.groups}, d={self.d}, m={self.m}, S={self.s}, latent")
+
+
+def to_stacked(net: nn.Module) -> None:
+    """Every LatentStackedConv2d of `net` -> its StackedConv2d (for checkpoints and converters)."""
+    for name, mod in list(net.named_modules()):
+        if isinstance(mod, LatentStackedConv2d):
+            pattern._set_submodule(net, name, mod.to_stacked())
+
+
+METHODS = ("latent", "proxies")
+
+
 def stack_modules(model: nn.Module, d: int, m: int, init: bool = True, iters: int = 20, form: str = "stm",
-                  dm: dict | None = None, which="all") -> dict[str, tuple[int, int]]:
+                  dm: dict | None = None, which="all", method: str = "proxies") -> dict[str, tuple[int, int]]:
     """Replace the k x k convs `which` chooses (`pattern.select`; default every
-    one, the stem included) by StackedConv2d, (d, m) per conv from
+    one, the stem included) by StackedConv2d (method "proxies") or
+    LatentStackedConv2d ("latent"), (d, m) per conv from
     seprt.stacked.layer_dm (or from `dm`); with `init`, k-means-initialised
     from the conv's current weights. Returns {module name: (d, m)}."""
+    if method not in METHODS:
+        raise ValueError(f"unknown stacked method {method!r}; use one of {', '.join(METHODS)}")
     out = {}
     names = list(dm) if dm else pattern.select(model, which)
     for name in names:
         conv = model.get_submodule(name)
         cg = conv.in_channels // conv.groups
         dd, mm = dm[name] if dm else sk.layer_dm(cg, conv.out_channels, d, m)
-        new = StackedConv2d(conv, dd, mm, form)
+        new = LatentStackedConv2d(conv, dd, mm) if method == "latent" else StackedConv2d(conv, dd, mm, form)
         if init:
             new.init_from(conv, iters)
         pattern._set_submodule(model, name, new)
@@ -255,10 +372,12 @@ def expanded_checkpoint(path: str) -> dict:
 # ------------------------------------------------------------ fine-tuning
 
 def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: float, lr: float,
-             wd: float = 5e-4, kd_t: float = 4.0, kd_alpha: float = 0.9, log=print, max_steps: int = 0) -> list:
+             wd: float = 5e-4, kd_t: float = 4.0, kd_alpha: float = 0.9, log=print, max_steps: int = 0,
+             on_epoch=None) -> list:
     """SGD (nesterov, cosine lr) with CE + distillation from `teacher`;
     alpha/BN/proxies all trained, no weight decay on the proxies.
-    Returns per-epoch records (validation top-1 after each epoch)."""
+    Returns per-epoch records (validation top-1 after each epoch);
+    `on_epoch(history)` runs after each epoch."""
     from .train import evaluate
     proxies = [p for n, p in net.named_parameters() if n.endswith((".bank", ".sel"))]
     ids = {id(p) for p in proxies}
@@ -299,6 +418,8 @@ def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: 
         rec = {"epoch": ep, "steps": step, "train_top1": correct / max(seen, 1), "val_top1": ev["top1"],
                "seconds": round(time.time() - t0, 1)}
         history.append(rec)
+        if on_epoch is not None:
+            on_epoch(history)
         log(f"epoch {ep}: step {step}/{total} train top1 {rec['train_top1']:.4f} | validation top1 "
             f"{rec['val_top1']:.4f} | {rec['seconds']:.0f} s")
     return history
@@ -313,6 +434,9 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--method", choices=METHODS, default="latent",
+                   help="latent (default): a latent real weight picks bank filters and drives the bank by k-means "
+                        "steps, straight-through; proxies: sign/argmax of bank and selection proxies")
     p.add_argument("--form", choices=("stm", "expand"), default="expand",
                    help="expand (default): same values and gradients as stm, ~10x faster on CPU (measured)")
     p.add_argument("--threads", type=int, default=1)
@@ -331,7 +455,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.ckpt}: needs a full (real) checkpoint, this one is {ck['stage']}")
     teacher, net = modelckpt.build_model(ck), modelckpt.build_model(ck)
     t0 = time.time()
-    dm = stack_modules(net, args.d, args.m, form=args.form)
+    dm = stack_modules(net, args.d, args.m, form=args.form, method=args.method)
     print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
           + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),
@@ -345,12 +469,17 @@ def main(argv=None) -> int:
     ev0 = evaluate(net, val_b)
     print(f"after init (no training): validation top1 {ev0['top1']:.4f} (full: {ck['val_top1']})", flush=True)
     t0 = time.time()
-    hist = finetune(net, teacher, train_b, val_b, args.epochs, args.lr, log=lambda s: print(s, flush=True))
-    cfg = {**{k: v for k, v in vars(args).items() if k != "out"}, "init_val_top1": ev0["top1"],
-           "wall_seconds": round(time.time() - t0, 1)}
-    out = make_checkpoint(net, dm, ck, hist[-1]["val_top1"], hist, cfg)
-    torch.save(out, args.out + ".tmp")
-    os.replace(args.out + ".tmp", args.out)
+
+    def save(hist):                        # after every epoch: a run cut short still leaves its last epoch
+        cfg = {**{k: v for k, v in vars(args).items() if k != "out"}, "init_val_top1": ev0["top1"],
+               "wall_seconds": round(time.time() - t0, 1)}
+        snap = copy.deepcopy(net)
+        to_stacked(snap)
+        torch.save(make_checkpoint(snap, dm, ck, hist[-1]["val_top1"], hist, cfg), args.out + ".tmp")
+        os.replace(args.out + ".tmp", args.out)
+
+    hist = finetune(net, teacher, train_b, val_b, args.epochs, args.lr, log=lambda s: print(s, flush=True),
+                    on_epoch=save)
     print(f"wrote {args.out}: validation top1 {hist[-1]['val_top1']:.4f}", flush=True)
     return 0
 

@@ -44,7 +44,7 @@ from seprt import variants
 
 from . import checkpoint as ckpt_mod
 from . import data as data_mod
-from . import generic, modelckpt, models, pattern
+from . import generic, modelckpt, models, pattern, spec as spec_mod
 
 
 # ------------------------------------------------------------------ helpers
@@ -586,6 +586,32 @@ def cmd_export_val(args, d: Dist):
     print(f"wrote {n} {args.split} images (original bytes) to {args.out}")
 
 
+def cmd_live_weights(args, d: Dist):
+    """With --ema, fit() writes the EMA weights; its state file keeps the live
+    ones. This writes the live weights as a checkpoint like the EMA one (same
+    model, binarized convs, labels, history; val_top1 = the last epoch's
+    val_top1_live). For STE the EMA of latent weights can trail the live
+    model (docs/results.md)."""
+    if os.path.exists(args.out) and not args.force:
+        raise ValueError(f"{args.out} exists (use --force to replace it)")
+    ck = _module_ckpt(args.ckpt, "--ckpt")
+    st = torch.load(state_path(args.ckpt), map_location="cpu", weights_only=False)
+    if not st.get("config", {}).get("ema") or "model" not in st:
+        raise ValueError(f"{state_path(args.ckpt)}: not the state of a run with --ema")
+    model = spec_mod.build(ck["model"], ck["model_kwargs"])
+    if ck["binarized"]:
+        pattern.binarize_modules(model, ck["binarized"], ck["method"] or "refine")
+    model.load_state_dict(st["model"], strict=True)
+    hist = list(ck["history"])
+    top1 = hist[-1].get("val_top1_live") if hist else None
+    cfg = {**ck["train_config"], "weights": "live (not the EMA)"}
+    out = modelckpt.make(model.eval(), spec=ck["model"], model_kwargs=ck["model_kwargs"], labels=ck["labels"],
+                         preprocess=ck["preprocess"], stage=ck["stage"], method=ck["method"], val_top1=top1,
+                         history=hist, train_config=cfg)
+    modelckpt.save(out, args.out)
+    print(f"wrote {args.out}: live weights of {args.ckpt} (epoch {st['epoch']}, validation top1 {top1})")
+
+
 def cmd_qerr(args, d: Dist):
     ck = _module_ckpt(args.ckpt, "--ckpt")
     model = modelckpt.build_model(ck)
@@ -725,6 +751,13 @@ def parser() -> argparse.ArgumentParser:
                         "the calibration images for BQ / TFLite int8")
     common(s)
     s.set_defaults(func=cmd_export_val)
+
+    s = sub.add_parser("live-weights", help="the live (not EMA) weights of a run with --ema, from its state "
+                                            "file, as a checkpoint")
+    s.add_argument("--ckpt", required=True, help="the checkpoint the run wrote (its .state.pt sits beside it)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_live_weights, threads=1)
 
     s = sub.add_parser("qerr", help="the paper's Table 1 quantization error of a checkpoint's real convs")
     s.add_argument("--ckpt", required=True)

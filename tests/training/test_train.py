@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from training import modelckpt, models
+from training import modelckpt, models, pattern
 from training import train
 
 
@@ -223,6 +223,32 @@ def test_ema_run_writes_the_average_and_resumes_exactly(tiny_tar, tmp_path, caps
     assert ca["val_top1"] == cb["val_top1"]
     with pytest.raises(SystemExit, match=r"--ema 1\.0 is not a decay"):
         _train(tiny_tar, tmp_path, tmp_path / "x.pt", "--ema", "1")
+
+
+def test_live_weights_writes_the_state_files_live_model(tiny_tar, tmp_path, capsys):
+    """`live-weights`: the live (not EMA) weights of a run with --ema, folded to
+    alpha * sign(W) for the STE convs like fit's own checkpoint; never over an
+    existing file unless --force; a run without --ema is refused."""
+    out, live = tmp_path / "s.pt", tmp_path / "live.pt"
+    assert _train(tiny_tar, tmp_path, out, "--ema", "0.8", "--amp", "off", "--binary-from-start") == 0
+    assert train.main(["live-weights", "--ckpt", str(out), "--out", str(live)]) == 0
+    st = torch.load(train.state_path(str(out)), weights_only=True)
+    ck, ema = modelckpt.read(str(live)), modelckpt.read(str(out))
+    net = modelckpt.build_model(ema)
+    pattern.binarize_modules(net, ema["binarized"], ema["method"] or "refine")
+    net.load_state_dict(st["model"])
+    want = pattern.plain_state_dict(net)
+    assert ck["binarized"] == ema["binarized"] and len(ck["binarized"]) > 0
+    assert all(torch.equal(v, want[k]) for k, v in ck["state_dict"].items())
+    assert any(not torch.equal(v, ema["state_dict"][k]) for k, v in ck["state_dict"].items())
+    assert ck["val_top1"] == ema["history"][-1]["val_top1_live"]
+    before = live.read_bytes()
+    assert train.main(["live-weights", "--ckpt", str(out), "--out", str(live)]) == 2
+    assert "exists" in capsys.readouterr().err and live.read_bytes() == before
+    plain = tmp_path / "plain.pt"
+    assert _train(tiny_tar, tmp_path, plain, "--amp", "off") == 0
+    assert train.main(["live-weights", "--ckpt", str(plain), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "not the state of a run with --ema" in capsys.readouterr().err
 
 
 def test_state_written_before_ema_existed_resumes(tiny_tar, tmp_path):

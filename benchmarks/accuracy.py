@@ -136,6 +136,17 @@ def tables(res: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def marker(shape: str, cx: float, cy: float, fill: str, r: int = 6) -> str:
+    """An SVG marker: circle, square or triangle centred at (cx, cy)."""
+    if shape == "circle":
+        return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{fill}" stroke="black" stroke-width="0.5"/>'
+    if shape == "square":
+        return (f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{2 * r}" height="{2 * r}" fill="{fill}" '
+                f'stroke="black" stroke-width="0.5"/>')
+    return (f'<polygon points="{cx:.1f},{cy - r - 1:.1f} {cx - r:.1f},{cy + r:.1f} {cx + r:.1f},{cy + r:.1f}" '
+            f'fill="{fill}" stroke="black" stroke-width="0.5"/>')
+
+
 def svg(res: dict) -> str:
     """Validation top-1 against file size (log scale), one marker shape per architecture."""
     pts = [(aid, f, r["files"][f]["bytes"], r["files"][f]["val_top1"]) for aid, r in res["archs"].items()
@@ -165,14 +176,6 @@ def svg(res: dict) -> str:
                          f'<text x="{x(b) - 15:.1f}" y="{top + h + 18}">{lbl}</text>')
     parts.append(f'<text x="{left + w / 2 - 60}" y="{top + h + 40}">file bytes (log scale)</text>')
 
-    def marker(shape, cx, cy, fill, r=6):
-        if shape == "circle":
-            return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r}" fill="{fill}" stroke="black" stroke-width="0.5"/>'
-        if shape == "square":
-            return (f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{2 * r}" height="{2 * r}" fill="{fill}" '
-                    f'stroke="black" stroke-width="0.5"/>')
-        return (f'<polygon points="{cx:.1f},{cy - r - 1:.1f} {cx - r:.1f},{cy + r:.1f} {cx + r:.1f},{cy + r:.1f}" '
-                f'fill="{fill}" stroke="black" stroke-width="0.5"/>')
     for aid, f, b, a in pts:
         parts.append(marker(arch_shape[aid], x(b), y(a), colour[f]) + f'<title>{aid} {f}: {100 * a:.2f} %, {b:,} bytes</title>')
     ly = top

@@ -1,0 +1,38 @@
+"""`python -m training.stacked` on a tiny archive: latent fine-tuning with BN
+statistics re-estimated after each epoch, and --reestimate-bn of a checkpoint."""
+import pytest
+import torch
+
+from training import stacked as ts
+from training import train
+
+
+def _common(tiny_tar, tmp_path):
+    return ["--data", tiny_tar, "--cache-dir", str(tmp_path / "cache"), "--threads", "1", "--batch-size", "8"]
+
+
+def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
+    full, out, again = tmp_path / "full.pt", tmp_path / "s.pt", tmp_path / "s2.pt"
+    assert train.main(["train", "--arch", "resnet20", "--epochs", "1", "--out", str(full), "--quiet",
+                       "--data", tiny_tar, "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+                       "--batch-size", "8"]) == 0
+    assert ts.main(["--ckpt", str(full), "--method", "latent", "--d", "4", "--m", "8", "--epochs", "2",
+                    "--bn-batches", "2", "-o", str(out), *_common(tiny_tar, tmp_path)]) == 0
+    net, ck = ts.load_checkpoint(str(out))                 # written after every epoch, as StackedConv2d
+    assert [h["epoch"] for h in ck["history"]] == [1, 2] and ck["train_config"]["method"] == "latent"
+    assert all(not isinstance(m, ts.LatentStackedConv2d) for m in net.modules())
+    assert sum(isinstance(m, ts.StackedConv2d) for m in net.modules()) == 19
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert ts.main(["--ckpt", str(out), "--reestimate-bn", "--bn-batches", "1", "-o", str(again),
+                    *_common(tiny_tar, tmp_path)]) == 0
+    assert "BN statistics over 1 training batches" in capsys.readouterr().out
+    assert out.read_bytes() == before                     # the input is kept
+    net2, ck2 = ts.load_checkpoint(str(again))
+    assert ck2["train_config"]["bn_reestimated_batches"] == 1 and ck2["history"][-1]["val_top1"] == ck2["val_top1"]
+    sd, sd2 = net.state_dict(), net2.state_dict()
+    assert any(not torch.equal(sd[k], sd2[k]) for k in sd if k.endswith("running_mean"))
+    assert all(torch.equal(sd[k], sd2[k]) for k in sd if not k.endswith(("running_mean", "running_var",
+                                                                          "num_batches_tracked")))
+    with pytest.raises(SystemExit, match="must differ"):
+        ts.main(["--ckpt", str(out), "--reestimate-bn", "-o", str(out), *_common(tiny_tar, tmp_path)])

@@ -18,13 +18,18 @@ class _Batches(list):
         pass
 
 
-def test_train_convert_predict(tmp_path):
-    torch.manual_seed(0)
+def _teacher_and_stacked(seed, method="proxies"):
+    """(a random resnet20 as teacher, a copy of it stacked d=4 m=8, {name: (d, m)})."""
+    torch.manual_seed(seed)
     torch.set_num_threads(1)
     teacher = models.resnet20().eval()
     net = models.resnet20()
     net.load_state_dict(teacher.state_dict())
-    dm = ts.stack_modules(net, d=4, m=8, iters=3)
+    return teacher, net, ts.stack_modules(net, d=4, m=8, iters=3, method=method)
+
+
+def test_train_convert_predict(tmp_path):
+    teacher, net, dm = _teacher_and_stacked(0)
     assert all(v[1] <= 8 for v in dm.values()) and len(dm) == 19
     x = torch.randn(8, 3, 32, 32)
     y = torch.randint(0, 10, (8,))
@@ -94,12 +99,7 @@ def test_latent_method_moves_selection_and_bank_and_exports_the_same_function():
 
 def test_latent_method_end_to_end(tmp_path):
     """latent fine-tuning -> to_stacked -> checkpoint -> seprt BQ -> predict."""
-    torch.manual_seed(1)
-    torch.set_num_threads(1)
-    teacher = models.resnet20().eval()
-    net = models.resnet20()
-    net.load_state_dict(teacher.state_dict())
-    dm = ts.stack_modules(net, d=4, m=8, iters=3, method="latent")
+    teacher, net, dm = _teacher_and_stacked(1, "latent")
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     ts.finetune(net, teacher, _Batches([(x, y)] * 2), None, 1, 0.01, log=lambda s: None)
     net.eval()

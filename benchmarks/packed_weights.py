@@ -98,7 +98,7 @@ def layer(h, w, c, k_out, kernel=3, stride=1, seed=0):
                np.zeros(1, np.float32))
     head = (A.reshape(-1), pix, koff, len(koff))
     tail = (1, cgp, k_out, M, 3, wsum, np.ones(k_out, np.float32), np.zeros(k_out, np.float32),
-            np.zeros(n_out, np.float32), 0, -1, k_out, 1, np.zeros(1, np.uint8), np.array([-1, 0, 0, 0, 0, 0]),
+            np.zeros(n_out, np.float32), 0, -1, k_out, 1, np.zeros(1, np.uint8), np.array([-1, 0, 0, 0, 0, 0, 0, 0]),
             np.float32(1), *no_pair, 0, ho * wo)
     return head, b8, b1, tail, n_out, w_int, A
 

@@ -278,26 +278,45 @@ class Planner:
         """Does anything read value v as float (not as a quantized conv input)?"""
         g = self.g
         return v in (g.output, g.embed) or any((i not in self.qgroups or g.nodes[i].inputs[0] != v)
-                                               and not self.u8_maxpool(i) for i in self.cons.get(v, []))
+                                               and not self.u8_maxpool(i) and not self.fused_concat(i)
+                                               for i in self.cons.get(v, []))
 
     def u8_maxpool(self, i: int) -> bool:
         """Does maxpool node i run on quantized values? When a conv/fc writes its
         only input and only integer convs (one buffer layout, channels unpadded)
         read its output: the conv then quantizes with the pool output's scale
         into a plain (H, W, C) u8 buffer, and the pool writes the consumers'
-        padded buffer. max(q(x)) = q(max(x)) as q is monotonic: bit-exact."""
+        padded buffer. max(q(x)) = q(max(x)) as q is monotonic: bit-exact.
+        The input may also be a concat of such convs (each writes its channels)."""
         g, n = self.g, self.g.nodes[i]
         if n.op != "maxpool" or i in self.skipped:
             return False
         x, p = n.inputs[0], n.output
         w = self.writer.get(x, -1)
-        if w < 0 or not get_op(g.nodes[w].op).weighted or self.cons.get(x) != [i] or x in (g.output, g.embed):
+        if w < 0 or self.cons.get(x) != [i] or x in (g.output, g.embed):
             return False
-        readers = self.cons.get(p, [])
+        return (get_op(g.nodes[w].op).weighted or self._concat_inputs_ok(w)) and self._int_conv_readers(p)
+
+    def _int_conv_readers(self, v: int) -> bool:
+        """Is v read only by integer convs (as their input) of one buffer layout, channels unpadded?"""
+        g = self.g
+        readers = self.cons.get(v, [])
         keys = {self.qgroups.get(j) for j in readers}
-        return (p not in (g.output, g.embed) and len(readers) > 0 and len(keys) == 1 and None not in keys
-                and all(g.nodes[j].inputs[0] == p for j in readers)
-                and self.shape(p)[2] // keys.pop() % 4 == 0)
+        return (v not in (g.output, g.embed) and len(readers) > 0 and len(keys) == 1 and None not in keys
+                and all(g.nodes[j].inputs[0] == v for j in readers)
+                and self.shape(v)[2] // keys.pop() % 4 == 0)
+
+    def _concat_inputs_ok(self, j: int) -> bool:
+        """Is node j a concat whose every input a conv/fc writes for it alone?"""
+        g, n = self.g, self.g.nodes[j]
+        if n.op != "concat" or j in self.skipped:
+            return False
+        for u in n.inputs:
+            w = self.writer.get(u, -1)
+            if (w < 0 or not get_op(g.nodes[w].op).weighted or self.cons.get(u) != [j] or w in self.pair
+                    or w in self.paired_away or u in (g.output, g.embed) or n.inputs.count(u) != 1):
+                return False
+        return True
 
     # ------------------------------------------------------------ emit
     def emit(self, opcode: int, row: type[IntEnum], name: str, path: str, mac: int = 0, **fields) -> np.ndarray:
@@ -373,7 +392,7 @@ class Planner:
         of w's integer consumers read, when its channels need no padding."""
         keys = {(w, self.qgroups[i]) for i in self.cons.get(w, [])
                 if i in self.qgroups and self.g.nodes[i].inputs[0] == w}
-        none = {"q_off": -1, "q_wo": 0, "q_pad": 0, "q_wp": 0, "q_zero": 0, "q_max": 0, "q_scale": 0}
+        none = {"q_off": -1, "q_wo": 0, "q_pad": 0, "q_wp": 0, "q_zero": 0, "q_max": 0, "q_scale": 0, "q_k": 0}
         if len(keys) != 1 or len(self.shape(w)) != 3:
             return none
         (_, groups), = keys
@@ -382,7 +401,45 @@ class Planner:
         q = self.qbuffer(w, groups, fused=True)
         val = self.g.values[w]
         return {"q_off": q["off"], "q_wo": self.shape(w)[1], "q_pad": q["pad"], "q_wp": q["wp"],
-                "q_zero": val.q_zero, "q_max": (1 << val.q_bits) - 1, "q_scale": self.wf32.add([val.q_scale])}
+                "q_zero": val.q_zero, "q_max": (1 << val.q_bits) - 1, "q_scale": self.wf32.add([val.q_scale]),
+                "q_k": self.shape(w)[2]}
+
+    def fused_concat(self, j: int) -> bool:
+        """Does concat node j run no step of its own? When every input is written
+        by a conv/fc read by nothing else, and the concat is read only by integer
+        convs (one buffer layout, channels unpadded) or by one u8 max pool: each
+        producer then writes its quantized channels straight into that buffer
+        (`concat_slot`). quantize(concat(a, b)) = concat(quantize(a), quantize(b))
+        with one scale: bit-exact."""
+        if not self._concat_inputs_ok(j):
+            return False
+        v = self.g.nodes[j].output
+        readers = self.cons.get(v, [])
+        return self._int_conv_readers(v) or (len(readers) == 1 and self.u8_maxpool(readers[0]))
+
+    def concat_slot(self, w: int) -> dict | None:
+        """The epilogue's quantized copy for value w when a fused concat reads it:
+        w's channels (offset c0, q_k = all channels) of the concat's consumers'
+        padded buffer, or of the plain u8 buffer its max pool reads."""
+        cons = self.cons.get(w, [])
+        if len(cons) != 1 or not self.fused_concat(cons[0]):
+            return None
+        n = self.g.nodes[cons[0]]
+        v = n.output
+        c0 = sum(self.shape(u)[2] for u in n.inputs[:n.inputs.index(w)])
+        h, wd, c = self.hwc(v)
+        pool = self.cons[v][0]
+        if self.u8_maxpool(pool):                     # quantized with the pool output's scale
+            if v not in self.pool_in:
+                self.pool_in[v] = self.u8.reserve(h * wd * c)
+            val = self.g.values[self.g.nodes[pool].output]
+            off, pad, wp = self.pool_in[v], 0, wd
+        else:
+            q = self.qbuffer(v, self.qgroups[pool], fused=True)
+            val = self.g.values[v]
+            off, pad, wp = q["off"], q["pad"], q["wp"]
+        return {"q_off": off + c0, "q_wo": wd, "q_pad": pad, "q_wp": wp, "q_zero": val.q_zero,
+                "q_max": (1 << val.q_bits) - 1, "q_scale": self.wf32.add([val.q_scale]), "q_k": c}
 
     # ------------------------------------------------------------ weighted ops
     def weighted(self, i: int) -> None:
@@ -396,7 +453,10 @@ class Planner:
             p = self.g.values[self.g.nodes[pool[0]].output]
             self.pool_in[w_val] = self.u8.reserve(h * wd * c)
             qspec = {"q_off": self.pool_in[w_val], "q_wo": wd, "q_pad": 0, "q_wp": wd, "q_zero": p.q_zero,
-                     "q_max": (1 << p.q_bits) - 1, "q_scale": self.wf32.add([p.q_scale])}
+                     "q_max": (1 << p.q_bits) - 1, "q_scale": self.wf32.add([p.q_scale]), "q_k": c}
+        slot = self.concat_slot(w_val)
+        if slot is not None:                           # a slice of the fused concat that reads it
+            qspec = slot
         if self.float_needed(w_val) or qspec["q_off"] < 0:
             self.float_out(i)
         res = self.residual[i] if i not in self.pair else -1      # a paired conv's residual is in registers

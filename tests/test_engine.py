@@ -69,8 +69,8 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
         fbuf[n_out:] = res.reshape(-1)
         res_off = n_out
     qbuf = np.zeros(n_out, np.uint8)
-    qspec = np.array([-1, 0, 0, 0, 0, 0], np.int64) if requant is None else \
-        np.array([0, wo, 0, wo, requant[1], 255], np.int64)
+    qspec = np.array([-1, 0, 0, 0, 0, 0, 0, 0], np.int64) if requant is None else \
+        np.array([0, wo, 0, wo, requant[1], 255, 0, k_out], np.int64)     # Epilogue.Q_OFF.. Q_K
     qs = np.float32(1 if requant is None else requant[0])
     epi = (mult, bias, fbuf, 0, res_off, k_out, relu)
     tail = (qbuf, qspec, qs, np.zeros(max(256, k_out), np.float32))
@@ -249,6 +249,48 @@ def test_concat_and_depthwise_models_match_reference(variant):
         np.testing.assert_array_equal(logits, want[g.output])
         np.testing.assert_array_equal(embed, want[g.embed])
     np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+
+
+def fire_arch():
+    """SqueezeNet-style: two convs concatenated and read only by integer convs
+    (the concat runs no step: its producers write the consumers' u8 buffer),
+    a concat read by a max pool (the producers write the pool's u8 input),
+    then a concat read by a float op (a plain concat step)."""
+    from seprt.arch import Arch, Layer, CIFAR10_LABELS
+    c = lambda name, x, k, kernel=1: Layer(name, "conv", (x,), out_channels=k, kernel=kernel, pad=kernel // 2)
+    r = lambda name: Layer(name + ".relu", "relu", (name,))
+    layers = (c("stem", "input", 16, 3), r("stem"),
+              c("e1", "stem.relu", 12), r("e1"), c("e3", "stem.relu", 20, 3), r("e3"),
+              Layer("cat", "concat", ("e1.relu", "e3.relu")),
+              c("s3", "cat", 24, 3), r("s3"), c("s1", "cat", 8), r("s1"),
+              Layer("cat2", "concat", ("s3.relu", "s1.relu")),
+              Layer("mp", "maxpool", ("cat2",), kernel=3, stride=2), c("p", "mp", 16), r("p"),
+              c("x1", "p.relu", 8), r("x1"), c("x3", "p.relu", 12, 3), r("x3"),
+              Layer("cat3", "concat", ("x1.relu", "x3.relu")),
+              Layer("pool", "gap", ("cat3",)), Layer("fc", "fc", ("pool",), out_channels=10))
+    return Arch("fire", (13, 11, 3), 10, layers, CIFAR10_LABELS)
+
+
+@pytest.mark.parametrize("variant", ["B", "BQ"])
+def test_fused_concat_and_its_producers_match_reference(variant):
+    from seprt import variants
+    a = fire_arch()
+    layers = variants.binarize_layers(a, variants.random_layers(a, seed=3), "all")
+    calib = np.random.default_rng(4).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, layers, variant, variants.default_preprocess(a), calib if variant == "BQ" else None)
+    for threads in (1, 2):
+        e = FastEngine(g, threads=threads)
+        names = list(e.plan.names)
+        if variant == "BQ":
+            assert not {"cat", "quantize cat", "cat2"} & set(names) and "cat3" in names
+            assert e.plan.paths[names.index("mp")].startswith("maxpool-u8")
+        x = np.random.default_rng(5).standard_normal((2,) + a.input_shape).astype(np.float32)
+        logits, embed = e.run(x)
+        want = reference.run(g, x, (g.output, g.embed))
+        if variant == "BQ":
+            np.testing.assert_array_equal(logits, want[g.output])
+            np.testing.assert_array_equal(embed, want[g.embed])
+        np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
 
 
 def test_depthwise_cost_follows_its_macs():

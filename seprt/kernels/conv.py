@@ -54,6 +54,7 @@ class Epilogue(IntEnum):
     Q_ZERO = 30      #   its zero point
     Q_MAX = 31       #   2^bits - 1
     Q_SCALE = 32     # wf32: its scale (one float)
+    Q_K = 33         #   its channels per pixel: K, or a concat's total when writing a slice of it
 
 
 class PlanesRow(IntEnum):
@@ -179,8 +180,9 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
     """_epilogue for n channels from oc0 of output pixel p (K channels per pixel).
 
     Float output at fbuf[out_at] (< 0: not needed), residual at fbuf[res_at]
-    (< 0: none); qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax] places the
-    quantized copy in the consumer's padded u8 buffer qbuf; stage: f32 scratch
+    (< 0: none); qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax, (scale), q_k] places
+    the quantized copy in the consumer's padded u8 buffer qbuf, q_k channels per pixel
+    (q_off already at this conv's first channel there); stage: f32 scratch
     for v when there is no float output.
     """
     has_out, has_res, has_q = out_at >= 0, res_at >= 0, qspec[0] >= 0
@@ -190,7 +192,7 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
     if has_q:
         wo, pad = qspec[1], qspec[2]
         oy = p // wo
-        q = qspec[0] + ((oy + pad) * qspec[3] + (p - oy * wo) + pad) * K + oc0
+        q = qspec[0] + ((oy + pad) * qspec[3] + (p - oy * wo) + pad) * qspec[7] + oc0
     out = fbuf[o:o + n] if has_out else stage[:n]
     _epilogue(acc[:n], z, wsum[oc0:oc0 + n], mult[oc0:oc0 + n], bias[oc0:oc0 + n], out, has_out,
               fbuf[r:r + n], has_res, relu, qbuf[q:q + n], has_q, qscale, np.float32(qspec[4]),

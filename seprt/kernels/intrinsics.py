@@ -509,7 +509,8 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
 
     outs[p*M + j]: 16 x i32 accumulators of pixel p0+p, channels oc0+16j..+16.
     out = out_off + pix*K + oc (out_off < 0: none), likewise res; the quantized
-    copy goes to the consumer's padded buffer, qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax].
+    copy goes to the consumer's padded buffer, qspec = [q_off (< 0: none), Wo, pad, Wp, zero, qmax,
+    (scale), q_k]: q_k channels per pixel there (K, or a concat's total channels).
     (acc - z*wsum is taken mod 2^32, which is the exact value whenever it fits int32.)
     n (i64, or None for all 16M): only channels oc0..oc0+n-1 are read and written
     (_Lanes: AVX-512 masked loads and stores, a short copy loop elsewhere).
@@ -529,7 +530,7 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
                                                                      ir.Constant(I32, 0)),
                                               ir.Constant(V16F, ir.Undefined), ir.Constant(V16I32, [0] * 16))
     q_off = builder.load(builder.gep(e["qspec"], [_i64(0)]))
-    q_wo, q_pad, q_wp = (builder.load(builder.gep(e["qspec"], [_i64(i)])) for i in (1, 2, 3))
+    q_wo, q_pad, q_wp, q_k = (builder.load(builder.gep(e["qspec"], [_i64(i)])) for i in (1, 2, 3, 7))
     qz = splatf(builder.sitofp(builder.load(builder.gep(e["qspec"], [_i64(4)])), F32))
     qmax = splatf(builder.sitofp(builder.load(builder.gep(e["qspec"], [_i64(5)])), F32))
     qscale = splatf(e["qscale"])
@@ -591,7 +592,7 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
             with builder.if_then(has_out):
                 _vstore(builder, v, e["fbuf"], builder.add(e["out_off"], at), mk)
             with builder.if_then(has_q, likely=True):
-                qat = builder.add(builder.add(q_off, builder.mul(qrows[p], K)), oc)
+                qat = builder.add(builder.add(q_off, builder.mul(qrows[p], q_k)), oc)
                 rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16F, [V16F]),
                                                      "llvm.roundeven.v16f32")
                 t = builder.fadd(builder.call(rnd, [builder.fdiv(v, qscale)]), qz)

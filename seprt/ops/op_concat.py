@@ -13,6 +13,8 @@ def shape(a, ins, k):
 
 
 def lower(pl, i):
+    if pl.fused_concat(i):              # its producers wrote the consumers' u8 buffer (Planner.concat_slot)
+        return
     n = pl.g.nodes[i]
     ho, wo, k = pl.hwc(n.output)
     out = pl.float_out(i)

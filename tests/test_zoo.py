@@ -64,7 +64,8 @@ def test_zoo_extra_resnet(stem, mode, source, n_bin, n_conv, top1, variant):
 
 # the stacked models models/README.md lists (training/stacked.py -> converters/stacked.py):
 # (file, source checkpoint, stacked convs, k x k weight bytes, BQ validation top-1)
-STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10384, 0.6272)]
+STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10384, 0.7480),
+           ("sepnet-cifar-stacked-d4m32-BQ.bin", "sepnet-cifar-stacked-d4m32.pt", 21, 6592, 0.8574)]
 
 
 @pytest.mark.parametrize("name,source,n_stack,kxk_bytes,top1", STACKED)

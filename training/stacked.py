@@ -59,6 +59,25 @@ def ste_onehot(logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     return soft + (hard - soft).detach()
 
 
+def _take_conv(mod: nn.Module, conv: nn.Conv2d, d: int, m: int) -> int:
+    """Copy conv's geometry onto a stacked module (in/out channels, kernel,
+    stride, padding, groups, d, m, S = Cg/d, alpha, bias) after checking it
+    can be stacked; returns k."""
+    mod.in_channels, mod.out_channels = conv.in_channels, conv.out_channels
+    mod.kernel_size, mod.stride, mod.padding = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)
+    mod.groups = conv.groups
+    cg, k = conv.in_channels // conv.groups, conv.kernel_size[0]
+    if mod.kernel_size != (k, k) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros" or \
+            isinstance(conv.padding, str):
+        raise ValueError(f"stacked filters need a square, undilated, zero-padded conv, not {conv}")
+    if cg % d or not 1 <= m <= 256:
+        raise ValueError(f"{conv}: d={d} must divide Cg={cg}, m={m} be 1..256")
+    mod.d, mod.m, mod.s = d, m, cg // d
+    mod.alpha = nn.Parameter(torch.ones(conv.out_channels))
+    mod.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
+    return k
+
+
 class StackedConv2d(nn.Module):
     """A k x k conv of stacked binary filters: drop-in for the nn.Conv2d it
     replaces (same stride, padding, groups, bias). For the converter it is a
@@ -70,21 +89,10 @@ class StackedConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, d: int, m: int, form: str = "stm"):
         super().__init__()
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size, self.stride, self.padding = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)
-        self.groups = conv.groups
-        cg = conv.in_channels // conv.groups
-        k = self.kernel_size[0]
-        if self.kernel_size != (k, k) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros" or \
-                isinstance(conv.padding, str):
-            raise ValueError(f"stacked filters need a square, undilated, zero-padded conv, not {conv}")
-        if cg % d or not 1 <= m <= 256:
-            raise ValueError(f"{conv}: d={d} must divide Cg={cg}, m={m} be 1..256")
-        self.d, self.m, self.s, self.form = d, m, cg // d, form
+        k = _take_conv(self, conv, d, m)
+        self.form = form
         self.bank = nn.Parameter(torch.randn(m, d, k, k) * 0.1)
         self.sel = nn.Parameter(torch.randn(conv.out_channels, self.s, m) * 0.1)
-        self.alpha = nn.Parameter(torch.ones(conv.out_channels))
-        self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
 
     @property
     def kernel(self) -> int:
@@ -177,20 +185,9 @@ class LatentStackedConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, d: int, m: int):
         super().__init__()
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size, self.stride, self.padding = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)
-        self.groups = conv.groups
-        cg, k = conv.in_channels // conv.groups, conv.kernel_size[0]
-        if self.kernel_size != (k, k) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros" or \
-                isinstance(conv.padding, str):
-            raise ValueError(f"stacked filters need a square, undilated, zero-padded conv, not {conv}")
-        if cg % d or not 1 <= m <= 256:
-            raise ValueError(f"{conv}: d={d} must divide Cg={cg}, m={m} be 1..256")
-        self.d, self.m, self.s = d, m, cg // d
+        k = _take_conv(self, conv, d, m)
         self.weight = nn.Parameter(conv.weight.detach().clone())
         self.register_buffer("bank", torch.ones(m, d, k, k))
-        self.alpha = nn.Parameter(torch.ones(conv.out_channels))
-        self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
 
     @property
     def kernel(self) -> int:

@@ -95,6 +95,12 @@ def test_latent_method_moves_selection_and_bank_and_exports_the_same_function():
     st = lat.to_stacked().eval()
     torch.testing.assert_close(st(x), lat(x), atol=1e-6, rtol=1e-6)
     assert torch.equal(torch.from_numpy(st.stack_export()["index"].astype(np.int64)), lat.assign())
+    # from_stacked inverts to_stacked: same selections, same function, also where alpha < 0
+    with torch.no_grad():
+        st.alpha[:3] *= -1
+    back = ts.LatentStackedConv2d.from_stacked(st).eval()
+    assert torch.equal(back.assign(), st.sel.argmax(-1))
+    torch.testing.assert_close(back(x), st(x), atol=1e-6, rtol=1e-6)
 
 
 def test_latent_method_end_to_end(tmp_path):

@@ -250,6 +250,24 @@ class LatentStackedConv2d(nn.Module):
             out.bias.copy_(self.bias)
         return out
 
+    @classmethod
+    @torch.no_grad()
+    def from_stacked(cls, st: "StackedConv2d") -> "LatentStackedConv2d":
+        """The inverse of to_stacked(): bank = sign of st's bank proxy, alpha and
+        bias st's, latent weight |alpha| * expanded ±1, so every slice picks the
+        filter it had and the forward pass is st's (eval).
+        For resuming a latent run from its (StackedConv2d) checkpoint."""
+        conv = nn.Conv2d(st.in_channels, st.out_channels, st.kernel_size, st.stride, st.padding,
+                         groups=st.groups, bias=st.bias is not None)
+        conv.weight.copy_(st.effective_weight() * st.alpha.sign().view(-1, 1, 1, 1))   # |alpha| * ±1: an
+        # alpha < 0 (training can get there) must not make its slices pick the negated filter
+        if st.bias is not None:
+            conv.bias.copy_(st.bias)
+        out = cls(conv, st.d, st.m)
+        out.bank.copy_(pattern.sign_pm1(st.bank))
+        out.alpha.copy_(st.alpha)
+        return out
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, k={self.kernel}, s={self.stride}, p={self.padding}, "
                 f"g={self.groups}, d={self.d}, m={self.m}, S={self.s}, latent")
@@ -260,6 +278,13 @@ def to_stacked(net: nn.Module) -> None:
     for name, mod in list(net.named_modules()):
         if isinstance(mod, LatentStackedConv2d):
             pattern._set_submodule(net, name, mod.to_stacked())
+
+
+def to_latent(net: nn.Module) -> None:
+    """Every StackedConv2d of `net` -> LatentStackedConv2d.from_stacked (resuming the latent method)."""
+    for name, mod in list(net.named_modules()):
+        if isinstance(mod, StackedConv2d):
+            pattern._set_submodule(net, name, LatentStackedConv2d.from_stacked(mod))
 
 
 METHODS = ("latent", "proxies")
@@ -472,6 +497,23 @@ def _reestimate_bn_cmd(args) -> int:
     return 0
 
 
+def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
+    """(latent net, dm, its history) from --resume (train_config["resume"]
+    names it); the checkpoint must be of --ckpt's model, -o must not be it."""
+    if args.method != "latent":
+        raise SystemExit("error: --resume goes on with --method latent only")
+    if os.path.abspath(args.out) == os.path.abspath(args.resume):
+        raise SystemExit("error: -o must differ from --resume (the input is kept)")
+    try:
+        net, sck = load_checkpoint(args.resume)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if sck["model"] != ck["model"] or sck["model_kwargs"] != ck["model_kwargs"]:
+        raise SystemExit(f"error: {args.resume} is not a stacked model of {args.ckpt}'s model")
+    to_latent(net)
+    return net, {k: tuple(v) for k, v in sck["dm"].items()}, list(sck["history"])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.stacked",
                                 description="full checkpoint -> stacked binary filters, k-means init + KD fine-tune")
@@ -492,6 +534,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-limit", type=int, default=0, help="use only this many training images (smoke runs)")
     p.add_argument("--bn-batches", type=int, default=100,
                    help="after each epoch, BN statistics recomputed over this many training batches (0: off)")
+    p.add_argument("--resume", metavar="STACKED.pt", default=None,
+                   help="go on training this stacked checkpoint (latent method; its d, m per conv) instead of "
+                        "a k-means init; --ckpt stays the teacher and must be its full model")
     p.add_argument("--reestimate-bn", action="store_true",
                    help="--ckpt is a stacked checkpoint: only recompute its BN statistics (--bn-batches) and "
                         "write it to -o")
@@ -508,11 +553,15 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {e}") from None
     if ck["stage"] != "full":
         raise SystemExit(f"{args.ckpt}: needs a full (real) checkpoint, this one is {ck['stage']}")
-    teacher, net = modelckpt.build_model(ck), modelckpt.build_model(ck)
+    teacher = modelckpt.build_model(ck)
     t0 = time.time()
-    dm = stack_modules(net, args.d, args.m, form=args.form, method=args.method)
-    print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
-          + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)
+    if args.resume:
+        net, dm, prior = _resume(args, ck)
+    else:
+        net, prior = modelckpt.build_model(ck), []
+        dm = stack_modules(net, args.d, args.m, form=args.form, method=args.method)
+        print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
+              + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),
                        labels=list(ck["labels"]), cache_dir=args.cache_dir or data_mod.DEFAULT_CACHE)
     tr, va = ds.split("train"), ds.split("val")
@@ -522,13 +571,14 @@ def main(argv=None) -> int:
     if args.train_limit:
         train_b.x, train_b.y = train_b.x[:args.train_limit], train_b.y[:args.train_limit]
     ev0 = evaluate(net, val_b)
-    print(f"after init (no training): validation top1 {ev0['top1']:.4f} (full: {ck['val_top1']})", flush=True)
+    print(f"{'resumed' if args.resume else 'after init'} (no training): validation top1 {ev0['top1']:.4f} "
+          f"(full: {ck['val_top1']})", flush=True)
     t0 = time.time()
 
     def save(hist, done):                  # after every epoch: a run cut short still leaves its last epoch
         cfg = {**{k: v for k, v in vars(args).items() if k != "out"}, "init_val_top1": ev0["top1"],
                "wall_seconds": round(time.time() - t0, 1)}
-        _write(make_checkpoint(done, dm, ck, hist[-1]["val_top1"], hist, cfg), args.out)
+        _write(make_checkpoint(done, dm, ck, hist[-1]["val_top1"], prior + hist, cfg), args.out)
 
     hist = finetune(net, teacher, train_b, val_b, args.epochs, args.lr, log=lambda s: print(s, flush=True),
                     on_epoch=save, bn_batches=args.bn_batches)

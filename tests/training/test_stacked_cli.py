@@ -36,3 +36,23 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
                                                                           "num_batches_tracked")))
     with pytest.raises(SystemExit, match="must differ"):
         ts.main(["--ckpt", str(out), "--reestimate-bn", "-o", str(out), *_common(tiny_tar, tmp_path)])
+    # --resume goes on from a checkpoint: its d, m, its history first, the input kept
+    more = tmp_path / "s3.pt"
+    m_before = {k: v for k, v in ck["dm"].items()}
+    assert ts.main(["--ckpt", str(full), "--resume", str(again), "--epochs", "1", "--bn-batches", "1",
+                    "-o", str(more), *_common(tiny_tar, tmp_path)]) == 0
+    _, ck3 = ts.load_checkpoint(str(more))
+    assert ck3["dm"] == m_before and ck3["train_config"]["resume"] == str(again)
+    assert ck3["history"][:3] == ck2["history"] and ck3["history"][3]["epoch"] == 1
+    with pytest.raises(SystemExit, match="must differ from --resume"):
+        ts.main(["--ckpt", str(full), "--resume", str(more), "-o", str(more), *_common(tiny_tar, tmp_path)])
+    with pytest.raises(SystemExit, match="not a stacked checkpoint"):
+        ts.main(["--ckpt", str(full), "--resume", str(full), "-o", str(tmp_path / "x.pt"),
+                 *_common(tiny_tar, tmp_path)])
+    other = tmp_path / "other.pt"
+    assert train.main(["train", "--arch", "sepnet-cifar", "--epochs", "1", "--out", str(other), "--quiet",
+                       "--data", tiny_tar, "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+                       "--batch-size", "8"]) == 0
+    with pytest.raises(SystemExit, match="not a stacked model of"):
+        ts.main(["--ckpt", str(other), "--resume", str(more), "-o", str(tmp_path / "x.pt"),
+                 *_common(tiny_tar, tmp_path)])

@@ -32,9 +32,11 @@ def parser() -> argparse.ArgumentParser:
                        help="default: center_crop above 64 pixels, else stretch")
         g.add_argument("--channel-order", choices=("RGB", "BGR"))
         p.add_argument("--calib", metavar="DATA", help="calibration images: folder or tar")
-        p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images")
+        p.add_argument("--calib-limit", type=int, default=256, help="at most this many calibration images, spread evenly over the sorted files")
         p.add_argument("--check", metavar="DATA", help="validation images (<class>/<image>) for the parity check")
-        p.add_argument("--check-limit", type=int, default=1000)
+        p.add_argument("--check-limit", type=int, default=1000,
+                       help="at most this many check images, spread evenly over the sorted files; 0: all "
+                            "(provenance.val_images records the count)")
 
     p = sub.add_parser("seprt", help="write a seprt .bin")
     common(p)

@@ -45,13 +45,12 @@ class ConvertError(ValueError):
 
 def load_images(data: str, meta: dict, what: str, limit: int | None = None) -> tuple[np.ndarray, list[str]]:
     """Preprocessed (N, H, W, 3) float32 images from a folder or tar, and
-    their class folder names. Unreadable images are an error."""
+    their class folder names; with `limit`, that many spread evenly over the
+    sorted files (seprt.folders.spread). Unreadable images are an error."""
     if not is_image_source(data):
         raise ConvertError(f"{what} {data}: not a folder or a .tar/.tar.gz archive")
     xs, classes = [], []
-    for cls, name, src in iter_labelled(data):
-        if limit and len(xs) >= limit:
-            break
+    for cls, name, src in iter_labelled(data, limit):
         try:
             xs.append(image.preprocess(src, meta))
         except seprt.ImageError as e:
@@ -120,8 +119,9 @@ def write_checked(g, data: bytes, logits, classes, what: str, report: dict, out:
     acc = accuracy(logits, classes, g.meta["labels"])
     if acc is not None:
         report["val_top1"] = acc
-        log(f"validation top-1 of the converted model on {what}: {acc:.4f}")
+        log(f"validation top-1 of the converted model on {what} ({len(classes):,} images): {acc:.4f}")
         g.meta["provenance.val_top1"] = acc
+        g.meta["provenance.val_images"] = len(classes)
         data = fmt.to_bytes(g)
     atomic_write(data, out, inputs)
     return data

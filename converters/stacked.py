@@ -65,8 +65,9 @@ def convert(net: torch.nn.Module, ck: dict, variant: str, calib: np.ndarray | No
     if acc is not None:
         report["val_top1"] = acc
         g.meta["provenance.val_top1"] = acc
+        g.meta["provenance.val_images"] = len(classes)
         data = fmt.to_bytes(g)
-        log(f"validation top-1 of the converted model: {acc:.4f}")
+        log(f"validation top-1 of the converted model ({len(classes):,} images): {acc:.4f}")
     return data, report
 
 
@@ -76,9 +77,9 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--out", required=True)
     p.add_argument("--variant", choices=("B", "BQ"), default="BQ")
     p.add_argument("--calib", help="images to calibrate activation ranges (BQ)")
-    p.add_argument("--calib-limit", type=int, default=256)
+    p.add_argument("--calib-limit", type=int, default=256, help="spread evenly over the sorted files")
     p.add_argument("--check", help="images for the parity check and validation top-1")
-    p.add_argument("--check-limit", type=int, default=0)
+    p.add_argument("--check-limit", type=int, default=0, help="0: all; else spread evenly over the sorted files")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:

@@ -111,9 +111,7 @@ def evaluate(m: Model, data: str, limit: int | None = None, batch: int = 64, pro
         top5 += int(np.sum(np.any(order == y[:, None], axis=1)))
         xs.clear(), ys.clear()
 
-    for cls, name, src in iter_labelled(data):
-        if limit and n + skipped >= limit:
-            break
+    for cls, name, src in iter_labelled(data, limit):
         if cls not in index:
             raise UserError(f"{name}: folder {cls!r} is not a class of this model "
                             f"(classes: {', '.join(m.labels[:10])}{', ...' if len(m.labels) > 10 else ''})")
@@ -290,8 +288,9 @@ def cmd_demo(args) -> int:
         right += r[0][0] == truth
         print(f"{os.path.basename(p):<22} {'ok ' if r[0][0] == truth else 'NO '}" +
               ", ".join(f"{l} {pr:.3f}" for l, pr in r))
-    val = m.meta.get("provenance.val_top1")
-    print(f"{right}/10 correct" + (f" (validation top-1 of this model: {val:.2%} on 5,000 images; 10 images "
+    val, n = m.meta.get("provenance.val_top1"), m.meta.get("provenance.val_images")
+    on = f" on {n:,} images" if n else ""
+    print(f"{right}/10 correct" + (f" (validation top-1 of this model: {val:.2%}{on}; 10 images "
                                    f"vary by chance)" if val is not None else ""))
     return 0
 
@@ -318,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="top-1/top-5 on a labelled folder or tar (<class>/<image>)")
     p.add_argument("model")
     p.add_argument("data")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help="only this many images, spread evenly over the sorted files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_eval)
 

@@ -12,11 +12,21 @@ def is_image_source(data: str) -> bool:
     return os.path.isdir(data) or (os.path.isfile(data) and tarfile.is_tarfile(data))
 
 
-def iter_labelled(data: str):
+def spread(n: int, limit: int | None) -> list[int]:
+    """Indices of `limit` of n sorted items spread evenly over them (all n when
+    limit is None, 0 or >= n): a class-sorted folder gives every class its
+    share, where the first `limit` would be one or two classes."""
+    if not limit or limit >= n:
+        return list(range(n))
+    return [i * n // limit for i in range(limit)]
+
+
+def iter_labelled(data: str, limit: int | None = None):
     """Yield (class folder name, name, image source) from a folder or tar.
 
     Images sit in folders named after their class at any depth; the class is
-    the image's parent folder. Sorted by path, so --limit is reproducible.
+    the image's parent folder. Sorted by path; with `limit`, that many images
+    spread evenly over the sorted list (`spread`), the same ones every run.
     """
     if os.path.isdir(data):
         items = []
@@ -25,13 +35,16 @@ def iter_labelled(data: str):
                 if f.lower().endswith(IMAGE_EXTS):
                     p = os.path.join(root, f)
                     items.append((os.path.relpath(p, data), p))
-        for rel, p in sorted(items):
+        items.sort()
+        for i in spread(len(items), limit):
+            rel, p = items[i]
             yield os.path.basename(os.path.dirname(p)), rel, p
     elif os.path.isfile(data) and tarfile.is_tarfile(data):
         with tarfile.open(data) as tf:
             members = sorted((m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(IMAGE_EXTS)
                               and "/" in m.name), key=lambda m: m.name)
-            for mem in members:
+            for i in spread(len(members), limit):
+                mem = members[i]
                 yield mem.name.rsplit("/", 2)[-2], mem.name, tf.extractfile(mem).read()
     else:
         raise ValueError(f"{data}: not a folder or a .tar/.tar.gz archive")

@@ -274,7 +274,7 @@ META_TYPES = {"arch": str, "variant": str, "labels": "str[]", "preprocess.size":
               "preprocess.resize": str, "preprocess.crop_fraction": float, "preprocess.mean": "f32[]",
               "preprocess.std": "f32[]", "preprocess.channel_order": str, "act_bits": int,
               "provenance.source": str, "provenance.converter": str, "provenance.stage": str,
-              "provenance.binarize": str, "provenance.val_top1": float}
+              "provenance.binarize": str, "provenance.val_top1": float, "provenance.val_images": int}
 
 
 def _has_type(v, t) -> bool:

@@ -82,6 +82,20 @@ def test_eval_folder_and_tar_agree(labelled, capsys):
     assert code == 0 and "n=3" in out and "top-1" in out
 
 
+def test_limit_spreads_over_class_sorted_folders(labelled):
+    """--limit / --check-limit / --calib-limit take images spread over the
+    sorted list, so a class-sorted folder gives every class its share."""
+    from seprt.folders import iter_labelled, spread
+    assert spread(10, 3) == [0, 3, 6] and spread(4, None) == spread(4, 9) == [0, 1, 2, 3]
+    assert spread(5, 5) == [0, 1, 2, 3, 4] and spread(0, 3) == []
+    folder, tgz = labelled                                  # 2 copies of each demo image
+    for src in (folder, tgz):
+        everything = [(cls, name) for cls, name, _ in iter_labelled(str(src))]
+        picked = [(cls, name) for cls, name, _ in iter_labelled(str(src), 10)]
+        assert picked == everything[::2] and {c for c, _ in picked} == {c for c, _ in everything}
+        assert len({c for c, _ in everything[:10]}) < len({c for c, _ in everything})   # the first 10 would not
+
+
 def test_eval_skips_corrupt_images(labelled, tmp_path, capsys):
     folder, _ = labelled
     d = tmp_path / "cat"

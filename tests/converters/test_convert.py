@@ -172,3 +172,16 @@ def test_never_overwrites_an_input(r20_ckpt, tmp_path, capsys):
     assert code == 1 and "is one of the inputs" in err and r20_ckpt.read_bytes() == before
     code, _, err = run(capsys, "init", "--arch", "resnet20", "-o", r20_ckpt)
     assert code == 1 and "never overwrites" in err and r20_ckpt.read_bytes() == before
+
+
+def test_checked_top1_records_how_many_images(tmp_path):
+    """provenance.val_top1 comes with provenance.val_images (u32)."""
+    from converters.convert import write_checked
+    from tests.helpers import tiny_graph
+    g = tiny_graph()
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]], np.float32)      # predicts no, yes, no
+    report, out = {}, tmp_path / "t.bin"
+    write_checked(g, fmt.to_bytes(g), logits, ["no", "yes", "yes"], "VAL", report, str(out), [], lambda s: None)
+    m = fmt.load(out).meta
+    assert report["val_top1"] == pytest.approx(2 / 3) and m["provenance.val_top1"] == pytest.approx(2 / 3)
+    assert m["provenance.val_images"] == 3

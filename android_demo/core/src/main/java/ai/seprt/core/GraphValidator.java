@@ -281,5 +281,6 @@ final class GraphValidator {
             m.string(key, null);
         }
         m.f32("provenance.val_top1", null);
+        m.u32("provenance.val_images");
     }
 }

@@ -242,6 +242,17 @@ def cmd_pattern(args, d):
         prior_history=history, before_first_epoch=before, save_checkpoint=save)
 
 
+def _eval_split(args, ck) -> tuple[str, float, int]:
+    """(rule, fraction, seed) for `eval`: each given option, else what the
+    checkpoint's run recorded (train_config), else fraction 0.1 seed 0 -- so a
+    `--split-rule cifar` run is scored on its own validation images."""
+    cfg = ck.get("train_config") or {}
+    pick = lambda given, key, dflt: given if given is not None else (cfg.get(key) if cfg.get(key) is not None
+                                                                     else dflt)
+    return (pick(args.split_rule, "split_rule", "fraction"), pick(args.val_fraction, "val_fraction", 0.1),
+            pick(args.split_seed, "split_seed", 0))
+
+
 def cmd_eval_module(args, d, ck):
     from .train import evaluate, log
     model = modelckpt.build_model(ck)
@@ -249,11 +260,12 @@ def cmd_eval_module(args, d, ck):
     ds = userdata.load(args.data, pre, ck["labels"], cache_dir=args.cache_dir or None, progress=d.main,
                        log=lambda *a: log(d, *a))
     if args.split != "all":
-        tr, va = userdata.split(ds, args.split_rule, args.val_fraction, args.split_seed)
+        rule, frac, seed = _eval_split(args, ck)
+        tr, va = userdata.split(ds, rule, frac, seed)
         ds = va if args.split == "val" else tr
     ev = evaluate(model, data_mod.Batches(ds, pre["mean"], pre["std"], 500, train=False))
     log(d, f"{args.ckpt} ({ck['model']}, stage {ck['stage']}, {len(ck['binarized'])} pattern convs): "
-           f"{args.split} split ({args.split_rule if args.split != 'all' else 'every image'}) of {args.data}, "
+           f"{args.split} split ({_eval_split(args, ck)[0] if args.split != 'all' else 'every image'}) of {args.data}, "
            f"{ev['n']} images: top1 {ev['top1']:.4f} top5 {ev['top5']:.4f} loss {ev['loss']:.4f}")
     return ev
 

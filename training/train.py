@@ -742,7 +742,7 @@ def parser() -> argparse.ArgumentParser:
                         "validation share (module checkpoints); all: every image (e.g. an exported folder)")
     common(s)
     generic.add_data_args(s)
-    s.set_defaults(func=cmd_eval)
+    s.set_defaults(func=cmd_eval, split_rule=None, val_fraction=None, split_seed=None)   # None: the checkpoint's
 
     s = sub.add_parser("export-val", help="write the validation split as <class>/<file>.jpg (original bytes)")
     s.add_argument("--out", required=True, help="directory, or .tar / .tar.gz")

@@ -153,6 +153,10 @@ def test_builtin_arch_through_the_generic_path_converts(tmp_path, tiny_tar, caps
                        *data, *SMALL]) == 0
     ck = modelckpt.read(ste)
     assert len(ck["binarized"]) == 19 and ck["train_config"]["val_images"] == 20
+    capsys.readouterr()                   # eval without --split-rule scores the run's own validation images
+    assert train.main(["eval", "--ckpt", ste, "--data", tiny_tar, "--threads", "1", "--cache-dir", ""]) == 0
+    text = capsys.readouterr().out
+    assert "val split (cifar)" in text and "20 images" in text, text
     assert train.main(["export-zoo", ste, "--out", zoo]) == 0
     from converters.__main__ import main as convert
     calib = tmp_path / "calib"

@@ -14,6 +14,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("ckpt", nargs="?", help="checkpoint of `python -m training` (module checkpoint) or of the "
                                                "zoo (models/*.pt); or --model")
         p.add_argument("-o", "--out", required=True)
+        p.add_argument("--force", action="store_true", help="replace an existing -o file (never an input)")
         p.add_argument("--binarize", metavar="MODE",
                        help="convs to binarize. A Full checkpoint: all, a preset of its model (prb: the SEP-Nets' "
                             "pattern residual blocks, their default; inner: all but the stem conv) or module-name "
@@ -62,6 +63,7 @@ def main(argv=None) -> int:
         args.binarized = True
     try:
         if args.cmd != "init":
+            convert.refuse_overwrite(args.out, args.force)
             if args.model and args.ckpt:
                 raise convert.ConvertError("give a checkpoint or --model SPEC, not both")
             if args.model:

@@ -80,6 +80,12 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
+def refuse_overwrite(out: str, force: bool) -> None:
+    """An existing file at `out` stays unless --force (checked before any work)."""
+    if os.path.exists(out) and not force:
+        raise ConvertError(f"{out} exists; refusing to overwrite it (use --force)")
+
+
 def atomic_write(data: bytes, out: str, inputs: list[str]) -> None:
     """Write `data` to `out` via a temp file + rename; never over an input."""
     for p in inputs:

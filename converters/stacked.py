@@ -26,7 +26,7 @@ from seprt import format as fmt, stacked as sk
 from training import stacked as ts
 
 from .convert import (BQ_TOP1_AGREEMENT, REAL_REL_TOL, ConvertError, accuracy, atomic_write, load_images,
-                      preprocess_meta, rel_diff, seprt_logits)
+                      preprocess_meta, refuse_overwrite, rel_diff, seprt_logits)
 from .torch_import import from_torch
 
 
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m converters.stacked")
     p.add_argument("ckpt")
     p.add_argument("-o", "--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing -o file (never the checkpoint)")
     p.add_argument("--variant", choices=("B", "BQ"), default="BQ")
     p.add_argument("--calib", help="images to calibrate activation ranges (BQ)")
     p.add_argument("--calib-limit", type=int, default=256, help="spread evenly over the sorted files")
@@ -83,6 +84,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
+        refuse_overwrite(args.out, args.force)
         net, ck = ts.load_checkpoint(args.ckpt)
         meta = preprocess_meta(ck["preprocess"])
         if args.variant == "BQ" and not args.calib:

@@ -68,13 +68,13 @@ for arch in "${ARCHS[@]}"; do
     src=$ref; [ $v = R ] && src=$full
     out=$MODELS/$arch-$v.bin
     if stale "$out" "$src"; then
-      "$PY" -m converters seprt "$src" -o "$out" --variant $v "${check[@]}"
+      "$PY" -m converters seprt "$src" -o "$out" --force --variant $v "${check[@]}"
     fi
   done
   for q in fp32 int8; do
     out=$MODELS/$arch-$q.tflite
-    if stale "$out" "$full"; then "$PY" -m converters tflite "$full" -o "$out" --quant $q "${check[@]}"; fi
+    if stale "$out" "$full"; then "$PY" -m converters tflite "$full" -o "$out" --force --quant $q "${check[@]}"; fi
   done
   out=$MODELS/$arch-B-int8.tflite
-  if stale "$out" "$ref"; then "$PY" -m converters tflite "$ref" -o "$out" --quant int8 --binarized "${check[@]}"; fi
+  if stale "$out" "$ref"; then "$PY" -m converters tflite "$ref" -o "$out" --force --quant int8 --binarized "${check[@]}"; fi
 done

@@ -168,8 +168,19 @@ def test_bad_checkpoints(r20_ckpt, tmp_path, capsys, mutate, match):
 
 def test_never_overwrites_an_input(r20_ckpt, tmp_path, capsys):
     before = r20_ckpt.read_bytes()
-    code, _, err = run(capsys, "seprt", r20_ckpt, "-o", r20_ckpt, "--variant", "R")
+    code, _, err = run(capsys, "seprt", r20_ckpt, "-o", r20_ckpt, "--variant", "R", "--force")
     assert code == 1 and "is one of the inputs" in err and r20_ckpt.read_bytes() == before
+    code, _, err = run(capsys, "seprt", r20_ckpt, "-o", r20_ckpt, "--variant", "R")
+    assert code == 1 and "refusing to overwrite" in err and r20_ckpt.read_bytes() == before
+    # an existing output stays unless --force
+    out = tmp_path / "keep.bin"
+    out.write_bytes(b"mine")
+    for cmd in (["seprt", r20_ckpt, "-o", out, "--variant", "R"], ["tflite", r20_ckpt, "-o", out, "--quant", "fp32"]):
+        code, _, err = run(capsys, *cmd)
+        assert code == 1 and "exists; refusing to overwrite it (use --force)" in err and out.read_bytes() == b"mine"
+    code, _, err = run(capsys, "seprt", r20_ckpt, "-o", out, "--variant", "R", "--force")
+    assert code == 0, err
+    assert seprt.Model(out).info()["arch"] == "resnet20"
     code, _, err = run(capsys, "init", "--arch", "resnet20", "-o", r20_ckpt)
     assert code == 1 and "never overwrites" in err and r20_ckpt.read_bytes() == before
 

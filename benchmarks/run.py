@@ -103,11 +103,11 @@ def tflite_runner(path: Path, threads: int, batch: int):
     return run
 
 
-def latency(models: dict[str, Path], threads: int, batch: int, runs: int) -> dict:
+def latency(models: dict[str, "Path | seprt.Model"], threads: int, batch: int, runs: int) -> dict:
     runners = {}
     for name, p in models.items():
         if name.startswith("seprt"):
-            m = seprt.Model(p, threads=threads)
+            m = p if isinstance(p, seprt.Model) else seprt.Model(p, threads=threads)
             x = np.random.default_rng(0).standard_normal((batch,) + m.input_shape).astype(np.float32)
             m.logits(x)
             runners[name] = (lambda m=m, x=x: m.logits(x))

@@ -421,6 +421,9 @@ def test_strict_fields_the_spec_fixes():
     g = tiny_graph()
     g.meta["act_bits"] = 3
     cases.append((g, "act_bits 3"))
+    g = tiny_graph()
+    g.meta["provenance.val_images"] = 5000.0
+    cases.append((g, "'provenance.val_images' must be of type u32"))
     for g, match in cases:
         with pytest.raises(FormatError, match=match):
             fmt.to_bytes(g)

@@ -25,7 +25,9 @@ batch, so the per-layer cost is a branch, not a Python call. Planning:
    layouts the kernels want (read-only, shared by all threads).
    A max pool between a conv and integer convs runs on quantized values
    (`Planner.u8_maxpool`): the conv quantizes with the pool output's scale,
-   which is exact because quantization is monotonic.
+   which is exact because quantization is monotonic. So does a max pool whose
+   input integer convs also read, when its output has its input's
+   quantization (`Planner.shared_u8_maxpool`): it reads their u8 buffer.
 4. Memory (`share_f32`). Float buffers whose lifetimes (first to last
    instruction that names them) do not overlap share memory, placed greedily
    by size as TFLite's arena planner does: the working set of one inference
@@ -278,7 +280,8 @@ class Planner:
         """Does anything read value v as float (not as a quantized conv input)?"""
         g = self.g
         return v in (g.output, g.embed) or any((i not in self.qgroups or g.nodes[i].inputs[0] != v)
-                                               and not self.u8_maxpool(i) and not self.fused_concat(i)
+                                               and not self.u8_maxpool(i) and not self.shared_u8_maxpool(i)
+                                               and not self.fused_concat(i)
                                                for i in self.cons.get(v, []))
 
     def u8_maxpool(self, i: int) -> bool:
@@ -297,14 +300,42 @@ class Planner:
             return False
         return (get_op(g.nodes[w].op).weighted or self._concat_inputs_ok(w)) and self._int_conv_readers(p)
 
-    def _int_conv_readers(self, v: int) -> bool:
-        """Is v read only by integer convs (as their input) of one buffer layout, channels unpadded?"""
+    def shared_u8_maxpool(self, i: int) -> bool:
+        """Does maxpool node i read the u8 buffer its input's integer convs read?
+        When the pool's output has its input's quantization (the converters
+        give a max pool's output its input's: calibrate), the input is read
+        otherwise only by integer convs of one layout with no spatial padding
+        (the buffer is plain (H, W, C) u8), and the output only by integer convs
+        (or such pools): max(q(x)) = q(max(x)), bit-exact, no float pass. An
+        Inception block's pool branch (GoogLeNet) is this case."""
+        g, n = self.g, self.g.nodes[i]
+        if n.op != "maxpool" or i in self.skipped:
+            return False
+        x, p = n.inputs[0], n.output
+        vx, vp = g.values[x], g.values[p]
+        if not vx.q_bits or (vx.q_scale, vx.q_zero, vx.q_bits) != (vp.q_scale, vp.q_zero, vp.q_bits):
+            return False
+        convs = [j for j in self.cons.get(x, []) if j != i]
+        return (self._conv_key(x, convs) is not None and all(g.nodes[j].pad == 0 for j in convs)
+                and self.cons[x].count(i) == 1 and self._int_conv_readers(p))
+
+    def _conv_key(self, v: int, readers: list) -> int | None:
+        """The buffer layout (groups) when `readers` are integer convs reading v
+        as their input, all with one layout whose channels need no padding; else None."""
         g = self.g
-        readers = self.cons.get(v, [])
         keys = {self.qgroups.get(j) for j in readers}
-        return (v not in (g.output, g.embed) and len(readers) > 0 and len(keys) == 1 and None not in keys
-                and all(g.nodes[j].inputs[0] == v for j in readers)
-                and self.shape(v)[2] // keys.pop() % 4 == 0)
+        if (v in (g.output, g.embed) or not readers or len(keys) != 1 or None in keys
+                or not all(g.nodes[j].inputs[0] == v for j in readers)):
+            return None
+        key = keys.pop()
+        return key if self.shape(v)[2] // key % 4 == 0 else None
+
+    def _int_conv_readers(self, v: int) -> bool:
+        """Is v read only by integer convs (as their input) of one buffer layout,
+        channels unpadded, and by max pools that share their u8 buffer?"""
+        readers = self.cons.get(v, [])
+        convs = [j for j in readers if not self.shared_u8_maxpool(j)]
+        return self._conv_key(v, convs) is not None
 
     def _concat_inputs_ok(self, j: int) -> bool:
         """Is node j a concat whose every input a conv/fc writes for it alone?"""
@@ -435,7 +466,8 @@ class Planner:
             val = self.g.values[self.g.nodes[pool].output]
             off, pad, wp = self.pool_in[v], 0, wd
         else:
-            q = self.qbuffer(v, self.qgroups[pool], fused=True)
+            conv = next(j for j in self.cons[v] if not self.shared_u8_maxpool(j))
+            q = self.qbuffer(v, self.qgroups[conv], fused=True)
             val = self.g.values[v]
             off, pad, wp = q["off"], q["pad"], q["wp"]
         return {"q_off": off + c0, "q_wo": wd, "q_pad": pad, "q_wp": wp, "q_zero": val.q_zero,

@@ -121,6 +121,15 @@ def calibrate(gb: Graph, calib: np.ndarray, act_bits: int, reads=lambda n: bool(
     for v, wfmts in feeds.items():
         bits = act_bits if (any(w in LOW_BIT_FORMATS for w in wfmts) and v != gb.input) else 8
         act_quant[gb.values[v].name] = act_qparams(lo[v], hi[v], bits) + (bits,)
+    # a max pool's output takes its input's quantization when both are quantized
+    # with the same bits (its values are some of its input's, so nothing clips;
+    # TFLite's rule too): the pool then runs on the u8 buffer its input's convs
+    # read (plan.Planner.shared_u8_maxpool). In node order, so chains follow.
+    for n in gb.nodes:
+        if n.op == "maxpool" and n.inputs[0] in feeds and n.output in feeds:
+            x, p = gb.values[n.inputs[0]].name, gb.values[n.output].name
+            if act_quant[x][2] == act_quant[p][2]:
+                act_quant[p] = act_quant[x]
     return act_quant
 
 

@@ -293,6 +293,58 @@ def test_fused_concat_and_its_producers_match_reference(variant):
         np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
 
 
+def inception_arch():
+    """GoogLeNet-style blocks: each block's input is read by 1x1 convs and by a
+    3x3 stride-1 max pool (whose output a 1x1 conv reads), and the block's
+    branches are concatenated; then a stride-2 max pool read by a conv and by
+    another stride-1 pool."""
+    from seprt.arch import Arch, Layer, CIFAR10_LABELS
+    c = lambda name, x, k, kernel=1: Layer(name, "conv", (x,), out_channels=k, kernel=kernel, pad=kernel // 2)
+    r = lambda name: Layer(name + ".relu", "relu", (name,))
+    mp = lambda name, x, stride=1: Layer(name, "maxpool", (x,), kernel=3, stride=stride, pad=1 if stride == 1 else 0)
+
+    def block(p, x):
+        return (c(p + "1", x, 8), r(p + "1"), c(p + "3r", x, 8), r(p + "3r"), c(p + "3", p + "3r.relu", 12, 3),
+                r(p + "3"), mp(p + "mp", x), c(p + "p", p + "mp", 8), r(p + "p"),
+                Layer(p + "cat", "concat", (p + "1.relu", p + "3.relu", p + "p.relu")))
+    layers = ((c("stem", "input", 16, 3), r("stem")) + block("a", "stem.relu") + block("b", "acat")
+              + (mp("down", "bcat", 2), c("c1", "down", 8), r("c1"), mp("cmp", "down"), c("cp", "cmp", 8), r("cp"),
+                 Layer("ccat", "concat", ("c1.relu", "cp.relu")),
+                 Layer("pool", "gap", ("ccat",)), Layer("fc", "fc", ("pool",), out_channels=10)))
+    return Arch("inception", (11, 13, 3), 10, layers, CIFAR10_LABELS)
+
+
+@pytest.mark.parametrize("variant", ["B", "BQ"])
+def test_max_pools_on_shared_u8_buffers_match_reference(variant):
+    """A max pool whose input integer convs also read runs on their u8 buffer
+    when its output has its input's quantization (calibrate gives it that), so
+    an Inception block runs no float step and no concat step."""
+    from seprt import variants
+    a = inception_arch()
+    layers = variants.binarize_layers(a, variants.random_layers(a, seed=3), "all")
+    calib = np.random.default_rng(4).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, layers, variant, variants.default_preprocess(a), calib if variant == "BQ" else None)
+    if variant == "BQ":
+        q = {v.name: (v.q_scale, v.q_zero, v.q_bits) for v in g.values}
+        assert q["amp"] == q["stem.relu"] and q["bmp"] == q["acat"] and q["cmp"] == q["down"]
+        assert q["down"] != q["bcat"]                       # the pool's input is not quantized: its own
+    for threads in (1, 2):
+        e = FastEngine(g, threads=threads)
+        names, paths = list(e.plan.names), list(e.plan.paths)
+        if variant == "BQ":
+            assert {paths[names.index(p)][:10] for p in ("amp", "bmp", "down", "cmp")} == {"maxpool-u8"}
+            assert not {"acat", "bcat"} & set(names)            # ccat: the float gap reads it
+            assert [n for n, p in zip(names, paths) if p == "f32" or p.startswith("quantize")] == \
+                ["quantize input", "ccat", "ccat", "pool", "quantize pool"]
+        x = np.random.default_rng(5).standard_normal((2,) + a.input_shape).astype(np.float32)
+        logits, embed = e.run(x)
+        want = reference.run(g, x, (g.output, g.embed))
+        if variant == "BQ":
+            np.testing.assert_array_equal(logits, want[g.output])
+            np.testing.assert_array_equal(embed, want[g.embed])
+        np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+
+
 def test_depthwise_cost_follows_its_macs():
     """A depthwise conv's MACs are k*k per output, and its instruction is one dw kernel."""
     from seprt import variants

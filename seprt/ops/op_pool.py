@@ -46,11 +46,16 @@ def lower(pl, i):
     n = pl.g.nodes[i]
     h, w, c = pl.hwc(n.inputs[0])
     ho, wo, _ = pl.hwc(n.output)
-    if pl.u8_maxpool(i):
-        j = pl.cons[n.output][0]
+    if pl.u8_maxpool(i) or pl.shared_u8_maxpool(i):
+        if pl.u8_maxpool(i):                          # its input's producer quantized it for the pool alone
+            src = pl.pool_in[n.inputs[0]]
+        else:                                         # the plain (H, W, C) u8 buffer its input's convs read
+            conv = next(j for j in pl.cons[n.inputs[0]] if j != i)
+            src = pl.qbuffer(n.inputs[0], pl.qgroups[conv])["off"]
+        j = next(j for j in pl.cons[n.output] if not pl.shared_u8_maxpool(j))
         q = pl.qbuffer(n.output, pl.qgroups[j], fused=True)
         pl.emit(OP_MAXPOOL_U8, MaxPoolU8Row, pl.label(i), f"maxpool-u{pl.g.values[n.output].q_bits}",
-                **{"in": pl.pool_in[n.inputs[0]]}, h=h, w=w, c=c, kernel=n.kernel, stride=n.stride, pad=n.pad,
+                **{"in": src}, h=h, w=w, c=c, kernel=n.kernel, stride=n.stride, pad=n.pad,
                 ho=ho, wo=wo, out=q["off"], wp=q["wp"], opad=q["pad"])
         return
     out = pl.float_out(i)

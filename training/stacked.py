@@ -242,7 +242,7 @@ class LatentStackedConv2d(nn.Module):
         (bank proxies ±1, selection logits one-hot)."""
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
                          groups=self.groups, bias=self.bias is not None)
-        out = StackedConv2d(conv, self.d, self.m)
+        out = StackedConv2d(conv, self.d, self.m, form="expand")    # stm: same values, ~10x slower on CPU
         out.bank.copy_(self.bank)
         out.sel.copy_(F.one_hot(self.assign(), self.m).float())
         out.alpha.copy_(self.alpha)
@@ -358,7 +358,7 @@ def load_checkpoint(path: str) -> tuple[nn.Module, dict]:
     if "arch" in ck:
         ck = _upgrade_v1(ck)
     net = spec_mod.build(ck["model"], ck["model_kwargs"])
-    stack_modules(net, 0, 0, init=False, dm={k: tuple(v) for k, v in ck["dm"].items()})
+    stack_modules(net, 0, 0, init=False, form="expand", dm={k: tuple(v) for k, v in ck["dm"].items()})
     net.load_state_dict(ck["state_dict"], strict=True)
     net.eval()
     return net, ck

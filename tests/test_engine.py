@@ -251,6 +251,17 @@ def test_concat_and_depthwise_models_match_reference(variant):
     np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
 
 
+def _matches_reference(e, g, exact: bool) -> None:
+    """Logits (and embedding, when exact) of two random images as the reference computes them."""
+    x = np.random.default_rng(5).standard_normal((2,) + g.values[g.input].shape).astype(np.float32)
+    logits, embed = e.run(x)
+    want = reference.run(g, x, (g.output, g.embed))
+    if exact:
+        np.testing.assert_array_equal(logits, want[g.output])
+        np.testing.assert_array_equal(embed, want[g.embed])
+    np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+
+
 def fire_arch():
     """SqueezeNet-style: two convs concatenated and read only by integer convs
     (the concat runs no step: its producers write the consumers' u8 buffer),
@@ -284,13 +295,7 @@ def test_fused_concat_and_its_producers_match_reference(variant):
         if variant == "BQ":
             assert not {"cat", "quantize cat", "cat2"} & set(names) and "cat3" in names
             assert e.plan.paths[names.index("mp")].startswith("maxpool-u8")
-        x = np.random.default_rng(5).standard_normal((2,) + a.input_shape).astype(np.float32)
-        logits, embed = e.run(x)
-        want = reference.run(g, x, (g.output, g.embed))
-        if variant == "BQ":
-            np.testing.assert_array_equal(logits, want[g.output])
-            np.testing.assert_array_equal(embed, want[g.embed])
-        np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+        _matches_reference(e, g, variant == "BQ")
 
 
 def inception_arch():
@@ -336,13 +341,7 @@ def test_max_pools_on_shared_u8_buffers_match_reference(variant):
             assert not {"acat", "bcat"} & set(names)            # ccat: the float gap reads it
             assert [n for n, p in zip(names, paths) if p == "f32" or p.startswith("quantize")] == \
                 ["quantize input", "ccat", "ccat", "pool", "quantize pool"]
-        x = np.random.default_rng(5).standard_normal((2,) + a.input_shape).astype(np.float32)
-        logits, embed = e.run(x)
-        want = reference.run(g, x, (g.output, g.embed))
-        if variant == "BQ":
-            np.testing.assert_array_equal(logits, want[g.output])
-            np.testing.assert_array_equal(embed, want[g.embed])
-        np.testing.assert_allclose(logits, want[g.output], rtol=1e-4, atol=1e-4 * np.abs(want[g.output]).max())
+        _matches_reference(e, g, variant == "BQ")
 
 
 def test_depthwise_cost_follows_its_macs():

@@ -470,16 +470,21 @@ def _write(ck: dict, path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _load_input(path: str, out: str, flag: str) -> tuple[nn.Module, dict]:
+    """load_checkpoint(path) for a command writing `out`, which must not be it."""
+    if os.path.abspath(out) == os.path.abspath(path):
+        raise SystemExit(f"error: -o must differ from {flag} (the input is kept)")
+    try:
+        return load_checkpoint(path)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def _reestimate_bn_cmd(args) -> int:
     """--reestimate-bn: a stacked checkpoint with its BN statistics recomputed."""
     from . import data as data_mod
     from .train import evaluate
-    if os.path.abspath(args.out) == os.path.abspath(args.ckpt):
-        raise SystemExit("error: -o must differ from --ckpt (the input is kept)")
-    try:
-        net, ck = load_checkpoint(args.ckpt)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    net, ck = _load_input(args.ckpt, args.out, "--ckpt")
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),
                        labels=list(ck["labels"]), cache_dir=args.cache_dir or data_mod.DEFAULT_CACHE)
     mean, std = ck["preprocess"]["mean"], ck["preprocess"]["std"]
@@ -502,12 +507,7 @@ def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
     names it); the checkpoint must be of --ckpt's model, -o must not be it."""
     if args.method != "latent":
         raise SystemExit("error: --resume goes on with --method latent only")
-    if os.path.abspath(args.out) == os.path.abspath(args.resume):
-        raise SystemExit("error: -o must differ from --resume (the input is kept)")
-    try:
-        net, sck = load_checkpoint(args.resume)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    net, sck = _load_input(args.resume, args.out, "--resume")
     if sck["model"] != ck["model"] or sck["model_kwargs"] != ck["model_kwargs"]:
         raise SystemExit(f"error: {args.resume} is not a stacked model of {args.ckpt}'s model")
     to_latent(net)

@@ -65,7 +65,8 @@ def test_zoo_extra_resnet(stem, mode, source, n_bin, n_conv, top1, variant):
 # the stacked models models/README.md lists (training/stacked.py -> converters/stacked.py):
 # (file, source checkpoint, stacked convs, k x k weight bytes, BQ validation top-1)
 STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10384, 0.7480),
-           ("sepnet-cifar-stacked-d4m32-BQ.bin", "sepnet-cifar-stacked-d4m32.pt", 21, 6592, 0.8574)]
+           ("resnet20-stacked-d4m128-BQ.bin", "resnet20-stacked-d4m128.pt", 19, 17104, 0.8106),
+           ("sepnet-cifar-stacked-d4m32-BQ.bin", "sepnet-cifar-stacked-d4m32.pt", 21, 6592, 0.8712)]
 
 
 @pytest.mark.parametrize("name,source,n_stack,kxk_bytes,top1", STACKED)
@@ -77,4 +78,4 @@ def test_zoo_stacked(name, source, n_stack, kxk_bytes, top1):
     kinds = [r["weights"] for r in m.info()["layers"] if r["op"] == "conv" and r["kernel"] > 1]
     assert kinds == ["stack"] * n_stack
     kb = count(m.graph)
-    assert kb["bytes"] == kxk_bytes and kb["ratio"] > 64
+    assert kb["bytes"] == kxk_bytes and kb["ratio"] > 32                   # past the patterns' 32x

@@ -34,6 +34,7 @@ ZOO = [("resnet20-full.pt", "resnet20-R.bin", "R"),
        ("sepnet-cifar-refined-prb.pt", "sepnet-cifar-BQ.bin", "BQ")]
 # stacked checkpoints -> BQ with `python -m converters.stacked`: models/README.md
 STACKED = [("resnet20-stacked-d4m32.pt", "resnet20-stacked-d4m32-BQ.bin"),
+           ("resnet20-stacked-d4m128.pt", "resnet20-stacked-d4m128-BQ.bin"),
            ("sepnet-cifar-stacked-d4m32.pt", "sepnet-cifar-stacked-d4m32-BQ.bin")]
 
 

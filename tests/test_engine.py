@@ -471,11 +471,21 @@ def test_team_sleeps_wakes_and_closes():
         assert not w.is_alive()
 
 
-@pytest.mark.skipif(os.environ.get("NUMBA_CPU_NAME") == "generic", reason="already the generic run")
-def test_engine_is_correct_on_a_generic_cpu(tmp_path):
-    """The same kernel and model tests compiled for a CPU without AVX-512
-    (NUMBA_CPU_NAME=generic), as on a Raspberry Pi-class CPU."""
-    env = {**os.environ, "NUMBA_CPU_NAME": "generic"}
+def _avx2_but_not_its_run() -> bool:
+    from seprt.kernels.intrinsics import dot_isa, runnable_isas
+    return "avx2" in runnable_isas() and dot_isa() != "avx2"
+
+
+@pytest.mark.parametrize("env", [
+    pytest.param({"NUMBA_CPU_NAME": "generic"}, id="generic", marks=pytest.mark.skipif(
+        os.environ.get("NUMBA_CPU_NAME") == "generic", reason="already the generic run")),
+    pytest.param({"SEPRT_DOT_ISA": "avx2"}, id="avx2", marks=pytest.mark.skipif(
+        not _avx2_but_not_its_run(), reason="needs an x86 CPU with AVX2 (and not already its run)"))])
+def test_engine_is_correct_on_another_path(env):
+    """The same kernel and model tests on the other paths this CPU can take:
+    compiled for a CPU without AVX-512 (NUMBA_CPU_NAME=generic), as on a Raspberry
+    Pi-class CPU, and on the AVX2 tiles (what a VNNI CPU would not pick itself)."""
+    env = {**os.environ, **env}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__,
                         "-k", "bit_exact or match_reference or top1"],
                        capture_output=True, text=True, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))

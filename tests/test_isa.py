@@ -1,4 +1,4 @@
-"""Which dot-tile path runs (vnni | udot | generic), chosen from the CPU's
+"""Which dot-tile path runs (vnni | avx2 | udot | generic), chosen from the CPU's
 real features, and every path forced in turn: the runtime falls back, it
 never dies with SIGILL. Under `make test-aarch64` SEPRT_EXPECT_CPU names the
 emulated CPU (cortex-a72: no dotprod, cortex-a76: dotprod)."""
@@ -25,12 +25,24 @@ def best_here() -> str:
         return EXPECT[CPU]
     if AARCH64:
         return "udot" if "dotprod" in hwcaps() and os.environ.get("NUMBA_CPU_NAME") != "generic" else "generic"
-    return "vnni" if has_vnni() else "generic"
+    return "vnni" if has_vnni() else "avx2" if x86_avx2() else "generic"
+
+
+def x86_avx2() -> bool:
+    """AVX2 on this x86 CPU, as LLVM sees it, and numba's target left at the host."""
+    import llvmlite.binding as ll
+    return (not AARCH64 and os.environ.get("NUMBA_CPU_NAME", "host") == "host"
+            and bool(ll.get_host_cpu_features().get("avx2")))
+
+
+def runnable_here() -> set:
+    """Every path this machine can run: its best, AVX2 under AVX-512 VNNI, and generic."""
+    return {best_here(), "generic"} | ({"avx2"} if x86_avx2() else set())
 
 
 def test_the_path_follows_the_cpu():
     assert dot_isa() == best_here() and dot_isa() in ISAS
-    assert {t.isa for t in (conv._tile_4x32e, conv._tile_1x32e, conv._tile_8x16e, conv._tile_1x16e, conv._tile_8x16,
+    assert {t.isa for t in (conv._tile_p32e, conv._tile_1x32e, conv._tile_p16e, conv._tile_1x16e, conv._tile_p16,
                             conv._tile_1x16)} == {dot_isa()}
 
 
@@ -67,7 +79,7 @@ def test_forcing_a_path(forced):
     warning; the logits are bit-identical either way, and nothing crashes."""
     r = run_demo({"SEPRT_DOT_ISA": forced})
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-    want = forced if forced in (best_here(), "generic") else "generic"
+    want = forced if forced in runnable_here() else "generic"
     assert f"PATH {want} {want}" in r.stdout
     assert ("lacks it" in r.stderr) == (want != forced)
 

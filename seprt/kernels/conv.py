@@ -26,7 +26,7 @@ from enum import IntEnum
 import numpy as np
 from .jit import jit
 
-from .intrinsics import make_dot_tile, make_dw_tile, popcount64, roundeven32
+from .intrinsics import dot_isa, make_dot_tile, make_dw_tile, popcount64, roundeven32
 
 # ------------------------------------------------------ instruction rows
 # Each kernel is run by one opcode of the plan's instruction table (a row of
@@ -140,12 +140,16 @@ class ConvDwRow(IntEnum):
     WSUM = 9         # wi32: (K,)
 
 
-_tile_8x16 = make_dot_tile(8, 1)   # 8 pixels x 16 channels (kernels/stack.py)
+# Pixels per whole tile of 32 (M = 2) and 16 channels (M = 1): with AVX-512 VNNI 4 x 32
+# and 8 x 16 are 8 zmm accumulators; AVX2's vpmaddwd tile keeps 4 ymm per pixel and
+# 16 channels (16 ymm in all), so 1 x 32 and 2 x 16 (measured fastest on Zen 2).
+P32, P16 = (1, 2) if dot_isa() == "avx2" else (4, 8)
+_tile_p16 = make_dot_tile(P16, 1)   # P16 pixels x 16 channels (kernels/stack.py)
 _tile_1x16 = make_dot_tile(1, 1)
 # with the epilogue in registers (conv_u8i8)
-_tile_4x32e = make_dot_tile(4, 2, epilogue=True)   # 4 pixels x 32 channels: 8 zmm accumulators
+_tile_p32e = make_dot_tile(P32, 2, epilogue=True)  # P32 pixels x 32 channels
 _tile_1x32e = make_dot_tile(1, 2, epilogue=True)
-_tile_8x16e = make_dot_tile(8, 1, epilogue=True)   # 8 pixels x 16 channels, for groups of <= 16 outputs
+_tile_p16e = make_dot_tile(P16, 1, epilogue=True)  # P16 pixels x 16 channels, for groups of <= 16 outputs
 _tile_1x16e = make_dot_tile(1, 1, epilogue=True)
 _dw_4x16e = make_dw_tile(4)                       # depthwise: 4 pixels x 16 channels (conv_dw_u8i8)
 _dw_1x16e = make_dw_tile(1)
@@ -216,7 +220,7 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
     """
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
-    P = 4 if M == 2 else 8
+    P = P32 if M == 2 else P16
     for g in range(G):
         for ob in range(nob):
             b_off = (g * nob + ob) * nk * 64 * M
@@ -229,7 +233,7 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                 tp = P if p_hi - p0 >= P else 1
                 if M == 2:
                     if tp == P:
-                        _tile_4x32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                        _tile_p32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                     fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
                                     wsum2, mult2, bias2)
                     else:
@@ -237,7 +241,7 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                                     fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
                                     wsum2, mult2, bias2)
                 elif tp == P:
-                    _tile_8x16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
+                    _tile_p16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                 fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
                                 wsum2, mult2, bias2)
                 else:

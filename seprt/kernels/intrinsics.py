@@ -10,6 +10,9 @@
                                "vnni"    llvm.x86.avx512.vpdpbusd.512 (AVX-512 VNNI)
                                "udot"    llvm.aarch64.neon.udot.v4i32.v16i8 (Armv8.2
                                          dotprod: Cortex-A76 / Raspberry Pi 5, ...)
+                               "avx2"    llvm.x86.avx2.pmadd.wd (vpmaddwd) on both operands
+                                         widened to i16, pairs summed after the k loop
+                                         (x86-64 without AVX-512 VNNI: Zen 2/3, Haswell..)
                                "generic" target-independent LLVM vector IR (widen,
                                          multiply, add groups of 4): any CPU
     make_dot_tile(P, M, epilogue=True)
@@ -28,7 +31,7 @@ Linux/aarch64 `udot` needs the ASIMDDP bit of getauxval(AT_HWCAP). On
 aarch64 this module also removes from numba's target every feature the
 kernel says the CPU lacks (so NUMBA_CPU_NAME=cortex-a76 on a Cortex-A72
 compiles no udot and no LSE atomics instead of dying with SIGILL).
-SEPRT_DOT_ISA=vnni|udot|generic asks for a path; one the CPU cannot run
+SEPRT_DOT_ISA=vnni|avx2|udot|generic asks for a path; one the CPU cannot run
 falls back to "generic" with a warning.
 """
 from __future__ import annotations
@@ -48,7 +51,8 @@ from numba.extending import intrinsic
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 V16I32 = ir.VectorType(I32, 16)
 V4I32, V16I8, V64I8 = ir.VectorType(I32, 4), ir.VectorType(I8, 16), ir.VectorType(I8, 64)
-ISAS = ("vnni", "udot", "generic")
+V8I32, V16I16 = ir.VectorType(I32, 8), ir.VectorType(ir.IntType(16), 16)
+ISAS = ("vnni", "avx2", "udot", "generic")
 
 
 @intrinsic
@@ -87,6 +91,17 @@ def has_vnni() -> bool:
     import llvmlite.binding as ll
     f = ll.get_host_cpu_features()
     return bool(f.get("avx512vnni") and f.get("avx512f") and f.get("avx512bw"))
+
+
+def has_avx2() -> bool:
+    """AVX2 available to numba's target (as has_vnni: NUMBA_CPU_NAME=generic has none)."""
+    feats = os.environ.get("NUMBA_CPU_FEATURES")
+    if feats is not None:
+        return "+avx2" in feats.split(",")
+    if os.environ.get("NUMBA_CPU_NAME", "host") != "host":
+        return False
+    import llvmlite.binding as ll
+    return bool(ll.get_host_cpu_features().get("avx2"))
 
 
 # ------------------------------------------------------------- aarch64 / Linux
@@ -155,21 +170,26 @@ def _guard_numba_target() -> list[str]:
 GUARDED = _guard_numba_target()
 
 
-def _best_isa() -> str:
+def runnable_isas() -> tuple[str, ...]:
+    """The dot-tile paths this CPU and numba's target can run, best first
+    (an AVX-512 VNNI CPU also runs "avx2"; every CPU runs "generic")."""
+    out = []
     if has_vnni():
-        return "vnni"
+        out.append("vnni")
+    if has_avx2():
+        out.append("avx2")
     caps = hwcaps()
     if (caps is not None and "dotprod" in caps and os.environ.get("NUMBA_CPU_NAME", "host") != "generic"
             and _feature_on(_numba_features(), "dotprod")):
-        return "udot"
-    return "generic"
+        out.append("udot")
+    return tuple(out) + ("generic",)
 
 
 def dot_isa() -> str:
-    """The path the dot tiles compile to here: "vnni", "udot" or "generic".
+    """The path the dot tiles compile to here: "vnni", "avx2", "udot" or "generic".
 
-    The best the CPU and numba's target both support (x86: AVX-512 VNNI;
-    Linux/aarch64: ASIMDDP in AT_HWCAP and +dotprod in numba's target), or
+    The best the CPU and numba's target both support (x86: AVX-512 VNNI, else
+    AVX2; Linux/aarch64: ASIMDDP in AT_HWCAP and +dotprod in numba's target), or
     SEPRT_DOT_ISA when the CPU can run it; NUMBA_CPU_NAME=generic gives "generic".
 
     >>> dot_isa() in ISAS
@@ -183,11 +203,12 @@ def dot_isa() -> str:
 @functools.lru_cache(maxsize=None)
 def _choose(want: str, cpu_name, cpu_features) -> str:
     """dot_isa() for one setting of the environment (so it warns once)."""
-    best = _best_isa()
-    if want in ("", "auto", best):
+    runnable = runnable_isas()
+    best = runnable[0]
+    if want in ("", "auto"):
         return best
-    if want == "generic":
-        return "generic"
+    if want in runnable:
+        return want
     if want not in ISAS:
         raise ValueError(f"SEPRT_DOT_ISA={want!r}: expected one of {', '.join(ISAS)} or auto")
     warnings.warn(f"SEPRT_DOT_ISA={want}: this CPU (or numba's target) lacks it, the dot tiles use "
@@ -266,6 +287,8 @@ def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packe
     packed: B holds ±1 weights as sign bits, 8 bytes per 64 weights (bit i of the
     little-endian u64 at b_off + (kk*M + j)*8 is weight byte i: 1 -> -1, 0 -> +1),
     expanded in registers: sext(<64 x i1>) | 1 (on AVX-512BW: kmovq, vpmovm2b, vporq)."""
+    if isa == "avx2":
+        return _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed)
     udot = None
     if isa == "vnni":
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
@@ -327,6 +350,68 @@ def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packe
                                ir.Constant(V16I32, [7] * 16))
             for j in range(M):
                 outs[p * M + j] = builder.sub(outs[p * M + j], corr)
+    return outs
+
+
+def _load_b64(builder, bp, off):
+    """64 weight bytes at bp[off] as 64 x i8."""
+    return builder.load(builder.bitcast(builder.gep(bp, [off]), V64I8.as_pointer()), align=1)
+
+
+def _unpack_bits64(builder, bp, off):
+    """8 bytes at bp[off] = 64 sign bits (1 -> -1, 0 -> +1) as 64 x i8 ±1."""
+    bits = builder.load(builder.bitcast(builder.gep(bp, [off]), I64.as_pointer()), align=1)
+    return builder.or_(builder.sext(builder.bitcast(bits, ir.VectorType(ir.IntType(1), 64)), V64I8),
+                       ir.Constant(V64I8, [1] * 64))
+
+
+def _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed):
+    """_emit_dot_loop on AVX2 (no u8 x i8 dot instruction that is exact: vpmaddubsw saturates):
+    both operands widened to i16 and multiplied pairwise by vpmaddwd, exact
+    (|u8 * i8| <= 32640, a pair <= 65280). Per k4 step and 16-channel block:
+        w16[q] (16 x i16) = sext(B bytes 16q..16q+15)    channels 4q..4q+3, 4 k each
+        a16    (16 x i16) = zext(the pixel's 4 bytes), 4 times
+        part[q] (8 x i32) += vpmaddwd(a16, w16[q])    lane 2c+h: channel 4q+c, k pair h
+    and after the loop acc[4q+c] = part[q][2c] + part[q][2c+1]: 4 accumulators
+    (ymm) per pixel and block, so the caller keeps P*M small (AVX2 has 16 ymm)."""
+    madd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V8I32, [V16I16, V16I16]),
+                                          "llvm.x86.avx2.pmadd.wd")
+    v4i8, v4i16, v4i64 = ir.VectorType(I8, 4), ir.VectorType(ir.IntType(16), 4), ir.VectorType(I64, 4)
+    undef64, undef4 = ir.Constant(V64I8, ir.Undefined), ir.Constant(v4i64, ir.Undefined)
+
+    def step(kk, phis):
+        ko = builder.load(builder.gep(koffp, [kk]))
+        w16 = []
+        for j in range(M):
+            if packed:
+                b = _unpack_bits64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(8 * M)),
+                                                                                    _i64(8 * j))))
+            else:
+                b = _load_b64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(64 * M)),
+                                                                               _i64(64 * j))))
+            w16.append([builder.sext(builder.shuffle_vector(b, undef64, ir.Constant(V16I32, list(range(16 * q, 16 * q + 16)))),
+                                     V16I16) for q in range(4)])
+        new = []
+        for p in range(P):
+            a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
+                               align=1)
+            a64 = builder.bitcast(builder.zext(builder.bitcast(a32, v4i8), v4i16), I64)
+            a16 = builder.bitcast(builder.shuffle_vector(builder.insert_element(undef4, a64, ir.Constant(I32, 0)),
+                                                         undef4, ir.Constant(V4I32, [0] * 4)), V16I16)
+            for j in range(M):
+                for q in range(4):
+                    new.append(builder.add(phis[(p * M + j) * 4 + q], builder.call(madd, [a16, w16[j][q]])))
+        return new
+
+    parts = _loop(builder, "dot", _i64(0), nk_v, [ir.Constant(V8I32, None)] * (4 * P * M), step)
+    outs = []
+    for t in range(P * M):
+        q = parts[4 * t:4 * t + 4]
+        lo = builder.shuffle_vector(q[0], q[1], ir.Constant(V16I32, list(range(16))))
+        hi = builder.shuffle_vector(q[2], q[3], ir.Constant(V16I32, list(range(16))))
+        even = builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(0, 32, 2))))
+        odd = builder.shuffle_vector(lo, hi, ir.Constant(V16I32, list(range(1, 32, 2))))
+        outs.append(builder.add(even, odd))
     return outs
 
 

@@ -17,7 +17,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from .conv import _tile_1x16, _tile_8x16, _write
+from .conv import P16, _tile_1x16, _tile_p16, _write
 from .jit import jit
 
 OP_CONV_STACK = 20
@@ -50,7 +50,7 @@ def conv_stack_u8(A, pix, koff, nk, B, mp, S, d, G, Cgp, Kg, idx, z, wsum, mult,
     """A (Hp,Wp,G,Cgp) u8, bank B (mp/16, nk, 16, 4) i8, idx (G, S, Kg) i32 -> fbuf (Ho*Wo, K) f32,
     output pixels p_lo..p_hi. acc: i32 scratch (8*16 + 8*S*mp + Kg): tile, responses R, gather."""
     nb = mp // 16
-    P = 8
+    P = P16          # <= 8: the plan sizes acc for 8
     tile = acc[:P * 16]
     R = acc[P * 16:P * 16 + P * S * mp]
     out = acc[P * 16 + P * S * mp:P * 16 + P * S * mp + Kg]
@@ -62,7 +62,7 @@ def conv_stack_u8(A, pix, koff, nk, B, mp, S, d, G, Cgp, Kg, idx, z, wsum, mult,
                 a_add = g * Cgp + s * d
                 for jb in range(nb):
                     if tp == P:
-                        _tile_8x16(tile, A, a_add, pix, p0, B, jb * nk * 64, koff, nk)
+                        _tile_p16(tile, A, a_add, pix, p0, B, jb * nk * 64, koff, nk)
                     else:
                         _tile_1x16(tile, A, a_add, pix, p0, B, jb * nk * 64, koff, nk)
                     for p in range(tp):

@@ -43,8 +43,8 @@ def pack_u8bit(w_int: np.ndarray, groups: int, cgp: int, M: int) -> tuple[np.nda
 @jit
 def conv_u8bit(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, koff2, nk2, wsum2, mult2, bias2,
-               p_lo, p_hi):
-    """conv_u8i8 with B as sign bits (pack_u8bit): (G, Kg/16M, nk, M, 64 bits)."""
+               pm1, p_lo, p_hi):
+    """conv_u8i8 with B as sign bits (pack_u8bit): (G, Kg/16M, nk, M, 64 bits); pm1 is 1."""
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
     P = 4 if M == 2 else 8
@@ -61,19 +61,19 @@ def conv_u8bit(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                     if tp == P:
                         _tile_4x32b(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                     fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                    wsum2, mult2, bias2)
+                                    wsum2, mult2, bias2, 1)
                     else:
                         _tile_1x32b(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                     fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                    wsum2, mult2, bias2)
+                                    wsum2, mult2, bias2, 1)
                 elif tp == P:
                     _tile_8x16b(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                 fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                wsum2, mult2, bias2)
+                                wsum2, mult2, bias2, 1)
                 else:
                     _tile_1x16b(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                 fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                wsum2, mult2, bias2)
+                                wsum2, mult2, bias2, 1)
                 p0 += tp
 
 
@@ -99,7 +99,7 @@ def layer(h, w, c, k_out, kernel=3, stride=1, seed=0):
     head = (A.reshape(-1), pix, koff, len(koff))
     tail = (1, cgp, k_out, M, 3, wsum, np.ones(k_out, np.float32), np.zeros(k_out, np.float32),
             np.zeros(n_out, np.float32), 0, -1, k_out, 1, np.zeros(1, np.uint8), np.array([-1, 0, 0, 0, 0, 0, 0, 0]),
-            np.float32(1), *no_pair, 0, ho * wo)
+            np.float32(1), *no_pair, 1, 0, ho * wo)
     return head, b8, b1, tail, n_out, w_int, A
 
 

@@ -63,7 +63,7 @@ def run_program(prog, x, in_off, in_size, logits, logits_off, embed, embed_off,
                           wi32[a[CD.WSUM]:], wf32[a[E.MULT]:], wf32[a[E.BIAS]:], fbuf, a[E.OUT], a[E.RES], a[E.K],
                           a[E.RELU], abuf, a[E.Q_OFF:], wf32[a[E.Q_SCALE]], wi8[a[CD.B2]:],
                           aux[a[CD.KOFF2]:a[CD.KOFF2] + a[CD.NK2]], a[CD.NK2], wi32[a[CD.WSUM2]:],
-                          wf32[a[CD.MULT2]:], wf32[a[CD.BIAS2]:], lo, hi)
+                          wf32[a[CD.MULT2]:], wf32[a[CD.BIAS2]:], a[CD.PM1], lo, hi)
             elif op == kc.OP_CONV_DW:
                 lo, hi = share(a[DW.N_PIX], part, nparts, 1)
                 conv_dw_u8i8(abuf[a[DW.A]:], aux[a[DW.PIX]:a[DW.PIX] + a[DW.N_PIX]], aux[a[DW.TOFF]:a[DW.TOFF] + a[DW.T]],

@@ -544,7 +544,7 @@ class Planner:
         self.emit(kc.OP_CONV_DOT, kc.ConvDotRow, label, path, mac,
                   a=q["off"], pix=self.aux.add(pix), n_pix=len(pix), koff=self.aux.add(koff), nk=len(koff),
                   b=self.wi8.add(b), g=qg, cgp=q["cgp"], kg=kgq, m=M, zero=v.q_zero, wsum=self.wi32.add(wsum),
-                  **pair, **epi)
+                  pm1=int(np.abs(w_int).max(initial=0) <= 1), **pair, **epi)
 
     @staticmethod
     def _dense(w_int, groups: int, qg: int, c: int):

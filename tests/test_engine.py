@@ -51,6 +51,11 @@ NO_PAIR = (np.zeros(64, np.int8), np.zeros(0, np.int64), 0, np.zeros(1, np.int32
            np.zeros(1, np.float32))
 
 
+def pm1(w_int) -> int:
+    """ConvDotRow.PM1 as the planner sets it: 1 when every weight is -1, 0 or 1."""
+    return int(np.abs(w_int).max(initial=0) <= 1)
+
+
 def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=None, res=None, relu=False,
              requant=None):
     """Run an integer conv kernel with its fused epilogue: returns (float out (Ho,Wo,K), quantized out or None).
@@ -78,7 +83,8 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
         M = 2 if kg > 16 else 1
         B, wsum = pack_u8i8(w_int, groups, cgp, M)
         pix, koff = window_offsets(ho, wo, stride, 0, w + 2 * pad, groups * cgp, k, cgp)
-        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, *tail[:3], *NO_PAIR, 0, ho * wo)
+        conv_u8i8(A, pix, koff, len(koff), B, groups, cgp, kg, M, z, wsum, *epi, *tail[:3], *NO_PAIR, pm1(w_int),
+                  0, ho * wo)
     elif kernel == "dot-rows":                     # row-packed: unpadded channels, slack after the buffer
         from seprt.kernels.conv import pack_u8i8_rows, window_offsets_rows
         M = 2 if kg > 16 else 1
@@ -86,7 +92,7 @@ def int_conv(kernel, q, z, w_int, stride, pad, groups, bits=8, mult=None, bias=N
                             .reshape(-1), np.full(3, 255, np.uint8)])
         B, wsum = pack_u8i8_rows(w_int, M)
         pix, koff = window_offsets_rows(ho, wo, stride, 0, w + 2 * pad, c, k)
-        conv_u8i8(A, pix, koff, len(koff), B, 1, c, kg, M, z, wsum, *epi, *tail[:3], *NO_PAIR, 0, ho * wo)
+        conv_u8i8(A, pix, koff, len(koff), B, 1, c, kg, M, z, wsum, *epi, *tail[:3], *NO_PAIR, pm1(w_int), 0, ho * wo)
     elif kernel == "dw":
         wt, wsum = pack_dw(w_int, cgp)
         pix, _ = window_offsets(ho, wo, stride, 0, w + 2 * pad, cgp, 1, 4)
@@ -119,6 +125,29 @@ def test_dot_u8i8_bit_exact(k, stride, pad, groups, h, w, cin, cout, z):
     w_int = rng.integers(-127, 128, (cout, k, k, cin // groups)).astype(np.int8)
     want = conv_int_ref(q, z, w_int, stride, pad, groups)
     assert np.array_equal(int_conv("dot", q, z, w_int, stride, pad, groups)[0], want.astype(np.float32))
+
+
+@pytest.mark.parametrize("k,stride,pad,groups,h,w,cin,cout", CASES)
+@pytest.mark.parametrize("z", [0, 3])
+def test_dot_pm1_bit_exact(k, stride, pad, groups, h, w, cin, cout, z):
+    """Weights in {-1, 0, 1} (binary patterns): ConvDotRow.PM1 = 1, AVX2's i16-summing tile."""
+    q = rng.integers(0, 256, (h, w, cin)).astype(np.uint8)
+    w_int = rng.integers(-1, 2, (cout, k, k, cin // groups)).astype(np.int8)
+    assert pm1(w_int) == 1
+    want = conv_int_ref(q, z, w_int, stride, pad, groups)
+    assert np.array_equal(int_conv("dot", q, z, w_int, stride, pad, groups)[0], want.astype(np.float32))
+
+
+@pytest.mark.parametrize("sign", [-1, 1])
+@pytest.mark.parametrize("cin", [64, 130])
+def test_dot_pm1_extremes_bit_exact(sign, cin):
+    """Every activation 255 and every weight the same sign over 144 and 297 k4 steps:
+    the AVX2 tile's i16 partial sums (64 steps of 2 * 255 each) at their bound."""
+    q = np.full((4, 5, cin), 255, np.uint8)
+    w_int = np.full((20, 3, 3, cin), sign, np.int8)
+    want = conv_int_ref(q, 0, w_int, 1, 1, 1)
+    assert want.max() == sign * 255 * 9 * cin or want.min() == sign * 255 * 9 * cin
+    assert np.array_equal(int_conv("dot", q, 0, w_int, 1, 1, 1)[0], want.astype(np.float32))
 
 
 @pytest.mark.parametrize("k,stride,pad,h,w,cin,cout", [(5, 2, 2, 13, 11, 3, 64), (7, 2, 3, 9, 12, 3, 20),

@@ -92,6 +92,7 @@ class ConvDotRow(IntEnum):
     WSUM2 = 16       # wi32: (K,)
     MULT2 = 17       # wf32: (K,) its multiplier
     BIAS2 = 18       # wf32: (K,) its bias
+    PM1 = 19         # 1: every weight of B is -1, 0 or 1 (binary patterns; AVX2 tiles sum them in i16)
 
 
 class ConvBinRow(IntEnum):
@@ -144,8 +145,8 @@ class ConvDwRow(IntEnum):
 # and 8 x 16 are 8 zmm accumulators; AVX2's vpmaddwd tile keeps 4 ymm per pixel and
 # 16 channels (16 ymm in all), so 1 x 32 and 2 x 16 (measured fastest on Zen 2).
 P32, P16 = (1, 2) if dot_isa() == "avx2" else (4, 8)
-_tile_p16 = make_dot_tile(P16, 1)   # P16 pixels x 16 channels (kernels/stack.py)
-_tile_1x16 = make_dot_tile(1, 1)
+_tile_p16 = make_dot_tile(P16, 1, pm1=True)   # P16 pixels x 16 filters of a ±1 bank (kernels/stack.py)
+_tile_1x16 = make_dot_tile(1, 1, pm1=True)
 # with the epilogue in registers (conv_u8i8)
 _tile_p32e = make_dot_tile(P32, 2, epilogue=True)  # P32 pixels x 32 channels
 _tile_1x32e = make_dot_tile(1, 2, epilogue=True)
@@ -208,7 +209,7 @@ def _write(acc, n, oc0, z, wsum, mult, bias, fbuf, out_at, res_at, relu, qbuf, q
 @jit
 def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
               fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, koff2, nk2, wsum2, mult2, bias2,
-              p_lo, p_hi):
+              pm1, p_lo, p_hi):
     """A (Hp,Wp,G,Cgp) u8, B packed (G, Kg/16M, nk, M, 16, 4) i8 -> fbuf (Ho*Wo, K) f32,
     output pixels p_lo..p_hi (this thread's share).
 
@@ -217,6 +218,7 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
     output; qbuf/qspec/qscale: fused requantization (as _write's).
     nk2 > 0: a paired conv (B2, koff2, wsum2, mult2, bias2; ConvDotRow.B2) whose
     output is the residual, computed in the same tiles.
+    pm1: 1 when every weight of B is -1, 0 or 1 (binary patterns): AVX2's faster tile.
     """
     blk = 16 * M
     nob = (Kg + blk - 1) // blk
@@ -235,19 +237,19 @@ def conv_u8i8(A, pix, koff, nk, B, G, Cgp, Kg, M, z, wsum, mult, bias,
                     if tp == P:
                         _tile_p32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                     fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                    wsum2, mult2, bias2)
+                                    wsum2, mult2, bias2, pm1)
                     else:
                         _tile_1x32e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                     fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                    wsum2, mult2, bias2)
+                                    wsum2, mult2, bias2, pm1)
                 elif tp == P:
                     _tile_p16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                 fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                wsum2, mult2, bias2)
+                                wsum2, mult2, bias2, pm1)
                 else:
                     _tile_1x16e(A, g * Cgp, pix, p0, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                                 fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2,
-                                wsum2, mult2, bias2)
+                                wsum2, mult2, bias2, pm1)
                 p0 += tp
 
 

@@ -51,7 +51,7 @@ from numba.extending import intrinsic
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 V16I32 = ir.VectorType(I32, 16)
 V4I32, V16I8, V64I8 = ir.VectorType(I32, 4), ir.VectorType(I8, 16), ir.VectorType(I8, 64)
-V8I32, V16I16 = ir.VectorType(I32, 8), ir.VectorType(ir.IntType(16), 16)
+V8I32, V16I16, V32I8 = ir.VectorType(I32, 8), ir.VectorType(ir.IntType(16), 16), ir.VectorType(I8, 32)
 ISAS = ("vnni", "avx2", "udot", "generic")
 
 
@@ -281,14 +281,16 @@ def _loop(builder, name, lo, hi, inits, step):
     return outs
 
 
-def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed=False):
+def _emit_dot_loop(builder, isa, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed=False, pm1=False):
     """The tile's k4 loop: -> P*M accumulators (16 x i32) of sum_kk A[rows[p] + koff[kk] + b] *
     B[b_off + ((kk*M + j)*16 + l)*4 + b]; zeros when nk <= 0.
     packed: B holds ±1 weights as sign bits, 8 bytes per 64 weights (bit i of the
     little-endian u64 at b_off + (kk*M + j)*8 is weight byte i: 1 -> -1, 0 -> +1),
     expanded in registers: sext(<64 x i1>) | 1 (on AVX-512BW: kmovq, vpmovm2b, vporq)."""
+    if isa == "avx2" and (pm1 or packed):
+        return _emit_dot_loop_avx2_pm1(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed)
     if isa == "avx2":
-        return _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed)
+        return _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v)
     udot = None
     if isa == "vnni":
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I32, [V16I32] * 3),
@@ -365,7 +367,7 @@ def _unpack_bits64(builder, bp, off):
                        ir.Constant(V64I8, [1] * 64))
 
 
-def _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed):
+def _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v):
     """_emit_dot_loop on AVX2 (no u8 x i8 dot instruction that is exact: vpmaddubsw saturates):
     both operands widened to i16 and multiplied pairwise by vpmaddwd, exact
     (|u8 * i8| <= 32640, a pair <= 65280). Per k4 step and 16-channel block:
@@ -383,12 +385,7 @@ def _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packe
         ko = builder.load(builder.gep(koffp, [kk]))
         w16 = []
         for j in range(M):
-            if packed:
-                b = _unpack_bits64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(8 * M)),
-                                                                                    _i64(8 * j))))
-            else:
-                b = _load_b64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(64 * M)),
-                                                                               _i64(64 * j))))
+            b = _load_b64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(64 * M)), _i64(64 * j))))
             w16.append([builder.sext(builder.shuffle_vector(b, undef64, ir.Constant(V16I32, list(range(16 * q, 16 * q + 16)))),
                                      V16I16) for q in range(4)])
         new = []
@@ -415,7 +412,84 @@ def _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packe
     return outs
 
 
-def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False, packed: bool = False):
+PM1_STEPS = 64          # k4 steps summed in i16 by the ±1 AVX2 tile: 64 * 2 * 255 = 32640 < 2^15
+
+
+def _emit_dot_loop_avx2_pm1(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v, packed):
+    """_emit_dot_loop on AVX2 for weights in {-1, 0, 1} (binary patterns, stacked banks):
+    vpmaddubsw (u8 x i8 pairs -> i16, saturating) is exact there, |a0*w0 + a1*w1| <= 510,
+    and so is an i16 sum of PM1_STEPS of them. Per k4 step and 16-channel block:
+        a8  (32 x u8) = the pixel's 4 bytes, 8 times
+        s16[h] (16 x i16) += vpmaddubsw(a8, B bytes 32h..32h+31)   lane 2c+i: channel 8h+c, pair i
+    and every PM1_STEPS steps (and at the end) acc[h] (8 x i32) += vpmaddwd(s16[h], 1): half
+    the multiplies of the i8 tile and no weight widening."""
+    maddubs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16I16, [V32I8, V32I8]),
+                                             "llvm.x86.avx2.pmadd.ub.sw")
+    madd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V8I32, [V16I16, V16I16]),
+                                          "llvm.x86.avx2.pmadd.wd")
+    ones16 = ir.Constant(V16I16, [1] * 16)
+    undef64 = ir.Constant(V64I8, ir.Undefined)
+    n = 2 * P * M
+
+    def step(kk, phis):
+        ko = builder.load(builder.gep(koffp, [kk]))
+        wh = []
+        for j in range(M):
+            if packed:
+                b = _unpack_bits64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(8 * M)),
+                                                                                    _i64(8 * j))))
+            else:
+                b = _load_b64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(64 * M)),
+                                                                               _i64(64 * j))))
+            wh.append([builder.shuffle_vector(b, undef64, ir.Constant(ir.VectorType(I32, 32),
+                                                                      list(range(32 * h, 32 * h + 32))))
+                       for h in range(2)])
+        new = []
+        for p in range(P):
+            a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),
+                               align=1)
+            a8 = builder.bitcast(_splat16(builder, a32, 8), V32I8)
+            for j in range(M):
+                for h in range(2):
+                    new.append(builder.add(phis[(p * M + j) * 2 + h], builder.call(maddubs, [a8, wh[j][h]])))
+        return new
+
+    def chunk(ci, accs):                      # PM1_STEPS k4 steps summed in i16, then widened into accs
+        lo = builder.mul(ci, _i64(PM1_STEPS))
+        hi = builder.select(builder.icmp_signed("<", builder.add(lo, _i64(PM1_STEPS)), nk_v),
+                            builder.add(lo, _i64(PM1_STEPS)), nk_v)
+        s16 = _loop(builder, "dot", lo, hi, [ir.Constant(V16I16, None)] * n, step)
+        return [builder.add(acc, builder.call(madd, [s, ones16])) for acc, s in zip(accs, s16)]
+
+    nchunks = builder.sdiv(builder.add(nk_v, _i64(PM1_STEPS - 1)), _i64(PM1_STEPS))
+    accs = _loop(builder, "chunk", _i64(0), nchunks, [ir.Constant(V8I32, None)] * n, chunk)
+    return [builder.shuffle_vector(accs[2 * t], accs[2 * t + 1], ir.Constant(V16I32, list(range(16))))
+            for t in range(P * M)]
+
+
+def _if_else_values(builder, cond, then, otherwise):
+    """IR values of then() when cond, else of otherwise() (same types), each built in its own block."""
+    bb_t, bb_f = builder.append_basic_block("then"), builder.append_basic_block("else")
+    merge = builder.append_basic_block("merge")
+    builder.cbranch(cond, bb_t, bb_f)
+    ends = []
+    for bb, make in ((bb_t, then), (bb_f, otherwise)):
+        builder.position_at_end(bb)
+        vals = make()
+        ends.append((builder.block, vals))
+        builder.branch(merge)
+    builder.position_at_end(merge)
+    out = []
+    for i, v in enumerate(ends[0][1]):
+        ph = builder.phi(v.type)
+        for end, vals in ends:
+            ph.add_incoming(vals[i], end)
+        out.append(ph)
+    return out
+
+
+def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False, packed: bool = False,
+                  pm1: bool = False):
     """An intrinsic tile(acc, A, a_add, pix, pix_start, B, b_off, koff, nk) -> None.
 
     acc  int32[P*M*16] accumulators, written at exit:
@@ -444,7 +518,7 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
 
     epilogue=True: tile(A, a_add, pix, pix_start, B, b_off, koff, nk,
     n, wsum, mult, bias, oc0, z, fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale,
-    B2, b_off2, koff2, nk2, wsum2, mult2, bias2) (no acc) applies the conv epilogue to
+    B2, b_off2, koff2, nk2, wsum2, mult2, bias2, pm1) (no acc) applies the conv epilogue to
     the accumulators in registers and writes the outputs itself: channels
     oc0..oc0+n-1, n <= 16*M (_emit_epilogue). nk2 > 0: a second conv of the same
     pixels (B2/koff2/nk2 as B/koff/nk: a PRB's 1x1 branch) is accumulated too and
@@ -452,6 +526,11 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
 
     packed=True: B holds ±1 weights as bits (_emit_dot_loop), 1/8 of the bytes;
     b_off counts bytes of that bit array (B2 stays int8).
+
+    pm1: B's weights are all in {-1, 0, 1} (B2 any int8): on "avx2" a loop with
+    half the multiplies (_emit_dot_loop_avx2_pm1); elsewhere ignored. A plain
+    tile takes it as this parameter; an epilogue tile takes it at run time, as
+    its last argument (0 or 1: a conv's weights are known only when it is planned).
     """
     isa = dot_isa() if isa is None else isa
     if isa not in ISAS:
@@ -469,7 +548,15 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
         ap, pixp = data(1), data(3)
         rows = [builder.add(a_add_v, builder.load(builder.gep(pixp, [builder.add(ps_v, _i64(p))])))
                 for p in range(P)]
-        outs = _emit_dot_loop(builder, isa, P, M, ap, rows, data(5), i64(6), data(7), i64(8), packed)
+        loop = lambda b_pm1: _emit_dot_loop(builder, isa, P, M, ap, rows, data(5), i64(6), data(7), i64(8),
+                                            packed, b_pm1)
+        if not epilogue:
+            outs = loop(pm1)
+        elif isa == "avx2" and not packed:       # pm1 chosen at run time
+            outs = _if_else_values(builder, builder.icmp_signed("!=", i64(30), _i64(0)),
+                                   lambda: loop(True), lambda: loop(False))
+        else:
+            outs = loop(packed)
         if not epilogue:
             accs = data(0)
             for k, out in enumerate(outs):
@@ -494,10 +581,10 @@ def make_dot_tile(P: int, M: int, isa: str | None = None, epilogue: bool = False
     if epilogue:
         @intrinsic
         def tile(typingctx, A, a_add, pix, pix_start, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z, fbuf,
-                 out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2, wsum2, mult2, bias2):
+                 out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2, wsum2, mult2, bias2, pm1):
             return typer(typingctx, A, a_add, pix, pix_start, B, b_off, koff, nk, n, wsum, mult, bias, oc0, z,
                          fbuf, out_off, res_off, K, relu, qbuf, qspec, qscale, B2, b_off2, koff2, nk2, wsum2,
-                         mult2, bias2)
+                         mult2, bias2, pm1)
     else:
         @intrinsic
         def tile(typingctx, acc, A, a_add, pix, pix_start, B, b_off, koff, nk):

@@ -49,13 +49,21 @@ from seprt.cli import engine_paths, per_layer  # noqa: E402
 
 
 def cpu_name() -> str:
+    """The CPU's model name, and on x86 its family/model and SIMD level: a VM's
+    "AMD EPYC" alone does not tell a Zen 2 (AVX2) from a Zen 4 (AVX-512 VNNI)."""
+    info = {}
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, val = line.partition(":")
+            info.setdefault(key.strip(), val.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info and "flags" in info:
+        flags = set(info["flags"].split())
+        simd = next((f for f in ("avx512_vnni", "avx512f", "avx2", "avx") if f in flags), "sse")
+        name += f" (family {info['cpu family']}, model {info.get('model', '?')}; {simd})"
+    return name
 
 
 def calib_images(folder: Path, size: int, n: int = 16) -> None:

@@ -20,7 +20,7 @@ from . import reference
 from .arch import ROLE_PATTERN, Arch, Layer
 from .graph import Graph, from_arch
 from .ops import get_op
-from .quant import act_qparams, binarize, pack_pattern, quantize_weights_i8
+from .quant import ActRange, binarize, pack_pattern, quantize_weights_i8
 
 CIFAR_PREPROCESS = {"preprocess.resize": "stretch",
                     "preprocess.mean": [0.4914, 0.4822, 0.4465], "preprocess.std": [0.2470, 0.2435, 0.2616]}
@@ -106,21 +106,20 @@ LOW_BIT_FORMATS = ("bin", "stack")      # weight formats whose input values take
 def calibrate(gb: Graph, calib: np.ndarray, act_bits: int, reads=lambda n: bool(n.wfmt)) -> dict:
     """Activation quantization (value name -> (scale, zero, bits)) of every value
     a node selected by `reads` consumes, from its range over calib on the B graph
-    gb: act_bits where a LOW_BIT_FORMATS node reads it (not the image), else 8."""
+    gb: act_bits where a LOW_BIT_FORMATS node reads it (not the image), else 8;
+    min/max at 8 bits, the least-squared-error clipped range below
+    (seprt.quant.ActRange)."""
     feeds = {}
     for n in gb.nodes:
         if reads(n):
             feeds.setdefault(n.inputs[0], []).append(n.wfmt)
-    lo = {v: np.inf for v in feeds}
-    hi = {v: -np.inf for v in feeds}
+    ranges = {v: ActRange(act_bits if (any(w in LOW_BIT_FORMATS for w in wfmts) and v != gb.input) else 8)
+              for v, wfmts in feeds.items()}
     for i in range(0, len(calib), 8):
         env = reference.run(gb, np.asarray(calib[i:i + 8], np.float32), outputs=tuple(feeds))
         for v, arr in env.items():
-            lo[v], hi[v] = min(lo[v], float(arr.min())), max(hi[v], float(arr.max()))
-    act_quant = {}
-    for v, wfmts in feeds.items():
-        bits = act_bits if (any(w in LOW_BIT_FORMATS for w in wfmts) and v != gb.input) else 8
-        act_quant[gb.values[v].name] = act_qparams(lo[v], hi[v], bits) + (bits,)
+            ranges[v].add(arr)
+    act_quant = {gb.values[v].name: r.qparams() + (r.bits,) for v, r in ranges.items()}
     # a max pool's output takes its input's quantization when both are quantized
     # with the same bits (its values are some of its input's, so nothing clips;
     # TFLite's rule too): the pool then runs on the u8 buffer its input's convs

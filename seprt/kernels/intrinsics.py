@@ -386,8 +386,8 @@ def _emit_dot_loop_avx2(builder, P, M, ap, rows, bp, b_off_v, koffp, nk_v):
         w16 = []
         for j in range(M):
             b = _load_b64(builder, bp, builder.add(b_off_v, builder.add(builder.mul(kk, _i64(64 * M)), _i64(64 * j))))
-            w16.append([builder.sext(builder.shuffle_vector(b, undef64, ir.Constant(V16I32, list(range(16 * q, 16 * q + 16)))),
-                                     V16I16) for q in range(4)])
+            w16.append([builder.sext(builder.shuffle_vector(
+                b, undef64, ir.Constant(V16I32, list(range(16 * q, 16 * q + 16)))), V16I16) for q in range(4)])
         new = []
         for p in range(P):
             a32 = builder.load(builder.bitcast(builder.gep(ap, [builder.add(rows[p], ko)]), I32.as_pointer()),

@@ -157,9 +157,7 @@ def refine(net: nn.Module, teacher: nn.Module, aq: ActQuant, calib: np.ndarray, 
             out = net(x)
             with torch.no_grad():
                 tl = teacher(x)
-            kd = F.kl_div(F.log_softmax(out / kd_t, 1), F.log_softmax(tl / kd_t, 1), reduction="batchmean",
-                          log_target=True) * kd_t * kd_t
-            loss = (1 - kd_alpha) * F.cross_entropy(out, y) + kd_alpha * kd
+            loss = (1 - kd_alpha) * F.cross_entropy(out, y) + kd_alpha * pattern.distillation_loss(out, tl, kd_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             # a non-finite gradient (a channel that 4 bits quantize to one value has no

@@ -443,9 +443,7 @@ def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: 
             if teacher is not None:
                 with torch.no_grad():
                     tl = teacher(x)
-                kd = F.kl_div(F.log_softmax(out / kd_t, 1), F.log_softmax(tl / kd_t, 1), reduction="batchmean",
-                              log_target=True) * kd_t * kd_t
-                loss = (1 - kd_alpha) * loss + kd_alpha * kd
+                loss = (1 - kd_alpha) * loss + kd_alpha * pattern.distillation_loss(out, tl, kd_t)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

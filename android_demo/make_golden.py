@@ -1,6 +1,7 @@
 """Golden data for the Java core's parity tests (android_demo/core/src/test).
 
     python android_demo/make_golden.py                  # rewrite android_demo/testdata/
+    python android_demo/make_golden.py --out DIR        # the same into DIR (build.sh test: per machine)
     python android_demo/make_golden.py --models DIR     # only (re)generate the random models into DIR
 
 The Python runtime (seprt, reference engine) computes, for every test model and input, the
@@ -14,8 +15,13 @@ logits and the top-5; the Java tests must reproduce them. testdata/ holds:
 
 The random models (resnet20 R, sepnet-cifar B / BQ, sepnet-t8 BQ, "tiny" models that cover
 every op and path, "concat-dw" models with concat and depthwise convs, and "demo-v2", the v1 demo
-model re-written as v2; all v2 files) are not committed: `--models DIR` regenerates them deterministically, and
-golden.txt records each one's SHA-256 so a test run notices if they ever come out different.
+model re-written as v2; all v2 files) are not committed. Their BQ activation scales come from a
+float32 calibration run of the numpy reference, whose last bits depend on the CPU (numpy's and
+BLAS's summation order differs between AVX2 and AVX-512): the same code writes different BQ files
+on a Zen 2 and on a Zen 4. So `build.sh test` regenerates models and golden data on the machine
+that runs the tests (--out build/testdata), and the committed testdata/golden.txt is the copy made
+on the machine named in its header; golden.txt records each model's SHA-256 so a test run notices
+a model that is not the one its golden data was made from.
 
 golden.txt records (space-separated; names have no spaces):
     model NAME SOURCE SHA256        SOURCE: "testdata:<path>" or "generated:<file in --models DIR>"
@@ -309,22 +315,30 @@ def preprocess_cases(td: str, lines: list) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", metavar="DIR", help="only write the generated models into DIR")
+    ap.add_argument("--out", metavar="DIR", default=os.path.join(HERE, "testdata"),
+                    help="golden data directory (default: android_demo/testdata)")
+    ap.add_argument("--models-out", metavar="DIR", default=os.path.join(HERE, "build", "testmodels"),
+                    help="where the generated models go (default: android_demo/build/testmodels)")
     args = ap.parse_args()
     if args.models:
         for name, path in write_models(args.models).items():
             print(f"{path}  {sha256(path)}")
         return 0
 
-    td = os.path.join(HERE, "testdata")
+    td = args.out
     for sub in ("models", "inputs", "images", "preprocess"):
         shutil.rmtree(os.path.join(td, sub), ignore_errors=True)
         os.makedirs(os.path.join(td, sub))
-    gen_dir = os.path.join(HERE, "build", "testmodels")
+    gen_dir = args.models_out
     paths = {"demo": os.path.join(td, "models", "demo.bin")}
     shutil.copyfile(demo_model_path(), paths["demo"])
     paths.update(write_models(gen_dir))
 
-    lines = ["# android_demo/testdata/golden.txt: written by android_demo/make_golden.py; do not edit"]
+    import platform
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "benchmarks"))
+    from run import cpu_name
+    lines = ["# android_demo/testdata/golden.txt: written by android_demo/make_golden.py; do not edit",
+             f"# made on {cpu_name()}, {platform.machine()}, numpy {np.__version__}"]
     for name, path in paths.items():
         src = "testdata:models/demo.bin" if name == "demo" else f"generated:{name}.bin"
         lines.append(f"model {name} {src} {sha256(path)}")

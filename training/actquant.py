@@ -81,8 +81,9 @@ class ActQuant:
         self.model, self.groups, self.enabled = model, groups, False
         self.qparams: list[tuple[float, int]] = [(1.0, 0)] * len(groups)
         layers = _layers(model)
-        self.hooks = [layers[n].register_forward_pre_hook(self._hook(g)) for g, (names, _) in enumerate(groups)
-                      for n in names]
+        for g, (names, _) in enumerate(groups):
+            for n in names:
+                layers[n].register_forward_pre_hook(self._hook(g))
 
     def _hook(self, g: int):
         bits = self.groups[g][1]
@@ -126,19 +127,14 @@ class ActQuant:
         self.qparams = [r.qparams() for r in ranges]
         return self.qparams
 
-    def remove(self) -> None:
-        for h in self.hooks:
-            h.remove()
-
 
 def refine(net: nn.Module, teacher: nn.Module, aq: ActQuant, calib: np.ndarray, train_b, val_b, epochs: int,
-           lr: float, wd: float = 5e-4, kd_t: float = 4.0, kd_alpha: float = 0.9, on_epoch=None, log=print,
-           max_steps: int = 0) -> list:
+           lr: float, wd: float = 5e-4, kd_t: float = 4.0, kd_alpha: float = 0.9, on_epoch=None, log=print) -> list:
     """SGD (nesterov, cosine lr over all epochs) on CE + distillation, the
     quantizers on; before every epoch they are recalibrated. -> per-epoch records."""
     from .train import evaluate
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
-    total = max_steps or epochs * len(train_b)
+    total = epochs * len(train_b)
     teacher.eval()
     history, step = [], 0
     bits = min(b for _, b in aq.groups)

@@ -142,14 +142,8 @@ def refine(net: nn.Module, teacher: nn.Module, aq: ActQuant, calib: np.ndarray, 
         t0 = time.time()
         aq.calibrate(calib)
         aq.enabled = True
-        train_b.set_epoch(ep)
-        net.train()
         seen = correct = skipped = 0
-        for x, y in train_b:
-            if step >= total:
-                break
-            for g in opt.param_groups:
-                g["lr"] = 0.5 * lr * (1 + np.cos(np.pi * step / total))
+        for s, x, y in pattern.cosine_epoch(net, train_b, opt, lr, step, total, ep):
             out = net(x)
             with torch.no_grad():
                 tl = teacher(x)
@@ -163,7 +157,7 @@ def refine(net: nn.Module, teacher: nn.Module, aq: ActQuant, calib: np.ndarray, 
                 opt.step()
             else:
                 skipped += 1
-            step += 1
+            step = s + 1
             seen += len(y)
             correct += int((out.argmax(1) == y).sum())
         aq.calibrate(calib)                       # the ranges the converter will measure on these weights

@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import math
 from typing import Callable, Iterable
 
 import torch
@@ -292,6 +293,21 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, T: flo
     """T^2 * KL(softmax(teacher/T) || softmax(student/T)), batch mean."""
     return F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(teacher_logits / T, 1),
                     reduction="batchmean", log_target=True) * T * T
+
+
+def cosine_epoch(net: nn.Module, train_b, opt, lr: float, step: int, total: int, epoch: int):
+    """One epoch of `train_b` (shuffled for `epoch`), `net` in train mode: yields
+    (global step, x, y) from `step` until `total`, each after setting every
+    param group's lr to the cosine schedule 0.5 * lr * (1 + cos(pi * step / total))."""
+    train_b.set_epoch(epoch)
+    net.train()
+    for x, y in train_b:
+        if step >= total:
+            return
+        for g in opt.param_groups:
+            g["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / total))
+        yield step, x, y
+        step += 1
 
 
 def quantization_error(model: nn.Module, skip: Iterable[str] = ()) -> dict[str, dict[str, float]]:

@@ -430,14 +430,8 @@ def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: 
         teacher.eval()
     while step < total:
         t0 = time.time()
-        train_b.set_epoch(ep)
-        net.train()
         seen = correct = 0
-        for x, y in train_b:
-            if step >= total:
-                break
-            for g in opt.param_groups:
-                g["lr"] = 0.5 * lr * (1 + np.cos(np.pi * step / total))
+        for s, x, y in pattern.cosine_epoch(net, train_b, opt, lr, step, total, ep):
             out = net(x)
             loss = F.cross_entropy(out, y)
             if teacher is not None:
@@ -447,7 +441,7 @@ def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
+            step = s + 1
             seen += len(y)
             correct += int((out.argmax(1) == y).sum())
         ep += 1

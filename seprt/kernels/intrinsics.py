@@ -602,19 +602,25 @@ _LLVM_SUFFIX = {V16I32: "v16i32", V16F: "v16f32", V16I8: "v16i8"}
 
 
 class _Lanes:
-    """Which lanes of a 16-lane block exist: all (None), or the first `count` (i64)
-    as a mask (16 x i1) for AVX-512's masked loads and stores, or, on other
-    targets (where LLVM would expand each masked lane into a branch: slow to
-    compile), as a loop over `count` elements through a 16-lane stack buffer."""
+    """Which lanes of a 16-lane block exist: all (None), or the first `count` (i64).
+    Where the ISA has masked loads and stores for the lane type (AVX-512: all;
+    AVX2: 32-bit lanes, vpmaskmovd/vmaskmovps) they take a mask (16 x i1); else
+    (where LLVM would expand each masked lane into a branch: slow to compile) a
+    loop over `count` elements goes through a 16-lane stack buffer."""
 
-    def __init__(self, builder, count, masked: bool):
+    def __init__(self, builder, count, isa: str):
         self.count, self.mask, self.buf = count, None, {}
-        if count is not None and masked:
+        self.mask_bits = {"vnni": (8, 32), "avx2": (32,)}.get(isa, ())    # lane widths with masked moves
+        if count is not None and self.mask_bits:
             V16I64 = ir.VectorType(I64, 16)
             cv = builder.shuffle_vector(builder.insert_element(ir.Constant(V16I64, ir.Undefined), count,
                                                                ir.Constant(I32, 0)),
                                         ir.Constant(V16I64, ir.Undefined), ir.Constant(V16I32, [0] * 16))
             self.mask = builder.icmp_signed("<", ir.Constant(V16I64, list(range(16))), cv)
+
+    def masked(self, vty) -> bool:
+        """Do loads/stores of vty take the mask?"""
+        return self.mask is not None and (8 if vty.element == I8 else 32) in self.mask_bits
 
     def tmp(self, builder, vty):
         if vty not in self.buf:
@@ -627,7 +633,7 @@ def _vload(builder, base, off, vty, lanes=None):
     ptr = builder.bitcast(builder.gep(base, [off]), vty.as_pointer())
     if lanes is None or lanes.count is None:
         return builder.load(ptr, align=1)
-    if lanes.mask is not None:
+    if lanes.masked(vty):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty.as_pointer(), I32, V16I1, vty]),
                                             f"llvm.masked.load.{_LLVM_SUFFIX[vty]}.p0")
         return builder.call(fn, [ptr, ir.Constant(I32, 1), lanes.mask, ir.Constant(vty, None)])
@@ -645,7 +651,7 @@ def _vstore(builder, v, base, off, lanes=None):
     if lanes is None or lanes.count is None:
         builder.store(v, ptr, align=1)
         return
-    if lanes.mask is not None:
+    if lanes.masked(v.type):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [v.type, v.type.as_pointer(),
                                                                                               I32, V16I1]),
                                             f"llvm.masked.store.{_LLVM_SUFFIX[v.type]}.p0")
@@ -694,7 +700,7 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
             left = builder.sub(n, _i64(16 * j))
             count = builder.select(builder.icmp_signed("<", left, _i64(0)), _i64(0),
                                    builder.select(builder.icmp_signed(">", left, _i64(16)), _i64(16), left))
-        masks.append(_Lanes(builder, count, isa == "vnni"))
+        masks.append(_Lanes(builder, count, isa))
     z32 = builder.trunc(e["z"], I32)
     zv = builder.shuffle_vector(builder.insert_element(ir.Constant(V16I32, ir.Undefined), z32, ir.Constant(I32, 0)),
                                 ir.Constant(V16I32, ir.Undefined), ir.Constant(V16I32, [0] * 16))
@@ -733,6 +739,21 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
     zw = [builder.mul(_vload(builder, e["wsum"], ocs[j], V16I32, masks[j]), zv) for j in range(M)]
     mults = [_vload(builder, e["mult"], ocs[j], V16F, masks[j]) for j in range(M)]
     biases = [_vload(builder, e["bias"], ocs[j], V16F, masks[j]) for j in range(M)]
+    pair = []                       # and the paired conv's, when there is one (else unused zeros)
+    cur = builder.block
+    with builder.if_then(has2):
+        loaded = [(builder.mul(_vload(builder, e["wsum2"], ocs[j], V16I32, masks[j]), zv),
+                   _vload(builder, e["mult2"], ocs[j], V16F, masks[j]),
+                   _vload(builder, e["bias2"], ocs[j], V16F, masks[j])) for j in range(M)]
+        end2 = builder.block
+    for j in range(M):
+        vals = []
+        for x, vty in zip(loaded[j], (V16I32, V16F, V16F)):
+            ph = builder.phi(vty)
+            ph.add_incoming(ir.Constant(vty, None), cur)
+            ph.add_incoming(x, end2)
+            vals.append(ph)
+        pair.append(vals)
     for p in range(P):
         pix = builder.add(p0, _i64(p))
         base = builder.add(builder.mul(pix, K), e["oc0"])           # pix*K + oc0
@@ -751,9 +772,9 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
             ph.add_incoming(vr, res_end)
             v, cur = ph, builder.block
             with builder.if_then(has2):
-                a2 = builder.sub(outs2[p * M + j], builder.mul(_vload(builder, e["wsum2"], oc, V16I32, mk), zv))
-                y2 = builder.fadd(builder.fmul(builder.sitofp(a2, V16F), _vload(builder, e["mult2"], oc, V16F, mk)),
-                                  _vload(builder, e["bias2"], oc, V16F, mk))
+                zw2, mult2, bias2 = pair[j]
+                a2 = builder.sub(outs2[p * M + j], zw2)
+                y2 = builder.fadd(builder.fmul(builder.sitofp(a2, V16F), mult2), bias2)
                 v2 = builder.fadd(v, y2)
                 end2 = builder.block
             ph = builder.phi(V16F)
@@ -816,7 +837,7 @@ def make_dw_tile(P: int, isa: str | None = None):
                 outs = body(builder, ap, rows, wp, cp, toffp, T, c0, None)
                 _emit_epilogue(builder, isa, outs, outs, P, 1, p0, e, None)
             with otherwise:                        # channels n..15 masked off
-                outs = body(builder, ap, rows, wp, cp, toffp, T, c0, _Lanes(builder, n, isa == "vnni"))
+                outs = body(builder, ap, rows, wp, cp, toffp, T, c0, _Lanes(builder, n, isa))
                 _emit_epilogue(builder, isa, outs, outs, P, 1, p0, e, n)
         return context.get_dummy_value()
 

@@ -55,7 +55,7 @@ from .ops import get_op, get_wfmt
 
 WIDTH = 40
 CONV_ROWS = (kc.ConvDotRow, kc.ConvBinRow, kc.ConvF32Row, kc.ConvDwRow, ks.ConvStackRow)   # end in Epilogue columns
-DENSE_BELOW = 16      # groups with fewer outputs run as one dense block-diagonal dot conv
+EPILOGUE_STEPS = 4    # dot_tile_work: one 16-channel epilogue costs about as much as 4 dot steps
 
 
 class _F32(int):
@@ -197,6 +197,19 @@ def fusions(g: Graph):
     return writes, residual, relu, skipped
 
 
+def dot_tile_work(kernel: int, c: int, k: int, qg: int) -> int:
+    """Tile work of a dot conv (kernel x kernel, c inputs, k outputs) run as qg
+    groups, per output pixel, in 16-channel dot steps (conv_u8i8's loops)."""
+    kg, cgp = k // qg, -(-(c // qg) // 4) * 4
+    return qg * -(-kg // 16) * (kernel * kernel * cgp // 4 + EPILOGUE_STEPS)
+
+
+def dot_blocks(kg: int) -> int:
+    """M, the 16-channel blocks per dot tile for kg outputs per group: 2 (32-wide
+    tiles) unless that pads more channels than 16-wide tiles do (kg = 40: 64 vs 48)."""
+    return 2 if kg > 16 and -(-kg // 32) * 2 == -(-kg // 16) else 1
+
+
 class Planner:
     """Builds a Plan. Op modules call its helpers from their `lower(pl, i)`."""
 
@@ -220,7 +233,9 @@ class Planner:
         self.kind, self.qgroups = {}, {}
         for i, n in enumerate(g.nodes):
             if g.is_integer(n):
-                self.kind[i], self.qgroups[i] = self.choose(n)
+                self.kind[i] = self.choose(n)
+                self.qgroups[i] = 1 if self.kind[i] == "dw" else n.groups
+        self.choose_dot_layouts()
         self.pair = {i: j for i in self.kind if (j := self.paired(i)) >= 0}     # conv -> its paired 1x1 conv
         self.paired_away = set(self.pair.values())
 
@@ -236,23 +251,43 @@ class Planner:
         return int(np.prod(self.shape(v)))
 
     # ------------------------------------------------------------ choices
-    def choose(self, n) -> tuple[str, int]:
-        """(kernel, groups of the input buffer layout) of an integer conv/fc.
-
-        Depthwise convs read a dense (groups 1) buffer one channel per filter.
-        Groups of fewer than 16 outputs run as one dense block-diagonal dot conv:
-        a dot tile is 16 channels wide, and one wide tile wastes no more than
-        several narrow ones but has less overhead.
-        """
+    def choose(self, n) -> str:
+        """The kernel of an integer conv/fc: "dw", "stack", "popcount" or "dot".
+        Depthwise convs read a dense (groups 1) buffer one channel per filter;
+        the others read one with the conv's groups, except dot convs, whose
+        layout choose_dot_layouts picks."""
         groups = n.groups
         cin, k = self.shape(n.inputs[0])[-1], self.shape(n.output)[-1]
         if groups > 1 and groups == cin == k:
-            return "dw", 1
+            return "dw"
         if n.wfmt == "stack" and stack_kernel_choice(n, cin // groups, k // groups) == "stack":
-            return "stack", groups
+            return "stack"
         if n.wfmt == "bin" and bin_kernel_choice() == "popcount":
-            return "popcount", groups
-        return "dot", (1 if k // groups < DENSE_BELOW else groups)
+            return "popcount"
+        return "dot"
+
+    def choose_dot_layouts(self) -> None:
+        """The buffer layout (groups qg, a divisor of the conv's groups) of each
+        grouped dot conv. With qg < groups, each of the qg super-groups joins
+        groups/qg neighbouring groups into one block-diagonal conv (_dense): a dot
+        tile is 16 channels wide, so groups of few outputs waste less in one wide
+        block than in several narrow ones, while groups of many outputs waste
+        k*k*Cg steps per zero block. Dot convs with the same groups reading the same
+        value share one layout (one buffer, one quantize): the qg with the least
+        summed tile work (dot_tile_work), ties to fewer groups."""
+        readers = {}
+        for i, kind in self.kind.items():
+            n = self.g.nodes[i]
+            if kind == "dot" and n.groups > 1:
+                readers.setdefault((n.inputs[0], n.groups), []).append(i)
+        for (v, groups), convs in readers.items():
+            c = self.hwc(v)[2]
+            work = {qg: sum(dot_tile_work(self.g.nodes[i].kernel, c, self.hwc(self.g.nodes[i].output)[2], qg)
+                            for i in convs)
+                    for qg in range(1, groups + 1) if groups % qg == 0}
+            best = min(work, key=lambda qg: (work[qg], qg))
+            for i in convs:
+                self.qgroups[i] = best
 
     def paired(self, i: int) -> int:
         """The 1x1 conv that runs inside conv i's dot tiles, or -1. A pattern residual
@@ -515,7 +550,7 @@ class Planner:
         groups, qg = n.groups, self.qgroups[i]
         w_int = self._dense(w_int, groups, qg, c)
         kgq = k // qg
-        M = 2 if kgq > 16 else 1
+        M = dot_blocks(kgq)
         rows = kc.use_rows(kernel, c // groups, groups)
         q = self.qbuffer(n.inputs[0], qg, rows=rows)
         if rows:                              # window rows as contiguous bytes (RGB stems)
@@ -548,14 +583,17 @@ class Planner:
 
     @staticmethod
     def _dense(w_int, groups: int, qg: int, c: int):
-        """(K, k, k, C/groups) -> the dense block-diagonal (K, k, k, C) form when the
-        buffer layout has qg = 1 group for a grouped conv; else unchanged."""
+        """(K, k, k, C/groups) -> (K, k, k, C/qg) for a buffer layout of qg groups
+        (qg divides groups): each of the qg super-groups is the block-diagonal conv
+        of its groups/qg neighbouring groups. qg = groups: unchanged."""
         if qg == groups:
             return w_int
         k, kernel, cg, kg = w_int.shape[0], w_int.shape[1], c // groups, w_int.shape[0] // groups
-        dense = np.zeros((k, kernel, kernel, c), w_int.dtype)
+        r = groups // qg
+        dense = np.zeros((k, kernel, kernel, c // qg), w_int.dtype)
         for j in range(groups):
-            dense[j * kg:(j + 1) * kg, :, :, j * cg:(j + 1) * cg] = w_int[j * kg:(j + 1) * kg]
+            at = (j % r) * cg                       # group j's channels inside its super-group
+            dense[j * kg:(j + 1) * kg, :, :, at:at + cg] = w_int[j * kg:(j + 1) * kg]
         return dense
 
     def _conv_stack(self, i, w_int, epi, mac):

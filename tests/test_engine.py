@@ -810,3 +810,46 @@ def test_plan_reuses_float_memory(arch_id):
     per_value = sum(int(np.prod(v.shape)) for v in g.values if len(v.shape) == 3)    # every feature map
     assert e.plan.sizes["f32"] < per_value / 3
     np.testing.assert_array_equal(e.run(X)[0], reference.run(g, X)[g.output])
+
+
+def test_grouped_dot_convs_join_groups_by_tile_work():
+    """Grouped dot convs run as qg super-groups of neighbouring groups, each one
+    block-diagonal conv (plan.Planner.choose_dot_layouts): qg = 1 (dense), a divisor
+    in between, or the conv's own groups, whichever has the least tile work.
+    Each layout bit-exact against the reference, on 1 and 3 threads."""
+    from seprt import variants
+    from seprt.arch import CIFAR10_LABELS, Arch, Layer
+    from seprt.plan import Planner
+
+    def prb(name, x, k, groups):
+        return (Layer(name + ".1x1", "conv", (x,), out_channels=k, kernel=1, groups=groups),
+                Layer(name + ".3x3", "conv", (x,), out_channels=k, kernel=3, pad=1, groups=groups),
+                Layer(name + ".sum", "add", (name + ".3x3", name + ".1x1")), Layer(name, "relu", (name + ".sum",)))
+    layers = ((Layer("stem", "conv", ("input",), out_channels=32, kernel=3, pad=1), Layer("r0", "relu", ("stem",)))
+              + prb("a", "r0", 16, 4)       # 4 outputs per group: one dense 16-wide tile
+              + prb("b", "a", 32, 4)        # 8 per group: two groups per tile
+              + prb("c", "b", 80, 4)        # 20 per group: its own groups
+              + (Layer("pool", "gap", ("c",)), Layer("fc", "fc", ("pool",), out_channels=10)))
+    a = Arch("grouped", (11, 9, 3), 10, layers, CIFAR10_LABELS)
+    ws = variants.binarize_layers(a, variants.random_layers(a, seed=3), "all")
+    calib = np.random.default_rng(4).standard_normal((8,) + a.input_shape).astype(np.float32)
+    g = variants.build_graph(a, ws, "BQ", variants.default_preprocess(a), calib)
+    pl = Planner(g)
+    layout = {g.nodes[i].name: q for i, q in pl.qgroups.items() if g.nodes[i].groups > 1}
+    assert layout == {"a.1x1": 1, "a.3x3": 1, "b.1x1": 2, "b.3x3": 2, "c.1x1": 4, "c.3x3": 4}
+    e = FastEngine(g)
+    assert sum(p.endswith("+1x1") for p in e.plan.paths) == 3
+    x = np.random.default_rng(5).standard_normal((3,) + a.input_shape).astype(np.float32)
+    np.testing.assert_array_equal(e.run(x)[0], reference.run(g, x)[g.output])
+    np.testing.assert_array_equal(FastEngine(g, threads=3).run(x[:1])[0], e.run(x[:1])[0])
+
+
+def test_dense_joins_groups_block_diagonally():
+    """Planner._dense: a conv of `groups` groups = the conv of qg groups with the
+    block-diagonal weights it returns, for every qg dividing groups."""
+    from seprt.plan import Planner
+    q = rng.integers(0, 256, (5, 6, 24)).astype(np.uint8)
+    w = rng.integers(-128, 128, (24, 3, 3, 24 // 6)).astype(np.int8)
+    want = conv_int_ref(q, 7, w, 1, 1, 6)
+    for qg in (1, 2, 3, 6):
+        np.testing.assert_array_equal(conv_int_ref(q, 7, Planner._dense(w, 6, qg, 24), 1, 1, qg), want)

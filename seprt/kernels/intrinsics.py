@@ -739,58 +739,51 @@ def _emit_epilogue(builder, isa, outs, outs2, P, M, p0, e, n):
     zw = [builder.mul(_vload(builder, e["wsum"], ocs[j], V16I32, masks[j]), zv) for j in range(M)]
     mults = [_vload(builder, e["mult"], ocs[j], V16F, masks[j]) for j in range(M)]
     biases = [_vload(builder, e["bias"], ocs[j], V16F, masks[j]) for j in range(M)]
-    pair = []                       # and the paired conv's, when there is one (else unused zeros)
-    cur = builder.block
-    with builder.if_then(has2):
-        loaded = [(builder.mul(_vload(builder, e["wsum2"], ocs[j], V16I32, masks[j]), zv),
-                   _vload(builder, e["mult2"], ocs[j], V16F, masks[j]),
-                   _vload(builder, e["bias2"], ocs[j], V16F, masks[j])) for j in range(M)]
-        end2 = builder.block
-    for j in range(M):
-        vals = []
-        for x, vty in zip(loaded[j], (V16I32, V16F, V16F)):
-            ph = builder.phi(vty)
-            ph.add_incoming(ir.Constant(vty, None), cur)
-            ph.add_incoming(x, end2)
-            vals.append(ph)
-        pair.append(vals)
-    for p in range(P):
-        pix = builder.add(p0, _i64(p))
-        base = builder.add(builder.mul(pix, K), e["oc0"])           # pix*K + oc0
-        for j in range(M):
-            oc = ocs[j]
-            mk = masks[j]
-            a = builder.sub(outs[p * M + j], zw[j])
-            v = builder.fadd(builder.fmul(builder.sitofp(a, V16F), mults[j]), biases[j])
-            at = builder.add(base, _i64(16 * j))
-            cur = builder.block
-            with builder.if_then(has_res, likely=True):
-                vr = builder.fadd(v, _vload(builder, e["fbuf"], builder.add(e["res_off"], at), V16F, mk))
-                res_end = builder.block
-            ph = builder.phi(V16F)
-            ph.add_incoming(v, cur)
-            ph.add_incoming(vr, res_end)
-            v, cur = ph, builder.block
-            with builder.if_then(has2):
-                zw2, mult2, bias2 = pair[j]
-                a2 = builder.sub(outs2[p * M + j], zw2)
-                y2 = builder.fadd(builder.fmul(builder.sitofp(a2, V16F), mult2), bias2)
-                v2 = builder.fadd(v, y2)
-                end2 = builder.block
-            ph = builder.phi(V16F)
-            ph.add_incoming(v, cur)
-            ph.add_incoming(v2, end2)
-            v = builder.select(relu, _max(builder, ph, zero), ph)
-            v = builder.select(relu6, _min(builder, v, six), v)
-            with builder.if_then(has_out):
-                _vstore(builder, v, e["fbuf"], builder.add(e["out_off"], at), mk)
-            with builder.if_then(has_q, likely=True):
-                qat = builder.add(builder.add(q_off, builder.mul(qrows[p], q_k)), oc)
-                rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16F, [V16F]),
-                                                     "llvm.roundeven.v16f32")
-                t = builder.fadd(builder.call(rnd, [builder.fdiv(v, qscale)]), qz)
-                t = _min(builder, _max(builder, t, zero), qmax)
-                _vstore(builder, builder.trunc(builder.fptosi(t, V16I32), V16I8), e["qbuf"], qat, mk)
+
+    def pixels(pair):
+        """The tile's pixels; pair: per block the paired conv's (z*wsum2, mult2, bias2), or None."""
+        for p in range(P):
+            pix = builder.add(p0, _i64(p))
+            base = builder.add(builder.mul(pix, K), e["oc0"])           # pix*K + oc0
+            for j in range(M):
+                oc = ocs[j]
+                mk = masks[j]
+                a = builder.sub(outs[p * M + j], zw[j])
+                v = builder.fadd(builder.fmul(builder.sitofp(a, V16F), mults[j]), biases[j])
+                at = builder.add(base, _i64(16 * j))
+                cur = builder.block
+                with builder.if_then(has_res, likely=True):
+                    vr = builder.fadd(v, _vload(builder, e["fbuf"], builder.add(e["res_off"], at), V16F, mk))
+                    res_end = builder.block
+                ph = builder.phi(V16F)
+                ph.add_incoming(v, cur)
+                ph.add_incoming(vr, res_end)
+                v = ph
+                if pair is not None:
+                    zw2, mult2, bias2 = pair[j]
+                    a2 = builder.sub(outs2[p * M + j], zw2)
+                    v = builder.fadd(v, builder.fadd(builder.fmul(builder.sitofp(a2, V16F), mult2), bias2))
+                v = builder.select(relu, _max(builder, v, zero), v)
+                v = builder.select(relu6, _min(builder, v, six), v)
+                with builder.if_then(has_out):
+                    _vstore(builder, v, e["fbuf"], builder.add(e["out_off"], at), mk)
+                with builder.if_then(has_q, likely=True):
+                    qat = builder.add(builder.add(q_off, builder.mul(qrows[p], q_k)), oc)
+                    rnd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(V16F, [V16F]),
+                                                         "llvm.roundeven.v16f32")
+                    t = builder.fadd(builder.call(rnd, [builder.fdiv(v, qscale)]), qz)
+                    t = _min(builder, _max(builder, t, zero), qmax)
+                    _vstore(builder, builder.trunc(builder.fptosi(t, V16I32), V16I8), e["qbuf"], qat, mk)
+
+    # two copies of the pixel loop: with a paired conv (its per-channel vectors loaded
+    # once here) and without (no registers held for it)
+    with builder.if_else(has2) as (then, otherwise):
+        with then:
+            pixels([(builder.mul(_vload(builder, e["wsum2"], ocs[j], V16I32, masks[j]), zv),
+                     _vload(builder, e["mult2"], ocs[j], V16F, masks[j]),
+                     _vload(builder, e["bias2"], ocs[j], V16F, masks[j])) for j in range(M)])
+        with otherwise:
+            pixels(None)
 
 
 def make_dw_tile(P: int, isa: str | None = None):

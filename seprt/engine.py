@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from .kernels.jit import jit
@@ -312,6 +311,7 @@ class FastEngine:
                 one(slice(0, n), NO_TRACE if trace is None else trace)
                 return logits, embed
             if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor      # on first use: 5-14 ms of import
                 self._pool = ThreadPoolExecutor(t - 1, thread_name_prefix="seprt-batch")
             parts = [slice(n * j // t, n * (j + 1) // t) for j in range(t)]
             futures = [self._pool.submit(one, r) for r in parts[1:]]

@@ -39,6 +39,7 @@ the kernel that reads them (seprt/kernels/conv.py, elementwise.py).
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -195,6 +196,13 @@ def fusions(g: Graph):
             skipped.add(j)
         writes[i], residual[i], relu[i] = out, res, flag
     return writes, residual, relu, skipped
+
+
+@functools.cache
+def _columns(row: type[IntEnum]) -> dict[str, int]:
+    """Planner.emit's field names (lower case) -> columns of `row`, and of the shared
+    Epilogue for conv rows."""
+    return {m.name.lower(): int(m) for m in list(row) + (list(Epilogue) if row in CONV_ROWS else [])}
 
 
 def dot_tile_work(kernel: int, c: int, k: int, qg: int) -> int:
@@ -388,16 +396,15 @@ class Planner:
     def emit(self, opcode: int, row: type[IntEnum], name: str, path: str, mac: int = 0, **fields) -> np.ndarray:
         """Append one instruction: `fields` names every column of `row` (lower
         case), and of the shared Epilogue for conv rows."""
-        cols = list(row) + (list(Epilogue) if row in CONV_ROWS else [])
-        if set(fields) != {m.name.lower() for m in cols}:
-            raise ValueError(f"{row.__name__}: fields {sorted(fields)} are not its columns "
-                             f"{sorted(m.name.lower() for m in cols)}")
+        cols = _columns(row)
+        if fields.keys() != cols.keys():
+            raise ValueError(f"{row.__name__}: fields {sorted(fields)} are not its columns {sorted(cols)}")
         r = np.zeros(WIDTH, np.int64)
         r[0] = opcode
-        for m in cols:
-            r[m] = fields[m.name.lower()]
-            if isinstance(fields[m.name.lower()], _F32):
-                self.f32_refs.append((len(self.rows), int(m), fields[m.name.lower()].v))
+        for field, col in cols.items():
+            r[col] = fields[field]
+            if isinstance(fields[field], _F32):
+                self.f32_refs.append((len(self.rows), col, fields[field].v))
         self.rows.append(r)
         self.names.append(name)
         self.paths.append(path)

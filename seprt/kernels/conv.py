@@ -272,10 +272,10 @@ def pack_u8i8(w_int: np.ndarray, groups: int, cgp: int, M: int) -> tuple[np.ndar
 def window_offsets(ho: int, wo: int, stride: int, shift: int, wp: int, cpix: int, k: int, cgp: int):
     """pix (Ho*Wo,) and koff (k*k*Cgp/4,) for a padded input of width wp and
     cpix bytes per pixel; `shift` = buffer padding - layer padding."""
-    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
-    pix = (((oy * stride + shift) * wp + (ox * stride + shift)) * cpix).reshape(-1).astype(np.int64)
-    ky, kx, c4 = np.meshgrid(np.arange(k), np.arange(k), np.arange(cgp // 4), indexing="ij")
-    koff = ((ky * wp + kx) * cpix + 4 * c4).reshape(-1).astype(np.int64)
+    oy, ox = np.arange(ho, dtype=np.int64)[:, None], np.arange(wo, dtype=np.int64)[None, :]
+    pix = (((oy * stride + shift) * wp + (ox * stride + shift)) * cpix).reshape(-1)
+    ky, kx = np.arange(k, dtype=np.int64)[:, None, None], np.arange(k, dtype=np.int64)[None, :, None]
+    koff = ((ky * wp + kx) * cpix + 4 * np.arange(cgp // 4, dtype=np.int64)[None, None, :]).reshape(-1)
     return pix, koff
 
 

@@ -657,6 +657,17 @@ def _vstore(builder, v, base, off, lanes=None):
                                             f"llvm.masked.store.{_LLVM_SUFFIX[v.type]}.p0")
         builder.call(fn, [v, ptr, ir.Constant(I32, 1), lanes.mask])
         return
+    if v.type == V16I8:             # count (0..16) bytes as at most 5 scalar stores: 16, 8, 4, 2, 1 bytes
+        i128 = ir.IntType(128)
+        x, pos = builder.bitcast(v, i128), _i64(0)
+        for k in (16, 8, 4, 2, 1):
+            part = builder.and_(lanes.count, _i64(k))
+            with builder.if_then(builder.icmp_signed("!=", part, _i64(0))):
+                piece = builder.trunc(builder.lshr(x, builder.zext(builder.mul(pos, _i64(8)), i128)), ir.IntType(8 * k))
+                at = builder.bitcast(builder.gep(base, [builder.add(off, pos)]), ir.IntType(8 * k).as_pointer())
+                builder.store(piece, at, align=1)
+            pos = builder.add(pos, part)
+        return
     tmp = lanes.tmp(builder, v.type)
     builder.store(v, tmp)
     elt = builder.bitcast(tmp, v.type.element.as_pointer())

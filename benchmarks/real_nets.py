@@ -1,6 +1,6 @@
 """seprt BQ vs TFLite int8 on real 224x224 networks imported from PyTorch, in one process.
 
-    python benchmarks/real_nets.py [--nets resnet18 googlenet squeezenet1_1 mobilenet_v2] [--runs 40]
+    python benchmarks/real_nets.py [--nets resnet18 googlenet squeezenet1_1 mobilenet_v2 resnext50_32x4d] [--runs 40]
 
 Each net of converters/zoo_nets.py (torchvision's layouts, random weights, seed 0:
 speed does not depend on trained values) is converted by the converter CLI to
@@ -26,7 +26,7 @@ from run import ROOT, calib_images, cpu_name, latency  # noqa: E402
 import seprt  # noqa: E402
 from seprt.cli import per_layer  # noqa: E402
 
-NETS = ("resnet18", "googlenet", "squeezenet1_1", "mobilenet_v2")
+NETS = ("resnet18", "googlenet", "squeezenet1_1", "mobilenet_v2", "resnext50_32x4d")
 
 
 def convert(net: str, work: Path) -> dict[str, Path]:

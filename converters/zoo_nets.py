@@ -5,6 +5,8 @@
     c_inception      the paper's C-InceptionNet: that GoogLeNet with every 5x5 conv removed (the
                      whole 1x1 -> 5x5 branch, so each inception module concatenates three branches)
     resnet18         He et al. 2016 (torchvision's layout and state-dict keys)
+    resnext50_32x4d  Xie et al. 2017: ResNet-50's bottlenecks with 3x3 convs of 32 groups, 4, 8, 16
+                     and 32 channels each (torchvision's layout and state-dict keys)
     mobilenet_v2     Sandler et al. 2018 (torchvision's layout and state-dict keys)
     squeezenet1_1    Iandola et al. 2016, v1.1 (torchvision's layout and state-dict keys; the
                      classifier is a 1x1 conv followed by global pooling)
@@ -160,6 +162,56 @@ class ResNet18(nn.Module):
 
 def resnet18() -> nn.Module:
     return _bn_stats(_seeded(ResNet18))
+
+
+# ------------------------------------------------------------ ResNeXt-50 (32x4d)
+
+class Bottleneck(nn.Module):
+    """torchvision's: 1x1 -> 3x3 (stride, groups) -> 1x1 (x4 channels), projection shortcut when the shape changes."""
+
+    def __init__(self, cin, planes, stride, groups, base_width):
+        super().__init__()
+        width, cout = planes * base_width // 64 * groups, planes * 4
+        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + idt)
+
+
+class ResNeXt50(nn.Module):
+    def __init__(self, groups=32, base_width=4, num_classes=1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        c = 64
+        for i, (planes, n) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), start=1):
+            blocks = []
+            for j in range(n):
+                blocks.append(Bottleneck(c, planes, 2 if j == 0 and i > 1 else 1, groups, base_width))
+                c = planes * 4
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(c, num_classes)
+
+    forward = ResNet18.forward
+
+
+def resnext50_32x4d() -> nn.Module:
+    return _bn_stats(_seeded(ResNeXt50))
 
 
 # ------------------------------------------------------------ MobileNetV2

@@ -120,6 +120,13 @@ def c_inception() -> nn.Module:
 
 # ------------------------------------------------------------ ResNet-18
 
+def _projection(cin, cout, stride):
+    """torchvision's `downsample`: 1x1 conv (stride) + BN when the shape changes, else None."""
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -128,9 +135,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.downsample = _projection(cin, cout, stride)
 
     def forward(self, x):
         idt = x if self.downsample is None else self.downsample(x)
@@ -139,20 +144,20 @@ class BasicBlock(nn.Module):
         return self.relu(out + idt)
 
 
-class ResNet18(nn.Module):
-    def __init__(self, num_classes=1000):
+class ResNet(nn.Module):
+    """torchvision's ResNet trunk: 7x7/2 conv, BN, ReLU, 3x3/2 max pool, layer1..layer4
+    (stages() -> four lists of blocks, built after the stem), average pool, fc."""
+
+    def __init__(self, stages, c_out, num_classes=1000):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        c = 64
-        for i, cout in enumerate((64, 128, 256, 512), start=1):
-            s = 1 if i == 1 else 2
-            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(c, cout, s), BasicBlock(cout, cout, 1)))
-            c = cout
+        for i, blocks in enumerate(stages(), start=1):
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(c_out, num_classes)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -160,8 +165,18 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+def _resnet18_net(num_classes=1000) -> ResNet:
+    def stages():
+        c, out = 64, []
+        for i, cout in enumerate((64, 128, 256, 512), start=1):
+            out.append([BasicBlock(c, cout, 1 if i == 1 else 2), BasicBlock(cout, cout, 1)])
+            c = cout
+        return out
+    return ResNet(stages, 512, num_classes)
+
+
 def resnet18() -> nn.Module:
-    return _bn_stats(_seeded(ResNet18))
+    return _bn_stats(_seeded(_resnet18_net))
 
 
 # ------------------------------------------------------------ ResNeXt-50 (32x4d)
@@ -179,9 +194,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.downsample = _projection(cin, cout, stride)
 
     def forward(self, x):
         idt = x if self.downsample is None else self.downsample(x)
@@ -190,28 +203,20 @@ class Bottleneck(nn.Module):
         return self.relu(self.bn3(self.conv3(out)) + idt)
 
 
-class ResNeXt50(nn.Module):
-    def __init__(self, groups=32, base_width=4, num_classes=1000):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        c = 64
+def _resnext50_net(groups=32, base_width=4, num_classes=1000) -> ResNet:
+    def stages():
+        c, out = 64, []
         for i, (planes, n) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), start=1):
-            blocks = []
+            out.append([])
             for j in range(n):
-                blocks.append(Bottleneck(c, planes, 2 if j == 0 and i > 1 else 1, groups, base_width))
+                out[-1].append(Bottleneck(c, planes, 2 if j == 0 and i > 1 else 1, groups, base_width))
                 c = planes * 4
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(c, num_classes)
-
-    forward = ResNet18.forward
+        return out
+    return ResNet(stages, 2048, num_classes)
 
 
 def resnext50_32x4d() -> nn.Module:
-    return _bn_stats(_seeded(ResNeXt50))
+    return _bn_stats(_seeded(_resnext50_net))
 
 
 # ------------------------------------------------------------ MobileNetV2

@@ -268,6 +268,18 @@ class LatentStackedConv2d(nn.Module):
         out.alpha.copy_(st.alpha)
         return out
 
+    @torch.no_grad()
+    def shrink_bank(self, m: int) -> None:
+        """Keep the m bank filters the most slices pick (ties: the lower row),
+        in their order; a slice whose filter is dropped picks its best
+        remaining one from the next forward pass on."""
+        if m >= self.m:
+            return
+        used = torch.bincount(self.assign().reshape(-1), minlength=self.m)
+        keep = torch.argsort(-used, stable=True)[:m].sort().values
+        self.bank = self.bank[keep].clone()
+        self.m = m
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}->{self.out_channels}, k={self.kernel}, s={self.stride}, p={self.padding}, "
                 f"g={self.groups}, d={self.d}, m={self.m}, S={self.s}, latent")
@@ -496,14 +508,23 @@ def _reestimate_bn_cmd(args) -> int:
 
 def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
     """(latent net, dm, its history) from --resume (train_config["resume"]
-    names it); the checkpoint must be of --ckpt's model, -o must not be it."""
+    names it), banks cut to --m when given; the checkpoint must be of
+    --ckpt's model, -o must not be it."""
     if args.method != "latent":
         raise SystemExit("error: --resume goes on with --method latent only")
     net, sck = _load_input(args.resume, args.out, "--resume")
     if sck["model"] != ck["model"] or sck["model_kwargs"] != ck["model_kwargs"]:
         raise SystemExit(f"error: {args.resume} is not a stacked model of {args.ckpt}'s model")
     to_latent(net)
-    return net, {k: tuple(v) for k, v in sck["dm"].items()}, list(sck["history"])
+    dm = {k: tuple(v) for k, v in sck["dm"].items()}
+    if args.m is not None and not 1 <= args.m <= 256:
+        raise SystemExit(f"error: --m {args.m}: a bank has 1..256 filters")
+    if args.m is not None:                        # a smaller bank: each conv keeps its args.m most used filters
+        for name, (d, m) in dm.items():
+            if m > args.m:
+                net.get_submodule(name).shrink_bank(args.m)
+                dm[name] = (d, args.m)
+    return net, dm, list(sck["history"])
 
 
 def main(argv=None) -> int:
@@ -511,7 +532,9 @@ def main(argv=None) -> int:
                                 description="full checkpoint -> stacked binary filters, k-means init + KD fine-tune")
     p.add_argument("--ckpt", required=True, help="full (real) checkpoint: the init and the teacher")
     p.add_argument("--d", type=int, default=4)
-    p.add_argument("--m", type=int, default=64)
+    p.add_argument("--m", type=int, default=None,
+                   help="bank filters per conv (default 64; capped per conv by its slices); with --resume, "
+                        "convs with more keep their M most used filters")
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=128)
@@ -551,7 +574,7 @@ def main(argv=None) -> int:
         net, dm, prior = _resume(args, ck)
     else:
         net, prior = modelckpt.build_model(ck), []
-        dm = stack_modules(net, args.d, args.m, form=args.form, method=args.method)
+        dm = stack_modules(net, args.d, 64 if args.m is None else args.m, form=args.form, method=args.method)
         print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
               + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),

@@ -44,6 +44,17 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     _, ck3 = ts.load_checkpoint(str(more))
     assert ck3["dm"] == m_before and ck3["train_config"]["resume"] == str(again)
     assert ck3["history"][:3] == ck2["history"] and ck3["history"][3]["epoch"] == 1
+    # --resume with a smaller --m: every bank keeps its --m most used filters
+    fewer = tmp_path / "s4.pt"
+    assert ts.main(["--ckpt", str(full), "--resume", str(more), "--m", "3", "--epochs", "1", "--bn-batches", "1",
+                    "-o", str(fewer), *_common(tiny_tar, tmp_path)]) == 0
+    net4, ck4 = ts.load_checkpoint(str(fewer))
+    assert ck4["dm"] == {k: [d, min(m, 3)] for k, (d, m) in m_before.items()}
+    assert all(mod.bank.shape[0] == ck4["dm"][n][1] and int(mod.sel.argmax(-1).max()) < mod.bank.shape[0]
+               for n, mod in net4.named_modules() if isinstance(mod, ts.StackedConv2d))
+    with pytest.raises(SystemExit, match="a bank has 1..256 filters"):
+        ts.main(["--ckpt", str(full), "--resume", str(more), "--m", "0", "-o", str(tmp_path / "x.pt"),
+                 *_common(tiny_tar, tmp_path)])
     with pytest.raises(SystemExit, match="must differ from --resume"):
         ts.main(["--ckpt", str(full), "--resume", str(more), "-o", str(more), *_common(tiny_tar, tmp_path)])
     with pytest.raises(SystemExit, match="not a stacked checkpoint"):

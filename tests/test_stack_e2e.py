@@ -1,6 +1,7 @@
 """Tiny end to end: full net -> stacked (k-means init) -> a few KD steps ->
 seprt .bin (B and BQ) -> predict, with the converter's parity checks."""
 import numpy as np
+import pytest
 import torch
 
 import seprt
@@ -46,6 +47,17 @@ def test_train_convert_predict(tmp_path):
     ck = ts.make_checkpoint(net, dm, SRC)
     torch.save(ck, tmp_path / "s.pt")
     net2, ck2 = ts.load_checkpoint(str(tmp_path / "s.pt"))
+    # a selection is stored as its argmax (u8 (K, S)), read back as the one-hot it picks
+    sel = {k: v for k, v in ck["state_dict"].items() if k.endswith(".sel_index")}
+    assert len(sel) == 19 and not any(k.endswith(".sel") for k in ck["state_dict"])
+    assert all(v.dtype == torch.uint8 for v in sel.values())
+    ts.set_form(net, "expand")                           # load_checkpoint's form: the same sums
+    with torch.no_grad():
+        torch.testing.assert_close(net2(x), net(x), atol=0, rtol=0)
+    bad = dict(ck, state_dict={**ck["state_dict"], "conv1.sel_index": torch.full_like(sel["conv1.sel_index"], 8)})
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="conv1.sel_index is not a u8 selection"):
+        ts.load_checkpoint(str(tmp_path / "bad.pt"))
     xs = np.random.default_rng(0).standard_normal((16, 32, 32, 3)).astype(np.float32)
     data, rep = cs.convert(net2, ck2, "B", None, xs, log=lambda s: None)        # raises if parity fails
     assert rep["rel_diff"] < 1e-4

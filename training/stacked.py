@@ -43,7 +43,8 @@ from seprt import stacked as sk
 from . import models, pattern, spec as spec_mod
 
 FORMAT = "seprt-stacked-checkpoint"
-VERSION = 2          # 2: any module (SPEC + module names); 1: a built-in arch with layer-list keys
+VERSION = 3          # 3: each selection stored as its argmax, <conv>.sel_index u8 (K, S), not the (K, S, m) proxy;
+                     # 2: any module (SPEC + module names); 1: a built-in arch with layer-list keys
 
 
 def ste_sign(w: torch.Tensor) -> torch.Tensor:
@@ -335,10 +336,17 @@ def set_form(net: nn.Module, form: str) -> None:
 
 def make_checkpoint(net: nn.Module, dm: dict, src: dict, val_top1=None, history=None, config=None) -> dict:
     """A stacked checkpoint of `net`, built as the module checkpoint `src` says
-    (its SPEC, kwargs, labels, preprocessing)."""
+    (its SPEC, kwargs, labels, preprocessing). A selection proxy is stored
+    as what the model uses of it, its argmax (`<conv>.sel_index`, u8 (K, S)):
+    the float (K, S, m) proxy made `resnet56` d=4 m=128 a 12 MB file."""
+    sd = {}
+    for k, v in net.state_dict().items():
+        if k.endswith(".sel"):
+            sd[k[:-len("sel")] + "sel_index"] = v.detach().argmax(-1).to(torch.uint8)
+        else:
+            sd[k] = v.detach().clone()
     return {"format": FORMAT, "version": VERSION, "model": src["model"], "model_kwargs": dict(src["model_kwargs"]),
-            "dm": {k: list(v) for k, v in dm.items()},
-            "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
+            "dm": {k: list(v) for k, v in dm.items()}, "state_dict": sd,
             "labels": list(src["labels"]), "preprocess": dict(src["preprocess"]),
             "val_top1": None if val_top1 is None else float(val_top1), "history": list(history or []),
             "train_config": dict(config or {})}
@@ -370,8 +378,18 @@ def load_checkpoint(path: str) -> tuple[nn.Module, dict]:
     if "arch" in ck:
         ck = _upgrade_v1(ck)
     net = spec_mod.build(ck["model"], ck["model_kwargs"])
-    stack_modules(net, 0, 0, init=False, form="expand", dm={k: tuple(v) for k, v in ck["dm"].items()})
-    net.load_state_dict(ck["state_dict"], strict=True)
+    dm = {k: tuple(v) for k, v in ck["dm"].items()}
+    stack_modules(net, 0, 0, init=False, form="expand", dm=dm)
+    sd = {}
+    for k, v in ck["state_dict"].items():
+        if k.endswith(".sel_index"):                   # version 3: the proxy as its one-hot
+            name = k[:-len(".sel_index")]
+            if name not in dm or v.dtype != torch.uint8 or (v.numel() and int(v.max()) >= dm[name][1]):
+                raise ValueError(f"{path}: {k} is not a u8 selection of {name}'s {dm.get(name, (0, 0))[1]} filters")
+            sd[name + ".sel"] = F.one_hot(v.long(), dm[name][1]).float()
+        else:
+            sd[k] = v
+    net.load_state_dict(sd, strict=True)
     net.eval()
     return net, ck
 

@@ -336,4 +336,14 @@ class FastPathTest {
             }
         }
     }
+
+    /** conv_i32_nhwc's blocks: the divisor of the groups with the least row work, ties to fewer. */
+    @Test
+    void nhwcBlocksJoinGroupsByRowWork() {
+        assertEquals(1, ConvI32Nhwc.blocksFor(1, 160, 80));     // not grouped
+        assertEquals(4, ConvI32Nhwc.blocksFor(4, 80, 40));      // sepnet-cifar 8x8 slice2: 60 < 80 (2) < 120 (1)
+        assertEquals(4, ConvI32Nhwc.blocksFor(4, 80, 80));      // slice1: 80 < 120 < 220
+        assertEquals(2, ConvI32Nhwc.blocksFor(8, 32, 16));      // Cg 4, Kg 2: 16 for 2, 4 and 8 blocks, 24 for 1
+        assertEquals(120, ConvI32Nhwc.blocksFor(960, 960, 960)); // depthwise: 8 channels a block, not 960x960
+    }
 }

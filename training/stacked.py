@@ -545,6 +545,21 @@ def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
     return net, dm, list(sck["history"])
 
 
+def _init_checkpoint(args, ck: dict) -> dict:
+    """The module checkpoint the k-means starts from: --init (the same model:
+    a full one, or a pattern one's latent weights) or else --ckpt."""
+    from . import modelckpt
+    if not args.init:
+        return ck
+    try:
+        ick = modelckpt.read(args.init)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if ick["model"] != ck["model"] or ick["model_kwargs"] != ck["model_kwargs"]:
+        raise SystemExit(f"error: --init {args.init} is not a checkpoint of {args.ckpt}'s model")
+    return ick
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.stacked",
                                 description="full checkpoint -> stacked binary filters, k-means init + KD fine-tune")
@@ -567,6 +582,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-limit", type=int, default=0, help="use only this many training images (smoke runs)")
     p.add_argument("--bn-batches", type=int, default=100,
                    help="after each epoch, BN statistics recomputed over this many training batches (0: off)")
+    p.add_argument("--init", metavar="MODEL.pt", default=None,
+                   help="start the k-means from this checkpoint of the same model (e.g. a pattern STE model's "
+                        "latent weights) instead of --ckpt, which stays the teacher")
     p.add_argument("--resume", metavar="STACKED.pt", default=None,
                    help="go on training this stacked checkpoint (latent method; its d, m per conv) instead of "
                         "a k-means init; --ckpt stays the teacher and must be its full model")
@@ -589,9 +607,11 @@ def main(argv=None) -> int:
     teacher = modelckpt.build_model(ck)
     t0 = time.time()
     if args.resume:
+        if args.init:
+            raise SystemExit("error: --init starts a run; --resume goes on with one")
         net, dm, prior = _resume(args, ck)
     else:
-        net, prior = modelckpt.build_model(ck), []
+        net, prior = modelckpt.build_model(_init_checkpoint(args, ck)), []
         dm = stack_modules(net, args.d, 64 if args.m is None else args.m, form=args.form, method=args.method)
         print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
               + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)

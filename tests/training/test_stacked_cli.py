@@ -67,3 +67,17 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     with pytest.raises(SystemExit, match="not a stacked model of"):
         ts.main(["--ckpt", str(other), "--resume", str(more), "-o", str(tmp_path / "x.pt"),
                  *_common(tiny_tar, tmp_path)])
+    # --init: the k-means starts from another checkpoint of the same model, --ckpt stays the teacher
+    ste = tmp_path / "ste.pt"
+    assert train.main(["train", "--arch", "resnet20", "--init", str(full), "--binary-from-start", "all",
+                       "--epochs", "1", "--out", str(ste), "--quiet", "--data", tiny_tar,
+                       "--cache-dir", str(tmp_path / "cache"), "--threads", "1", "--batch-size", "8"]) == 0
+    from_ste = tmp_path / "from-ste.pt"
+    assert ts.main(["--ckpt", str(full), "--init", str(ste), "--d", "4", "--m", "8", "--epochs", "1",
+                    "--bn-batches", "1", "-o", str(from_ste), *_common(tiny_tar, tmp_path)]) == 0
+    assert ts.load_checkpoint(str(from_ste))[1]["train_config"]["init"] == str(ste)
+    with pytest.raises(SystemExit, match="is not a checkpoint of"):
+        ts.main(["--ckpt", str(full), "--init", str(other), "-o", str(tmp_path / "x.pt"), *_common(tiny_tar, tmp_path)])
+    with pytest.raises(SystemExit, match="--init starts a run"):
+        ts.main(["--ckpt", str(full), "--init", str(ste), "--resume", str(more), "-o", str(tmp_path / "x.pt"),
+                 *_common(tiny_tar, tmp_path)])

@@ -35,6 +35,8 @@ ZOO = [("resnet20-full.pt", "resnet20-R.bin", "R"),
 # stacked checkpoints -> BQ with `python -m converters.stacked`: models/README.md
 STACKED = [("resnet20-stacked-d4m32.pt", "resnet20-stacked-d4m32-BQ.bin"),
            ("resnet20-stacked-d4m128.pt", "resnet20-stacked-d4m128-BQ.bin"),
+           ("resnet20-stacked-d4m112.pt", "resnet20-stacked-d4m112-BQ.bin"),
+           ("resnet56-stacked-d4m128.pt", "resnet56-stacked-d4m128-BQ.bin"),
            ("sepnet-cifar-stacked-d4m32.pt", "sepnet-cifar-stacked-d4m32-BQ.bin")]
 
 

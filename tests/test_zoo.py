@@ -68,6 +68,8 @@ STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10
            ("resnet20-stacked-d4m128-BQ.bin", "resnet20-stacked-d4m128.pt", 19, 17104, 0.8106),
            ("resnet20-stacked-d4m112-BQ.bin", "resnet20-stacked-d4m112.pt", 19, 16144, 0.8104),
            ("resnet56-stacked-d4m128-BQ.bin", "resnet56-stacked-d4m128.pt", 55, 52432, 0.8318),
+           ("resnet56-stacked-d4m64-BQ.bin", "resnet56-stacked-d4m64.pt", 55, 40912, 0.8160),
+           ("sepnet-cifar-stacked-d4m16-BQ.bin", "sepnet-cifar-stacked-d4m16.pt", 21, 5248, 0.8522),
            ("sepnet-cifar-stacked-d4m32-BQ.bin", "sepnet-cifar-stacked-d4m32.pt", 21, 6592, 0.8712)]
 
 

@@ -37,6 +37,8 @@ STACKED = [("resnet20-stacked-d4m32.pt", "resnet20-stacked-d4m32-BQ.bin"),
            ("resnet20-stacked-d4m128.pt", "resnet20-stacked-d4m128-BQ.bin"),
            ("resnet20-stacked-d4m112.pt", "resnet20-stacked-d4m112-BQ.bin"),
            ("resnet56-stacked-d4m128.pt", "resnet56-stacked-d4m128-BQ.bin"),
+           ("resnet56-stacked-d4m64.pt", "resnet56-stacked-d4m64-BQ.bin"),
+           ("sepnet-cifar-stacked-d4m16.pt", "sepnet-cifar-stacked-d4m16-BQ.bin"),
            ("sepnet-cifar-stacked-d4m32.pt", "sepnet-cifar-stacked-d4m32-BQ.bin")]
 
 

@@ -535,9 +535,9 @@ def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
         raise SystemExit(f"error: {args.resume} is not a stacked model of {args.ckpt}'s model")
     to_latent(net)
     dm = {k: tuple(v) for k, v in sck["dm"].items()}
-    if args.m is not None and not 1 <= args.m <= 256:
-        raise SystemExit(f"error: --m {args.m}: a bank has 1..256 filters")
     if args.m is not None:                        # a smaller bank: each conv keeps its args.m most used filters
+        if not 1 <= args.m <= 256:
+            raise SystemExit(f"error: --m {args.m}: a bank has 1..256 filters")
         for name, (d, m) in dm.items():
             if m > args.m:
                 net.get_submodule(name).shrink_bank(args.m)
@@ -563,7 +563,7 @@ def _init_checkpoint(args, ck: dict) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.stacked",
                                 description="full checkpoint -> stacked binary filters, k-means init + KD fine-tune")
-    p.add_argument("--ckpt", required=True, help="full (real) checkpoint: the init and the teacher")
+    p.add_argument("--ckpt", required=True, help="full (real) checkpoint: the teacher, and the init unless --init")
     p.add_argument("--d", type=int, default=4)
     p.add_argument("--m", type=int, default=None,
                    help="bank filters per conv (default 64; capped per conv by its slices); with --resume, "

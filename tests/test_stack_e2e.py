@@ -19,14 +19,15 @@ class _Batches(list):
         pass
 
 
-def _teacher_and_stacked(seed, method="proxies"):
-    """(a random resnet20 as teacher, a copy of it stacked d=4 m=8, {name: (d, m)})."""
+def _teacher_and_stacked(seed, method="proxies", m_at=()):
+    """(a random resnet20 as teacher, a copy of it stacked d=4 m=8 (or as
+    m_at says per conv), {name: (d, m)})."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     teacher = models.resnet20().eval()
     net = models.resnet20()
     net.load_state_dict(teacher.state_dict())
-    return teacher, net, ts.stack_modules(net, d=4, m=8, iters=3, method=method)
+    return teacher, net, ts.stack_modules(net, 0, 0, iters=3, method=method, dm=ts.plan_dm(net, 4, 8, m_at))
 
 
 def test_train_convert_predict(tmp_path):
@@ -117,7 +118,9 @@ def test_latent_method_moves_selection_and_bank_and_exports_the_same_function():
 
 def test_latent_method_end_to_end(tmp_path):
     """latent fine-tuning -> to_stacked -> checkpoint -> seprt BQ -> predict."""
-    teacher, net, dm = _teacher_and_stacked(1, "latent")
+    teacher, net, dm = _teacher_and_stacked(1, "latent", m_at=[("stage3.*", 24), ("stage3.block0.conv1", 5)])
+    assert dm["stage2.block0.conv1"] == (4, 8) and dm["stage3.block1.conv2"] == (4, 24)
+    assert dm["stage3.block0.conv1"] == (4, 5)            # the last matching pattern wins
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     ts.finetune(net, teacher, _Batches([(x, y)] * 2), None, 1, 0.01, log=lambda s: None)
     net.eval()
@@ -132,4 +135,5 @@ def test_latent_method_end_to_end(tmp_path):
     xs = np.random.default_rng(0).standard_normal((16, 32, 32, 3)).astype(np.float32)
     data, rep = cs.convert(net2, ck2, "BQ", xs, xs, log=lambda s: None)
     assert rep["kxk"]["ratio"] > 64
+    assert ts.kxk_bytes(net2) == {k: rep["kxk"][k] for k in ("bytes", "float32_bytes", "ratio")}
     assert len(seprt.Model.from_bytes(data).predict(seprt.demo_images()[0], top_k=3)) == 3

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fnmatch
 import os
 import time
 
@@ -326,6 +327,59 @@ def stack_modules(model: nn.Module, d: int, m: int, init: bool = True, iters: in
     return out
 
 
+def parse_m_at(items) -> list[tuple[str, int]]:
+    """["PATTERN=M", ...] (the CLI's --m-at) -> [(pattern, m)]; ValueError if malformed."""
+    out = []
+    for it in items or ():
+        pat, eq, m = it.rpartition("=")
+        if not eq or not pat or not m.strip().isdigit() or not 1 <= int(m) <= sk.MAX_BANK:
+            raise ValueError(f"--m-at {it!r}: expected PATTERN=M, M a bank size 1..{sk.MAX_BANK}")
+        out.append((pat, int(m)))
+    return out
+
+
+def m_for(names, m: int, m_at=()) -> dict[str, int]:
+    """{conv name: bank size}: `m`, or the last of the (fnmatch pattern, m)
+    pairs in `m_at` whose pattern matches the name. A pattern that matches
+    none of `names` is a ValueError (a typo must not go unnoticed).
+
+        >>> m_for(["conv1", "stage1.block0.conv1", "stage3.block0.conv1"], 112, [("stage1.*", 32), ("stage3.*", 208)])
+        {'conv1': 112, 'stage1.block0.conv1': 32, 'stage3.block0.conv1': 208}
+    """
+    out = {n: m for n in names}
+    for pat, mm in m_at:
+        hit = fnmatch.filter(out, pat)
+        if not hit:
+            raise ValueError(f"--m-at {pat}={mm}: the pattern matches none of the convs ({', '.join(out)})")
+        out.update({n: mm for n in hit})
+    return out
+
+
+def plan_dm(model: nn.Module, d: int, m: int, m_at=(), which="all") -> dict[str, tuple[int, int]]:
+    """{conv name: (d, m)} for stack_modules: seprt.stacked.layer_dm of each
+    k x k conv `which` chooses, its m from m_for (a per-layer bank size)."""
+    names = pattern.select(model, which)
+    ms = m_for(names, m, m_at)
+    out = {}
+    for name in names:
+        conv = model.get_submodule(name)
+        out[name] = sk.layer_dm(conv.in_channels // conv.groups, conv.out_channels, d, ms[name])
+    return out
+
+
+def kxk_bytes(net: nn.Module) -> dict:
+    """The stacked convs' weight bytes as the converter writes them (bank rows
+    of ceil(d*k*k/8) bytes, one byte per index; alpha and bias excluded, as
+    in seprt.stacked.kxk_bytes), their float32 bytes and the ratio."""
+    stored = floats = 0
+    for mod in net.modules():
+        if isinstance(mod, (StackedConv2d, LatentStackedConv2d)):
+            k = mod.kernel
+            stored += mod.m * -(-mod.d * k * k // 8) + mod.out_channels * mod.s
+            floats += 4 * mod.out_channels * mod.s * mod.d * k * k
+    return {"bytes": stored, "float32_bytes": floats, "ratio": floats / max(stored, 1)}
+
+
 def set_form(net: nn.Module, form: str) -> None:
     for mod in net.modules():
         if isinstance(mod, StackedConv2d):
@@ -535,13 +589,15 @@ def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
         raise SystemExit(f"error: {args.resume} is not a stacked model of {args.ckpt}'s model")
     to_latent(net)
     dm = {k: tuple(v) for k, v in sck["dm"].items()}
-    if args.m is not None:                        # a smaller bank: each conv keeps its args.m most used filters
-        if not 1 <= args.m <= 256:
-            raise SystemExit(f"error: --m {args.m}: a bank has 1..256 filters")
+    if args.m is not None or args.m_at:           # a smaller bank: each conv keeps its most used filters
+        try:
+            want = m_for(dm, sk.MAX_BANK if args.m is None else args.m, parse_m_at(args.m_at))
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         for name, (d, m) in dm.items():
-            if m > args.m:
-                net.get_submodule(name).shrink_bank(args.m)
-                dm[name] = (d, args.m)
+            if m > want[name]:
+                net.get_submodule(name).shrink_bank(want[name])
+                dm[name] = (d, want[name])
     return net, dm, list(sck["history"])
 
 
@@ -568,6 +624,9 @@ def main(argv=None) -> int:
     p.add_argument("--m", type=int, default=None,
                    help="bank filters per conv (default 64; capped per conv by its slices); with --resume, "
                         "convs with more keep their M most used filters")
+    p.add_argument("--m-at", metavar="PATTERN=M", action="append", default=[],
+                   help="bank size M for the convs whose names match PATTERN (fnmatch, e.g. 'stage3.*=208'); "
+                        "repeatable, the last match wins; the other convs get --m")
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=128)
@@ -598,6 +657,8 @@ def main(argv=None) -> int:
     from .train import evaluate
     if args.reestimate_bn:
         return _reestimate_bn_cmd(args)
+    if args.m is not None and not 1 <= args.m <= sk.MAX_BANK:
+        raise SystemExit(f"error: --m {args.m}: a bank has 1..{sk.MAX_BANK} filters")
     try:
         ck = modelckpt.read(args.ckpt)
     except ValueError as e:
@@ -612,9 +673,16 @@ def main(argv=None) -> int:
         net, dm, prior = _resume(args, ck)
     else:
         net, prior = modelckpt.build_model(_init_checkpoint(args, ck)), []
-        dm = stack_modules(net, args.d, 64 if args.m is None else args.m, form=args.form, method=args.method)
+        try:
+            dm = plan_dm(net, args.d, 64 if args.m is None else args.m, parse_m_at(args.m_at))
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        stack_modules(net, 0, 0, form=args.form, method=args.method, dm=dm)
         print(f"k-means init of {len(dm)} convs in {time.time() - t0:.1f} s: "
               + ", ".join(f"{k} d={v[0]} m={v[1]}" for k, v in dm.items()), flush=True)
+    kb = kxk_bytes(net)
+    print(f"stacked k x k weights (bank + indices): {kb['bytes']} bytes, {kb['ratio']:.1f}x smaller than "
+          f"float32 ({kb['float32_bytes']} bytes)", flush=True)
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),
                        labels=list(ck["labels"]), cache_dir=args.cache_dir or data_mod.DEFAULT_CACHE)
     tr, va = ds.split("train"), ds.split("val")

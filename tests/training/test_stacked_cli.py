@@ -52,6 +52,12 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     assert ck4["dm"] == {k: [d, min(m, 3)] for k, (d, m) in m_before.items()}
     assert all(mod.bank.shape[0] == ck4["dm"][n][1] and int(mod.sel.argmax(-1).max()) < mod.bank.shape[0]
                for n, mod in net4.named_modules() if isinstance(mod, ts.StackedConv2d))
+    # --resume with --m-at: only the matching convs' banks shrink
+    per = tmp_path / "s5.pt"
+    assert ts.main(["--ckpt", str(full), "--resume", str(more), "--m-at", "stage3.*=2", "--epochs", "1",
+                    "--bn-batches", "1", "-o", str(per), *_common(tiny_tar, tmp_path)]) == 0
+    assert ts.load_checkpoint(str(per))[1]["dm"] == {k: [d, 2 if k.startswith("stage3.") else m]
+                                                      for k, (d, m) in m_before.items()}
     with pytest.raises(SystemExit, match="a bank has 1..256 filters"):
         ts.main(["--ckpt", str(full), "--resume", str(more), "--m", "0", "-o", str(tmp_path / "x.pt"),
                  *_common(tiny_tar, tmp_path)])
@@ -81,3 +87,22 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     with pytest.raises(SystemExit, match="--init starts a run"):
         ts.main(["--ckpt", str(full), "--init", str(ste), "--resume", str(more), "-o", str(tmp_path / "x.pt"),
                  *_common(tiny_tar, tmp_path)])
+    # --m-at: a bank size per conv name pattern, the planned bytes printed before training
+    capsys.readouterr()
+    per_conv = tmp_path / "per-conv.pt"
+    assert ts.main(["--ckpt", str(full), "--d", "4", "--m", "6", "--m-at", "stage1.*=3", "--m-at", "conv1=2",
+                    "--epochs", "1", "--bn-batches", "1", "-o", str(per_conv), *_common(tiny_tar, tmp_path)]) == 0
+    dm = ts.load_checkpoint(str(per_conv))[1]["dm"]
+    assert dm["conv1"] == [3, 2] and dm["stage1.block2.conv2"] == [4, 3] and dm["stage3.block0.conv1"] == [4, 6]
+    assert "stacked k x k weights (bank + indices): " in capsys.readouterr().out
+    for bad, msg in ((["--m-at", "layer9.*=4"], "matches none of the convs"), (["--m-at", "stage1.*"], "PATTERN=M"),
+                     (["--m-at", "stage1.*=300"], "PATTERN=M"), (["--m", "257"], "a bank has 1..256")):
+        with pytest.raises(SystemExit, match=msg):
+            ts.main(["--ckpt", str(full), *bad, "-o", str(tmp_path / "x.pt"), *_common(tiny_tar, tmp_path)])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_doctests():
+    import doctest
+    r = doctest.testmod(ts, optionflags=doctest.ELLIPSIS)
+    assert r.failed == 0 and r.attempted > 0

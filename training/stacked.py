@@ -327,43 +327,45 @@ def stack_modules(model: nn.Module, d: int, m: int, init: bool = True, iters: in
     return out
 
 
-def parse_m_at(items) -> list[tuple[str, int]]:
-    """["PATTERN=M", ...] (the CLI's --m-at) -> [(pattern, m)]; ValueError if malformed."""
+def parse_at(items, flag: str = "--m-at", hi: int = sk.MAX_BANK) -> list[tuple[str, int]]:
+    """["PATTERN=N", ...] (the CLI's --m-at / --d-at) -> [(pattern, N)]; ValueError if malformed."""
     out = []
     for it in items or ():
-        pat, eq, m = it.rpartition("=")
-        if not eq or not pat or not m.strip().isdigit() or not 1 <= int(m) <= sk.MAX_BANK:
-            raise ValueError(f"--m-at {it!r}: expected PATTERN=M, M a bank size 1..{sk.MAX_BANK}")
-        out.append((pat, int(m)))
+        pat, eq, n = it.rpartition("=")
+        if not eq or not pat or not n.strip().isdigit() or not 1 <= int(n) <= hi:
+            raise ValueError(f"{flag} {it!r}: expected PATTERN=N, N in 1..{hi}")
+        out.append((pat, int(n)))
     return out
 
 
-def m_for(names, m: int, m_at=()) -> dict[str, int]:
-    """{conv name: bank size}: `m`, or the last of the (fnmatch pattern, m)
-    pairs in `m_at` whose pattern matches the name. A pattern that matches
-    none of `names` is a ValueError (a typo must not go unnoticed).
+def by_pattern(names, value: int, pairs=(), flag: str = "--m-at") -> dict[str, int]:
+    """{conv name: value}, or the last of the (fnmatch pattern, value) pairs
+    whose pattern matches the name. A pattern that matches none of `names`
+    is a ValueError (a typo must not go unnoticed).
 
-        >>> m_for(["conv1", "stage1.block0.conv1", "stage3.block0.conv1"], 112, [("stage1.*", 32), ("stage3.*", 208)])
+        >>> by_pattern(["conv1", "stage1.block0.conv1", "stage3.block0.conv1"], 112,
+        ...            [("stage1.*", 32), ("stage3.*", 208)])
         {'conv1': 112, 'stage1.block0.conv1': 32, 'stage3.block0.conv1': 208}
     """
-    out = {n: m for n in names}
-    for pat, mm in m_at:
+    out = {n: value for n in names}
+    for pat, v in pairs:
         hit = fnmatch.filter(out, pat)
         if not hit:
-            raise ValueError(f"--m-at {pat}={mm}: the pattern matches none of the convs ({', '.join(out)})")
-        out.update({n: mm for n in hit})
+            raise ValueError(f"{flag} {pat}={v}: the pattern matches none of the convs ({', '.join(out)})")
+        out.update({n: v for n in hit})
     return out
 
 
-def plan_dm(model: nn.Module, d: int, m: int, m_at=(), which="all") -> dict[str, tuple[int, int]]:
+def plan_dm(model: nn.Module, d: int, m: int, m_at=(), d_at=(), which="all") -> dict[str, tuple[int, int]]:
     """{conv name: (d, m)} for stack_modules: seprt.stacked.layer_dm of each
-    k x k conv `which` chooses, its m from m_for (a per-layer bank size)."""
+    k x k conv `which` chooses, its d and m from by_pattern (per-layer
+    settings: [(fnmatch pattern, m)], [(pattern, d)])."""
     names = pattern.select(model, which)
-    ms = m_for(names, m, m_at)
+    ms, ds = by_pattern(names, m, m_at, "--m-at"), by_pattern(names, d, d_at, "--d-at")
     out = {}
     for name in names:
         conv = model.get_submodule(name)
-        out[name] = sk.layer_dm(conv.in_channels // conv.groups, conv.out_channels, d, ms[name])
+        out[name] = sk.layer_dm(conv.in_channels // conv.groups, conv.out_channels, ds[name], ms[name])
     return out
 
 
@@ -502,9 +504,9 @@ def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: 
     and handed to `on_epoch(history, exported)`.
     Returns per-epoch records (validation top-1 after each epoch)."""
     from .train import evaluate
-    proxies = [p for n, p in net.named_parameters() if n.endswith((".bank", ".sel"))]
+    proxies = [p for n, p in net.named_parameters() if n.endswith((".bank", ".sel")) and p.requires_grad]
     ids = {id(p) for p in proxies}
-    rest = [p for p in net.parameters() if id(p) not in ids]
+    rest = [p for n, p in net.named_parameters() if id(p) not in ids and p.requires_grad]
     opt = torch.optim.SGD([{"params": proxies, "weight_decay": 0.0}, {"params": rest, "weight_decay": wd}],
                           lr=lr, momentum=0.9, nesterov=True)
     steps_per_epoch = len(train_b)
@@ -581,17 +583,29 @@ def _reestimate_bn_cmd(args) -> int:
 def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
     """(latent net, dm, its history) from --resume (train_config["resume"]
     names it), banks cut to --m when given; the checkpoint must be of
-    --ckpt's model, -o must not be it."""
+    --ckpt's model, -o must not be it. With --refine the net stays
+    StackedConv2d with its banks and selections frozen (requires_grad off):
+    only alpha, biases, BN and the layers that are not stacked train."""
     if args.method != "latent":
         raise SystemExit("error: --resume goes on with --method latent only")
     net, sck = _load_input(args.resume, args.out, "--resume")
     if sck["model"] != ck["model"] or sck["model_kwargs"] != ck["model_kwargs"]:
         raise SystemExit(f"error: {args.resume} is not a stacked model of {args.ckpt}'s model")
-    to_latent(net)
     dm = {k: tuple(v) for k, v in sck["dm"].items()}
+    if args.refine:
+        if args.m is not None or args.m_at:
+            raise SystemExit("error: --refine keeps every bank: no --m / --m-at")
+        for mod in net.modules():
+            if isinstance(mod, StackedConv2d):
+                mod.bank.requires_grad_(False)
+                mod.sel.requires_grad_(False)
+        return net, dm, list(sck["history"])
+    to_latent(net)
+    if args.d_at:
+        raise SystemExit("error: --resume keeps each conv's d: no --d-at")
     if args.m is not None or args.m_at:           # a smaller bank: each conv keeps its most used filters
         try:
-            want = m_for(dm, sk.MAX_BANK if args.m is None else args.m, parse_m_at(args.m_at))
+            want = by_pattern(dm, sk.MAX_BANK if args.m is None else args.m, parse_at(args.m_at))
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
         for name, (d, m) in dm.items():
@@ -627,6 +641,8 @@ def main(argv=None) -> int:
     p.add_argument("--m-at", metavar="PATTERN=M", action="append", default=[],
                    help="bank size M for the convs whose names match PATTERN (fnmatch, e.g. 'stage3.*=208'); "
                         "repeatable, the last match wins; the other convs get --m")
+    p.add_argument("--d-at", metavar="PATTERN=D", action="append", default=[],
+                   help="slice depth D for the convs whose names match PATTERN (as --m-at); the others get --d")
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--batch-size", type=int, default=128)
@@ -647,6 +663,9 @@ def main(argv=None) -> int:
     p.add_argument("--resume", metavar="STACKED.pt", default=None,
                    help="go on training this stacked checkpoint (latent method; its d, m per conv) instead of "
                         "a k-means init; --ckpt stays the teacher and must be its full model")
+    p.add_argument("--refine", action="store_true",
+                   help="with --resume: freeze every bank and selection, fine-tune only alpha, biases, BN and "
+                        "the convs that are not stacked (distilled; the paper's 'Refined' step)")
     p.add_argument("--reestimate-bn", action="store_true",
                    help="--ckpt is a stacked checkpoint: only recompute its BN statistics (--bn-batches) and "
                         "write it to -o")
@@ -659,6 +678,8 @@ def main(argv=None) -> int:
         return _reestimate_bn_cmd(args)
     if args.m is not None and not 1 <= args.m <= sk.MAX_BANK:
         raise SystemExit(f"error: --m {args.m}: a bank has 1..{sk.MAX_BANK} filters")
+    if args.d < 1:
+        raise SystemExit(f"error: --d {args.d}: a slice has at least one channel")
     try:
         ck = modelckpt.read(args.ckpt)
     except ValueError as e:
@@ -667,6 +688,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.ckpt}: needs a full (real) checkpoint, this one is {ck['stage']}")
     teacher = modelckpt.build_model(ck)
     t0 = time.time()
+    if args.refine and not args.resume:
+        raise SystemExit("error: --refine fine-tunes a stacked checkpoint: give it with --resume")
     if args.resume:
         if args.init:
             raise SystemExit("error: --init starts a run; --resume goes on with one")
@@ -674,7 +697,8 @@ def main(argv=None) -> int:
     else:
         net, prior = modelckpt.build_model(_init_checkpoint(args, ck)), []
         try:
-            dm = plan_dm(net, args.d, 64 if args.m is None else args.m, parse_m_at(args.m_at))
+            dm = plan_dm(net, args.d, 64 if args.m is None else args.m, parse_at(args.m_at),
+                         parse_at(args.d_at, "--d-at", 1 << 16))
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
         stack_modules(net, 0, 0, form=args.form, method=args.method, dm=dm)

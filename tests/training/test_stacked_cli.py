@@ -58,6 +58,19 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
                     "--bn-batches", "1", "-o", str(per), *_common(tiny_tar, tmp_path)]) == 0
     assert ts.load_checkpoint(str(per))[1]["dm"] == {k: [d, 2 if k.startswith("stage3.") else m]
                                                       for k, (d, m) in m_before.items()}
+    # --refine: banks and selections frozen, alpha (and BN, biases, fc) trained
+    ref = tmp_path / "refined.pt"
+    assert ts.main(["--ckpt", str(full), "--resume", str(more), "--refine", "--epochs", "1", "--bn-batches", "1",
+                    "-o", str(ref), *_common(tiny_tar, tmp_path)]) == 0
+    _, ck_ref = ts.load_checkpoint(str(ref))
+    sd0, sd1 = ck3["state_dict"], ck_ref["state_dict"]
+    assert ck_ref["dm"] == ck3["dm"] and ck_ref["train_config"]["refine"] is True
+    assert all(torch.equal(sd0[k], sd1[k]) for k in sd0 if k.endswith((".bank", ".sel_index")))
+    assert any(not torch.equal(sd0[k], sd1[k]) for k in sd0 if k.endswith(".alpha"))
+    for bad, msg in ((["--resume", str(more), "--refine", "--m", "2"], "no --m"),
+                     (["--refine"], "give it with --resume")):
+        with pytest.raises(SystemExit, match=msg):
+            ts.main(["--ckpt", str(full), *bad, "-o", str(tmp_path / "x.pt"), *_common(tiny_tar, tmp_path)])
     with pytest.raises(SystemExit, match="a bank has 1..256 filters"):
         ts.main(["--ckpt", str(full), "--resume", str(more), "--m", "0", "-o", str(tmp_path / "x.pt"),
                  *_common(tiny_tar, tmp_path)])
@@ -91,12 +104,16 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     capsys.readouterr()
     per_conv = tmp_path / "per-conv.pt"
     assert ts.main(["--ckpt", str(full), "--d", "4", "--m", "6", "--m-at", "stage1.*=3", "--m-at", "conv1=2",
-                    "--epochs", "1", "--bn-batches", "1", "-o", str(per_conv), *_common(tiny_tar, tmp_path)]) == 0
+                    "--d-at", "stage3.*=2", "--epochs", "1", "--bn-batches", "1", "-o", str(per_conv),
+                    *_common(tiny_tar, tmp_path)]) == 0
     dm = ts.load_checkpoint(str(per_conv))[1]["dm"]
-    assert dm["conv1"] == [3, 2] and dm["stage1.block2.conv2"] == [4, 3] and dm["stage3.block0.conv1"] == [4, 6]
+    assert dm["conv1"] == [3, 2] and dm["stage1.block2.conv2"] == [4, 3] and dm["stage2.block0.conv1"] == [4, 6]
+    assert dm["stage3.block0.conv1"] == [2, 6]
     assert "stacked k x k weights (bank + indices): " in capsys.readouterr().out
-    for bad, msg in ((["--m-at", "layer9.*=4"], "matches none of the convs"), (["--m-at", "stage1.*"], "PATTERN=M"),
-                     (["--m-at", "stage1.*=300"], "PATTERN=M"), (["--m", "257"], "a bank has 1..256")):
+    for bad, msg in ((["--m-at", "layer9.*=4"], "matches none of the convs"), (["--m-at", "stage1.*"], "PATTERN=N"),
+                     (["--m-at", "stage1.*=300"], "PATTERN=N"), (["--m", "257"], "a bank has 1..256"),
+                     (["--d-at", "stage9*=2"], "--d-at stage9"), (["--d", "0"], "at least one channel"),
+                     (["--resume", str(more), "--d-at", "stage3.*=2"], "no --d-at")):
         with pytest.raises(SystemExit, match=msg):
             ts.main(["--ckpt", str(full), *bad, "-o", str(tmp_path / "x.pt"), *_common(tiny_tar, tmp_path)])
     assert not (tmp_path / "x.pt").exists()

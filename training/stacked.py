@@ -580,6 +580,35 @@ def _reestimate_bn_cmd(args) -> int:
     return 0
 
 
+def parse_probe(item: str) -> tuple[str, int, int]:
+    """"PATTERN=D,M" (the CLI's --probe) -> (pattern, d, m); ValueError if malformed."""
+    pat, eq, dm = item.rpartition("=")
+    d, comma, m = dm.partition(",")
+    if not (eq and pat and comma and d.strip().isdigit() and m.strip().isdigit()) or int(d) < 1 or \
+            not 1 <= int(m) <= sk.MAX_BANK:
+        raise ValueError(f"--probe {item!r}: expected PATTERN=D,M (d >= 1, m in 1..{sk.MAX_BANK})")
+    return pat, int(d), int(m)
+
+
+@torch.no_grad()
+def probe(src: dict, which: str, d: int, m: int, train_b, val_b, bn_batches: int = 20) -> dict:
+    """What stacking only the convs `which` chooses costs before any training:
+    a model of checkpoint `src` with those convs k-means-initialised at (d, m)
+    (seprt.stacked.layer_dm per conv), BN statistics recomputed over
+    `bn_batches` training batches, validated. For planning --m-at / --d-at:
+    the layers whose accuracy falls most need the larger banks.
+    Returns {"convs", "bytes" (their k x k weight bytes), "ratio", "top1"}."""
+    from . import modelckpt
+    from .train import evaluate
+    net = modelckpt.build_model(src)
+    dm = plan_dm(net, d, m, which=which)
+    stack_modules(net, 0, 0, dm=dm, method="latent")
+    kb = kxk_bytes(net)
+    train_b.set_epoch(0)
+    done = export(net, train_b, bn_batches)
+    return {"convs": len(dm), "bytes": kb["bytes"], "ratio": kb["ratio"], "top1": evaluate(done, val_b)["top1"]}
+
+
 def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
     """(latent net, dm, its history) from --resume (train_config["resume"]
     names it), banks cut to --m when given; the checkpoint must be of
@@ -630,6 +659,32 @@ def _init_checkpoint(args, ck: dict) -> dict:
     return ick
 
 
+def _probe_cmd(args, ck: dict) -> int:
+    """--probe: the cost of stacking each group of convs, untrained."""
+    from . import data as data_mod, modelckpt
+    try:
+        specs = [parse_probe(x) for x in args.probe]
+        src = _init_checkpoint(args, ck)
+        net = modelckpt.build_model(src)
+        for pat, _, _ in specs:                       # every pattern must name convs before any work
+            pattern.select(net, pat)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),
+                       labels=list(ck["labels"]), cache_dir=args.cache_dir or data_mod.DEFAULT_CACHE)
+    mean, std = ck["preprocess"]["mean"], ck["preprocess"]["std"]
+    train_b = data_mod.Batches(ds.split("train"), mean, std, args.batch_size, train=True, seed=0)
+    val_b = data_mod.Batches(ds.split("val"), mean, std, 500, train=False)
+    from .train import evaluate
+    bn = args.bn_batches
+    print(f"unstacked: validation top1 {evaluate(net.eval(), val_b)['top1']:.4f}", flush=True)
+    for pat, d, m in specs:
+        r = probe(src, pat, d, m, train_b, val_b, bn)
+        print(f"{pat} d={d} m={m}: {r['convs']} convs, k x k {r['bytes']} bytes ({r['ratio']:.1f}x float32), "
+              f"validation top1 {r['top1']:.4f} (untrained, BN over {bn} batches)", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.stacked",
                                 description="full checkpoint -> stacked binary filters, k-means init + KD fine-tune")
@@ -655,8 +710,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None)
     p.add_argument("--cache-dir", default=None, help="decoded-image cache (default: training.data's)")
     p.add_argument("--train-limit", type=int, default=0, help="use only this many training images (smoke runs)")
-    p.add_argument("--bn-batches", type=int, default=100,
-                   help="after each epoch, BN statistics recomputed over this many training batches (0: off)")
+    p.add_argument("--bn-batches", type=int, default=None,
+                   help="after each epoch, BN statistics recomputed over this many training batches (default 100, "
+                        "--probe 20; 0: off)")
     p.add_argument("--init", metavar="MODEL.pt", default=None,
                    help="start the k-means from this checkpoint of the same model (e.g. a pattern STE model's "
                         "latent weights) instead of --ckpt, which stays the teacher")
@@ -669,8 +725,18 @@ def main(argv=None) -> int:
     p.add_argument("--reestimate-bn", action="store_true",
                    help="--ckpt is a stacked checkpoint: only recompute its BN statistics (--bn-batches) and "
                         "write it to -o")
-    p.add_argument("-o", "--out", required=True)
+    p.add_argument("--probe", metavar="PATTERN=D,M", action="append", default=[],
+                   help="no training: for each, the validation top-1 with only the matching convs stacked at "
+                        "(D, M) (k-means init from --init or --ckpt, BN recomputed over --bn-batches) and their "
+                        "k x k bytes; repeatable")
+    p.add_argument("-o", "--out", default=None, help="the stacked checkpoint to write (all but --probe)")
     args = p.parse_args(argv)
+    if args.probe and (args.resume or args.reestimate_bn or args.refine or args.out):
+        raise SystemExit("error: --probe trains and writes nothing: no --resume, --reestimate-bn, --refine or -o")
+    if not args.probe and args.out is None:
+        raise SystemExit("error: -o/--out is required")
+    if args.bn_batches is None:
+        args.bn_batches = 20 if args.probe else 100
     torch.set_num_threads(args.threads)
     from . import data as data_mod, modelckpt
     from .train import evaluate
@@ -688,6 +754,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.ckpt}: needs a full (real) checkpoint, this one is {ck['stage']}")
     teacher = modelckpt.build_model(ck)
     t0 = time.time()
+    if args.probe:
+        return _probe_cmd(args, ck)
     if args.refine and not args.resume:
         raise SystemExit("error: --refine fine-tunes a stacked checkpoint: give it with --resume")
     if args.resume:

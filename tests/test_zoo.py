@@ -67,6 +67,8 @@ def test_zoo_extra_resnet(stem, mode, source, n_bin, n_conv, top1, variant):
 STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10384, 0.7480),
            ("resnet20-stacked-d4m128-BQ.bin", "resnet20-stacked-d4m128.pt", 19, 17104, 0.8106),
            ("resnet20-stacked-d4m112-BQ.bin", "resnet20-stacked-d4m112.pt", 19, 16144, 0.8104),
+           ("resnet20-stacked-d4m32-64-208-BQ.bin", "resnet20-stacked-d4m32-64-208.pt", 19, 16624, 0.8188),
+           ("resnet20-stacked-d4m32-64-d2m128-BQ.bin", "resnet20-stacked-d4m32-64-d2m128.pt", 19, 18320, 0.8364),
            ("resnet56-stacked-d4m128-BQ.bin", "resnet56-stacked-d4m128.pt", 55, 52432, 0.8318),
            ("resnet56-stacked-d4m64-BQ.bin", "resnet56-stacked-d4m64.pt", 55, 40912, 0.8160),
            ("sepnet-cifar-stacked-d4m16-BQ.bin", "sepnet-cifar-stacked-d4m16.pt", 21, 5248, 0.8522),

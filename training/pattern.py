@@ -148,7 +148,8 @@ def kxk_convs(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if is_kxk_conv(m)]
 
 
-def select(model: nn.Module, which: str | Iterable[str] | Callable[[str, nn.Module], bool] = "all") -> list[str]:
+def select(model: nn.Module, which: str | Iterable[str] | Callable[[str, nn.Module], bool] = "all",
+           flag: str = "--binarize") -> list[str]:
     """The k x k conv names `which` chooses, in module order.
 
     which:
@@ -161,7 +162,7 @@ def select(model: nn.Module, which: str | Iterable[str] | Callable[[str, nn.Modu
         (``all,!conv1`` = every k x k conv but ``conv1``);
       * a list of such patterns, or a callable ``(name, module) -> bool``.
     Raises ValueError if a pattern matches no k x k conv (listing them), or
-    names only 1x1 convs (which stay real).
+    names only 1x1 convs (which stay real); its message names the option `flag`.
     """
     convs = kxk_convs(model)
     mods = dict(model.named_modules())
@@ -178,7 +179,7 @@ def select(model: nn.Module, which: str | Iterable[str] | Callable[[str, nn.Modu
         else:
             expanded.append(p)
     if not expanded:
-        raise ValueError("empty --binarize: give 'all', a preset or module-name patterns")
+        raise ValueError(f"empty {flag}: give 'all', a preset or module-name patterns")
     chosen: set[str] = set()
     for p in [p for p in expanded if not p.startswith("!")] + [p for p in expanded if p.startswith("!")]:
         neg = p.startswith("!")
@@ -193,7 +194,7 @@ def select(model: nn.Module, which: str | Iterable[str] | Callable[[str, nn.Modu
                    "it matches no k x k conv")
             known = ", ".join(convs[:12]) + (f", ... ({len(convs)} in all)" if len(convs) > 12 else "")
             pre = f"; presets: {', '.join(presets)}" if presets else ""
-            raise ValueError(f"--binarize pattern {p!r}: {why}; the k x k convs are: {known or 'none'}{pre}")
+            raise ValueError(f"{flag} pattern {p!r}: {why}; the k x k convs are: {known or 'none'}{pre}")
         chosen = (chosen - set(hits)) if neg else (chosen | set(hits))
     return [n for n in convs if n in chosen]
 

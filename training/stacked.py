@@ -667,7 +667,7 @@ def _probe_cmd(args, ck: dict) -> int:
         src = _init_checkpoint(args, ck)
         net = modelckpt.build_model(src)
         for pat, _, _ in specs:                       # every pattern must name convs before any work
-            pattern.select(net, pat)
+            pattern.select(net, pat, flag="--probe")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     ds = data_mod.load(args.data or data_mod.DEFAULT_DATA, size=tuple(ck["preprocess"]["size"]),

@@ -204,10 +204,11 @@ def new_ops(g, seed: int, exp: bool = True):
 
 
 def stacked_graph(a: Arch, variant: str, d: int, m: int, seed: int, act_bits: int = 8, negate: str = "",
-                  one_by_one: str = ""):
-    """a with every k x k conv in the `stack` format (bank of m ±1 filters of depth d); negate:
-    a conv whose alpha is negated (alpha may be negative: a BN fold with gamma < 0); one_by_one:
-    a 1x1 conv stacked too (the format allows k = 1, bin does not)."""
+                  one_by_one: str = "", wfmt: str = "stack"):
+    """a with every k x k conv in a stacked format, wfmt `stack` (a byte per index) or
+    `stack_packed` (bank of m ±1 filters of depth d); negate: a conv whose alpha is negated
+    (alpha may be negative: a BN fold with gamma < 0); one_by_one: a 1x1 conv stacked too (the
+    format allows k = 1, bin does not)."""
     layers = stacked.stack_layers(a, variants.random_layers(a, seed), d, m, iters=3)
     if one_by_one:
         w = layers[one_by_one]["weight"]
@@ -218,7 +219,8 @@ def stacked_graph(a: Arch, variant: str, d: int, m: int, seed: int, act_bits: in
         layers[negate] = {**layers[negate], "alpha": -np.asarray(layers[negate]["alpha"])}
     meta = {**variants.default_preprocess(a), "provenance.source": f"random weights, seed {seed} (not trained)"}
     calib = np.random.default_rng(seed + 1).standard_normal((8,) + a.input_shape).astype(np.float32)
-    return variants.build_graph(a, layers, variant, meta, calib if variant == "BQ" else None, act_bits)
+    g = variants.build_graph(a, layers, variant, meta, calib if variant == "BQ" else None, act_bits)
+    return stacked.byte_index(g) if wfmt == "stack" else g
 
 
 def random_models() -> dict:
@@ -257,6 +259,11 @@ def random_models() -> dict:
         "tiny-stack-BQ4": stacked_graph(t, "BQ", 2, 5, 41, act_bits=4, one_by_one="wide"),
         "concat-dw-stack-BQ8": stacked_graph(cat, "BQ", 4, 6, 42),
         "tiny-stack-B": stacked_graph(t, "B", 4, 8, 43, negate="b1.conv2"),
+        # stack_packed: 3-bit indices (b3.conv: 12 of them, 4 padding bits per row), 2-bit, dw convs
+        "tiny-stack-packed-BQ8": stacked_graph(t, "BQ", 4, 6, 44, negate="b1.conv2", wfmt="stack_packed"),
+        "tiny-stack-packed-BQ4": stacked_graph(t, "BQ", 2, 3, 45, act_bits=4, one_by_one="wide",
+                                               wfmt="stack_packed"),
+        "concat-dw-stack-packed-BQ8": stacked_graph(cat, "BQ", 4, 6, 46, wfmt="stack_packed"),
     }
 
 

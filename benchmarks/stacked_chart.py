@@ -32,9 +32,9 @@ BEGIN, END = "<!-- BEGIN stacked: benchmarks/stacked_chart.py -->", "<!-- END st
 
 
 def family(g) -> str:
-    """Full (every k x k conv float), stacked (any `stack` conv) or pattern."""
+    """Full (every k x k conv float), stacked (any `stack` or `stack_packed` conv) or pattern."""
     kinds = {n.wfmt for n in g.nodes if n.wfmt and n.kernel > 1}
-    return "stacked" if "stack" in kinds else "Full" if kinds <= {"f32"} else "pattern"
+    return "stacked" if kinds & {"stack", "stack_packed"} else "Full" if kinds <= {"f32"} else "pattern"
 
 
 def collect(models: str) -> list[dict]:

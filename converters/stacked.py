@@ -1,6 +1,10 @@
-"""Stacked checkpoint (training/stacked.py) -> seprt .bin with `stack` convs, checked.
+"""Stacked checkpoint (training/stacked.py) -> seprt .bin with `stack_packed` convs, checked.
 
     python -m converters.stacked CKPT -o OUT.bin [--variant {B,BQ}] [--calib DATA] [--check DATA]
+                                 [--byte-index]
+
+`stack_packed` stores each index in ceil(log2 m) bits; --byte-index writes the
+same model as `stack` (a byte per index) for readers that predate it.
 
 The module (its StackedConv2d convs are torch.fx leaves) is lowered like any
 PyTorch model (converters/torch_import.py); BN is folded into each stacked
@@ -31,7 +35,7 @@ from .torch_import import from_torch
 
 
 def convert(net: torch.nn.Module, ck: dict, variant: str, calib: np.ndarray | None, x: np.ndarray,
-            classes=(), source: str = "", log=print) -> tuple[bytes, dict]:
+            classes=(), source: str = "", log=print, byte_index: bool = False) -> tuple[bytes, dict]:
     """-> (file bytes, report); raises ConvertError when the parity check fails."""
     from training.models import ARCH_TO_SPEC
     pre = ck["preprocess"]
@@ -40,7 +44,7 @@ def convert(net: torch.nn.Module, ck: dict, variant: str, calib: np.ndarray | No
     meta = {**preprocess_meta(pre), "provenance.source": source, "provenance.stage": "stacked",
             "provenance.converter": f"seprt converters.stacked {seprt.__version__}"}
     g = imp.graph(variant, None, calib, meta=meta)
-    data = fmt.to_bytes(g)
+    data = fmt.to_bytes(sk.byte_index(g) if byte_index else g)
     g = fmt.from_bytes(data)
     kb = sk.kxk_bytes(g)
     log(f"k x k conv weights: {kb['bytes']:,} bytes (bank + index) vs {kb['float32_bytes']:,} float32: "
@@ -81,6 +85,8 @@ def main(argv=None) -> int:
     p.add_argument("--calib-limit", type=int, default=256, help="spread evenly over the sorted files")
     p.add_argument("--check", help="images for the parity check and validation top-1")
     p.add_argument("--check-limit", type=int, default=0, help="0: all; else spread evenly over the sorted files")
+    p.add_argument("--byte-index", action="store_true",
+                   help="write `stack` (a byte per index) instead of `stack_packed`, for readers that predate it")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
@@ -96,7 +102,8 @@ def main(argv=None) -> int:
             size = tuple(ck["preprocess"]["size"])
             x, classes = (calib if calib is not None else
                           np.random.default_rng(0).standard_normal((8,) + size + (3,)).astype(np.float32)), []
-        data, rep = convert(net, ck, args.variant, calib, x, classes, os.path.basename(args.ckpt))
+        data, rep = convert(net, ck, args.variant, calib, x, classes, os.path.basename(args.ckpt),
+                            byte_index=args.byte_index)
         atomic_write(data, args.out, [args.ckpt])
     except (ConvertError, ValueError) as e:
         raise SystemExit(f"error: {e}")

@@ -845,7 +845,7 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         if n.op in ("conv", "fc", "affine"):
             inp = xs[0]
             v = g.values[n.inputs[0]]
-            if v.q_bits and n.wfmt in ("i8", "bin", "stack"):
+            if v.q_bits and n.wfmt in ("i8", "bin", "stack", "stack_packed"):
                 inp = _fq_act(inp, v)
             w = torch.tensor(np.array(g.float_weight(n), np.float32))
             b = torch.tensor(np.array(n.bias, np.float32))

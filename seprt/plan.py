@@ -49,6 +49,7 @@ import numpy as np
 from .graph import Graph
 from .kernels import conv as kc
 from .kernels import stack as ks
+from .ops import wfmt_stack
 from .kernels.conv import Epilogue, pack_bin, pack_dw, pack_f32, pack_u8i8, window_offsets
 from .kernels.elementwise import OP_QUANT, QuantRow
 from .kernels.intrinsics import dot_isa
@@ -144,13 +145,14 @@ def bin_kernel_choice() -> str:
 
 def stack_kernel_choice(n, cg: int, kg: int) -> str:
     """'stack' (bank conv per slice + gather-sum, seprt/kernels/stack.py) or
-    'expand' (the ±1 weight expanded, on the dot tiles) for a `stack` conv.
+    'expand' (the ±1 weight expanded, on the dot tiles) for a stacked conv
+    (`stack` or `stack_packed`).
     Measured on resnet20 (AMD EPYC Zen 4, 1 thread, batch 1; docs/results.md):
     the expanded dot tiles are 3-30x faster than this first stack kernel even
     at m = K/4 (short tile loops per slice, scalar gather), so 'expand' is the
     default; SEPRT_STACK_KERNEL=stack selects it where d % 4 == 0, and
     SEPRT_STACK_KERNEL=auto where it also does fewer MACs (m < K)."""
-    d = cg // n.tensor("index").shape[1]
+    d = cg // wfmt_stack.slices(n)
     forced = os.environ.get("SEPRT_STACK_KERNEL", "")
     if d % 4 or forced not in ("stack", "auto"):
         return "expand"
@@ -268,7 +270,7 @@ class Planner:
         cin, k = self.shape(n.inputs[0])[-1], self.shape(n.output)[-1]
         if groups > 1 and groups == cin == k:
             return "dw"
-        if n.wfmt == "stack" and stack_kernel_choice(n, cin // groups, k // groups) == "stack":
+        if n.wfmt in wfmt_stack.FORMATS and stack_kernel_choice(n, cin // groups, k // groups) == "stack":
             return "stack"
         if n.wfmt == "bin" and bin_kernel_choice() == "popcount":
             return "popcount"
@@ -610,7 +612,7 @@ class Planner:
         kernel, stride, pad, ho, wo = self._geometry(n)
         qg = self.qgroups[i]
         q = self.qbuffer(n.inputs[0], qg)
-        index, bank = n.tensor("index"), n.tensor("bank")
+        index, bank = wfmt_stack.index_of(n, epi["k"]), n.tensor("bank")
         S = index.shape[1]
         d = q["cg"] // S
         bank_pm1 = unpack_pattern(bank, (kernel, kernel, d))

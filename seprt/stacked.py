@@ -2,7 +2,7 @@
 
 A k x k conv's filters (K, k, k, Cg) become S = Cg / d slices of d channels,
 each slice one of m shared ±1 bank filters (k, k, d), times one alpha per
-output channel (weight format `stack`, seprt/ops/wfmt_stack.py).
+output channel (weight formats `stack` and `stack_packed`, seprt/ops/wfmt_stack.py).
 
     >>> import numpy as np
     >>> w = np.random.default_rng(0).standard_normal((8, 3, 3, 16)).astype(np.float32)
@@ -14,7 +14,7 @@ output channel (weight format `stack`, seprt/ops/wfmt_stack.py).
 patterns of all d-channel slices (|w|-weighted majority vote for the centres,
 the largest correlation for the assignment); training (training/stacked.py)
 fine-tunes from it. `stack_layers` applies it to every k x k conv of an
-architecture; `variants.build_graph` then writes `stack` nodes for the layers
+architecture; `variants.build_graph` then writes `stack_packed` nodes for the layers
 that carry bank/index/alpha.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from .arch import Arch, Layer
 from .ops import get_op
-from .ops.wfmt_stack import MAX_BANK, expand
+from .ops.wfmt_stack import MAX_BANK, expand, index_of, pack_index
 from .quant import pack_pattern
 
 
@@ -102,10 +102,35 @@ def stack_layers(a: Arch, layers: dict[str, dict], d: int, m: int, iters: int = 
 
 
 def stack_weights(d: dict) -> dict:
-    """A layer dict with bank/index/alpha -> the `stack` node's tensors."""
-    return {"wfmt": "stack", "bank": pack_pattern(np.asarray(d["bank"])),
-            "index": np.ascontiguousarray(d["index"], np.uint8),
+    """A layer dict with bank/index/alpha -> the `stack_packed` node's tensors
+    (the index at ceil(log2 m) bits; never larger than `stack`'s byte per index)."""
+    bank = np.asarray(d["bank"])
+    return {"wfmt": "stack_packed", "bank": pack_pattern(bank),
+            "index": pack_index(np.asarray(d["index"], np.uint8), len(bank)),
             "alpha": np.asarray(d["alpha"], np.float32), "bias": np.asarray(d["bias"], np.float32)}
+
+
+def byte_index(g):
+    """g with every `stack_packed` node rewritten as `stack` (a byte per index):
+    the same model, for readers that predate `stack_packed`. Returns g."""
+    for n in g.nodes:
+        if n.wfmt == "stack_packed":
+            n.tensors = (n.tensors[0], index_of(n, g.values[n.output].shape[-1])) + n.tensors[2:]
+            n.wfmt = "stack"
+    return g
+
+
+def packed_index(g):
+    """g with every `stack` node rewritten as `stack_packed`: the same model,
+    its indices at ceil(log2 m) bits (files of converters before it). Returns g.
+
+        python -c "from seprt import format as f, stacked as s; f.save(s.packed_index(f.load('OLD.bin')), 'NEW.bin')"
+    """
+    for n in g.nodes:
+        if n.wfmt == "stack":
+            n.tensors = (n.tensors[0], pack_index(n.tensors[1], len(n.tensors[0]))) + n.tensors[2:]
+            n.wfmt = "stack_packed"
+    return g
 
 
 def kxk_bytes(g) -> dict:

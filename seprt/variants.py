@@ -100,7 +100,7 @@ def build_graph(a: Arch, layers: dict[str, dict], variant: str, meta: dict,
     return from_arch(a, _weights(layers, "BQ"), {**meta, "act_bits": act_bits}, act_quant)
 
 
-LOW_BIT_FORMATS = ("bin", "stack")      # weight formats whose input values take act_bits (others: 8)
+LOW_BIT_FORMATS = ("bin", "stack", "stack_packed")      # weight formats whose input values take act_bits (others: 8)
 
 
 def calibrate(gb: Graph, calib: np.ndarray, act_bits: int, reads=lambda n: bool(n.wfmt)) -> dict:

@@ -64,10 +64,15 @@ def test_train_convert_predict(tmp_path):
     assert rep["rel_diff"] < 1e-4
     data, rep = cs.convert(net2, ck2, "BQ", xs, xs, log=lambda s: None)
     g = fmt.from_bytes(data)
-    assert {n.wfmt for n in g.nodes if n.op == "conv" and n.kernel > 1} == {"stack"}
+    assert {n.wfmt for n in g.nodes if n.op == "conv" and n.kernel > 1} == {"stack_packed"}
     assert rep["kxk"]["ratio"] > 64 and rep["rel_diff"] < 0.25
     m = seprt.Model.from_bytes(data)
     assert m.info()["arch"] == "resnet20" and len(m.predict(seprt.demo_images()[0], top_k=3)) == 3
+    # --byte-index: the same model as `stack` (a byte per index), for readers that predate stack_packed
+    old, rep_old = cs.convert(net2, ck2, "BQ", xs, xs, log=lambda s: None, byte_index=True)
+    assert {n.wfmt for n in fmt.from_bytes(old).nodes if n.op == "conv" and n.kernel > 1} == {"stack"}
+    assert rep_old["kxk"]["bytes"] > rep["kxk"]["bytes"]
+    np.testing.assert_array_equal(seprt.Model.from_bytes(old).logits(xs[:4]), m.logits(xs[:4]))
     # the plain model with the effective weights (the TFLite baseline's input) is the same function
     from training import modelckpt
     modelckpt.save(ts.expanded_checkpoint(str(tmp_path / "s.pt")), str(tmp_path / "e.pt"))

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from seprt import stacked as sk
+from seprt.ops.wfmt_stack import index_bits
 
 from . import models, pattern, spec as spec_mod
 
@@ -370,14 +371,15 @@ def plan_dm(model: nn.Module, d: int, m: int, m_at=(), d_at=(), which="all") -> 
 
 
 def kxk_bytes(net: nn.Module) -> dict:
-    """The stacked convs' weight bytes as the converter writes them (bank rows
-    of ceil(d*k*k/8) bytes, one byte per index; alpha and bias excluded, as
-    in seprt.stacked.kxk_bytes), their float32 bytes and the ratio."""
+    """The stacked convs' weight bytes as the converter writes them (`stack_packed`:
+    bank rows of ceil(d*k*k/8) bytes, per slice a row of K indices at
+    ceil(log2 m) bits; alpha and bias excluded, as in seprt.stacked.kxk_bytes),
+    their float32 bytes and the ratio."""
     stored = floats = 0
     for mod in net.modules():
         if isinstance(mod, (StackedConv2d, LatentStackedConv2d)):
             k = mod.kernel
-            stored += mod.m * -(-mod.d * k * k // 8) + mod.out_channels * mod.s
+            stored += mod.m * -(-mod.d * k * k // 8) + mod.s * -(-mod.out_channels * index_bits(mod.m) // 8)
             floats += 4 * mod.out_channels * mod.s * mod.d * k * k
     return {"bytes": stored, "float32_bytes": floats, "ratio": floats / max(stored, 1)}
 

@@ -125,7 +125,7 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3].startswith("unstacked: validation top1 ")
     assert lines[-2].startswith("stage3.* d=2 m=4: 6 convs, k x k ") and "untrained, BN over 20 batches" in lines[-2]
-    assert lines[-1].startswith("conv1 d=3 m=2: 1 convs, k x k 24 bytes")          # 2 rows of 4 bytes + 16 indices
+    assert lines[-1].startswith("conv1 d=3 m=2: 1 convs, k x k 10 bytes")   # 2 rows of 4 bytes + 16 1-bit indices
     for bad, msg in ((["--probe", "stage3.*=2"], "PATTERN=D,M"), (["--probe", "nope.*=2,4"], "--probe pattern 'nope.*': it matches no k x k conv"),
                      (["--probe", "stage3.*=2,4", "-o", str(tmp_path / "x.pt")], "writes nothing")):
         with pytest.raises(SystemExit, match=msg):

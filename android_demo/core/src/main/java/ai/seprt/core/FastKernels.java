@@ -37,7 +37,8 @@ final class FastKernels {
         }
         IntWeights iw = new IntWeights(g, n, geo);
         int wph = geo.wo + (geo.kernel - 1) / geo.stride;
-        boolean pm1 = n.wfmt == Node.WeightFormat.BIN || n.wfmt == Node.WeightFormat.STACK;
+        boolean pm1 = n.wfmt == Node.WeightFormat.BIN || n.wfmt == Node.WeightFormat.STACK
+                || n.wfmt == Node.WeightFormat.STACK_PACKED;
         boolean planar = geo.kernel > 1 ? (long) geo.ho * wph >= (pm1 ? PLANAR_MIN_BIN : PLANAR_MIN)
                 : (long) geo.ho * geo.wo >= PLANAR_MIN_1X1;
         if (n.op == Node.Op.CONV && planar) {

@@ -181,7 +181,7 @@ final class GraphValidator {
         String where = "node '" + n.name + "': ";
         WfmtDef wf = n.wfmt;
         if (wf == WfmtDef.NONE) {
-            throw new SeprtFormatException(where + n.opName() + " needs a weight format (f32, i8, bin, stack)");
+            throw new SeprtFormatException(where + n.opName() + " needs a weight format (f32, i8, bin, stack, stack_packed)");
         }
         if (n.tensors.length != wf.tensors.length) {
             throw new SeprtFormatException(where + "weight format " + wf.fmtName + " has " + wf.tensors.length

@@ -39,6 +39,7 @@ final class Node {
         static final WfmtDef I8 = WfmtDef.I8;
         static final WfmtDef BIN = WfmtDef.BIN;
         static final WfmtDef STACK = WfmtDef.STACK;
+        static final WfmtDef STACK_PACKED = WfmtDef.STACK_PACKED;
 
         private WeightFormat() {
         }

@@ -87,10 +87,88 @@ enum WfmtDef {
     STACK(4, "stack", true, "alpha", 1,
             new Spec("bank", Tensor.U8, Spec.FREE), new Spec("index", Tensor.U8, Spec.FREE),
             new Spec("alpha", Tensor.F32, Spec.PER_CHANNEL), new Spec("bias", Tensor.F32, Spec.PER_CHANNEL)) {
-        static final int MAX_BANK = 256;
-
         @Override
         void check(Node n, int[] kshape) throws SeprtFormatException {
+            Stacked.check(n, kshape, false);
+        }
+
+        @Override
+        byte[] patterns(Node n, int k, int taps) {
+            return Stacked.patterns(n, k, taps, false);
+        }
+
+        @Override
+        float[] floatWeight(Node n, int k, int taps) {     // ±1 * alpha[o]
+            return BIN.signTimes(patterns(n, k, taps), n.tensors[2].floats(), k, taps);
+        }
+    },
+    /**
+     * {@link #STACK} with the index bit-packed: u8 (S, ceil(K*b/8)), one row of K indices per
+     * slice, b = max(1, ceil(log2 m)) bits each, LSB first; padding bits 0.
+     */
+    STACK_PACKED(5, "stack_packed", true, "alpha", 1,
+            new Spec("bank", Tensor.U8, Spec.FREE), new Spec("index", Tensor.U8, Spec.FREE),
+            new Spec("alpha", Tensor.F32, Spec.PER_CHANNEL), new Spec("bias", Tensor.F32, Spec.PER_CHANNEL)) {
+        @Override
+        void check(Node n, int[] kshape) throws SeprtFormatException {
+            Stacked.check(n, kshape, true);
+        }
+
+        @Override
+        byte[] patterns(Node n, int k, int taps) {
+            return Stacked.patterns(n, k, taps, true);
+        }
+
+        @Override
+        float[] floatWeight(Node n, int k, int taps) {     // ±1 * alpha[o]
+            return BIN.signTimes(patterns(n, k, taps), n.tensors[2].floats(), k, taps);
+        }
+    };
+
+    /** The two stacked formats' shared rules: stack (a byte per index) and stack_packed (b bits). */
+    static final class Stacked {
+        static final int MAX_BANK = 256;
+
+        private Stacked() {
+        }
+
+        /** Bits per packed index for a bank of m filters: ceil(log2 m), at least 1. */
+        static int indexBits(int m) {
+            return Math.max(1, 32 - Integer.numberOfLeadingZeros(m - 1));
+        }
+
+        /** S = Cg / d, from the index's shape. */
+        static int slices(Node n, boolean packed) {
+            return n.tensors[1].shape[packed ? 0 : 1];
+        }
+
+        /** The bank row of each slice, (K, S) row-major; the index's shape already checked. */
+        static int[] index(Node n, int k, boolean packed) {
+            byte[] raw = n.tensors[1].bytes();
+            int slices = slices(n, packed);
+            int[] index = new int[k * slices];
+            if (!packed) {
+                for (int i = 0; i < index.length; i++) {
+                    index[i] = raw[i] & 0xFF;
+                }
+                return index;
+            }
+            int b = indexBits(n.tensors[0].shape[0]);
+            int rowBytes = n.tensors[1].shape[1];
+            for (int s = 0; s < slices; s++) {
+                for (int o = 0; o < k; o++) {
+                    int v = 0;
+                    for (int j = 0; j < b; j++) {
+                        int bit = o * b + j;
+                        v |= ((raw[s * rowBytes + bit / 8] >> (bit % 8)) & 1) << j;
+                    }
+                    index[o * slices + s] = v;
+                }
+            }
+            return index;
+        }
+
+        static void check(Node n, int[] kshape, boolean packed) throws SeprtFormatException {
             String where = "node '" + n.name + "': ";
             Tensor bank = n.tensors[0];
             Tensor index = n.tensors[1];
@@ -98,17 +176,17 @@ enum WfmtDef {
                 throw new SeprtFormatException(where + "stack bank and index must be 2-d, got bank "
                         + Value.shapeString(bank.shape) + " and index " + Value.shapeString(index.shape));
             }
-            if (index.shape[0] != kshape[0]) {
+            if (!packed && index.shape[0] != kshape[0]) {
                 throw new SeprtFormatException(where + "index has " + index.shape[0] + " rows, the conv " + kshape[0]
                         + " output channels");
             }
             int m = bank.shape[0];
-            int slices = index.shape[1];
+            int slices = slices(n, packed);
             int cg = kshape[3];
             if (m < 1 || m > MAX_BANK) {
                 throw new SeprtFormatException(where + "bank has " + m + " filters, must be 1.." + MAX_BANK);
             }
-            if (cg % slices != 0) {
+            if (slices < 1 || cg % slices != 0) {
                 throw new SeprtFormatException(where + slices + " slices per filter do not divide its " + cg
                         + " input channels (slice depth d must divide Cg)");
             }
@@ -119,18 +197,21 @@ enum WfmtDef {
                 throw new SeprtFormatException(where + "bank rows are " + bank.shape[1] + " bytes, a " + kshape[1] + "x"
                         + kshape[2] + "x" + d + " binary filter needs " + nb);
             }
-            int used = (int) (bits % 8);
             byte[] b = bank.bytes();
-            if (used != 0) {
-                for (int r = 0; r < m; r++) {
-                    if (((b[r * nb + nb - 1] & 0xFF) >> used) != 0) {
-                        throw new SeprtFormatException(where + "padding bits of packed bank filters must be 0");
-                    }
+            checkPadding(b, m, nb, bits, where + "padding bits of packed bank filters must be 0");
+            if (packed) {
+                long indexBits = (long) kshape[0] * indexBits(m);
+                long rowBytes = (indexBits + 7) / 8;
+                if (index.shape[1] != rowBytes) {
+                    throw new SeprtFormatException(where + "packed index rows are " + index.shape[1] + " bytes, "
+                            + kshape[0] + " indices of " + indexBits(m) + " bits need " + rowBytes);
                 }
+                checkPadding(index.bytes(), slices, (int) rowBytes, indexBits,
+                        where + "padding bits of packed index rows must be 0");
             }
             int max = -1;
-            for (byte v : index.bytes()) {
-                max = Math.max(max, v & 0xFF);
+            for (int v : index(n, kshape[0], packed)) {
+                max = Math.max(max, v);
             }
             if (max >= m) {
                 throw new SeprtFormatException(where + "bank index " + max + " out of range for a bank of " + m
@@ -138,11 +219,25 @@ enum WfmtDef {
             }
         }
 
-        @Override
-        byte[] patterns(Node n, int k, int taps) {
+        /** The unused high bits of each row's last byte (rows of rowBytes holding bits bits) are 0. */
+        private static void checkPadding(byte[] p, int rows, int rowBytes, long bits, String error)
+                throws SeprtFormatException {
+            int used = (int) (bits % 8);
+            if (used == 0) {
+                return;
+            }
+            for (int r = 0; r < rows; r++) {
+                if (((p[r * rowBytes + rowBytes - 1] & 0xFF) >> used) != 0) {
+                    throw new SeprtFormatException(error);
+                }
+            }
+        }
+
+        /** The ±1 filters expanded from the bank, packed (K, ceil(taps/8)) rows in the bin sign order. */
+        static byte[] patterns(Node n, int k, int taps, boolean packed) {
             byte[] bank = n.tensors[0].bytes();
-            byte[] index = n.tensors[1].bytes();
-            int slices = n.tensors[1].shape[1];
+            int[] index = index(n, k, packed);
+            int slices = slices(n, packed);
             int cg = taps / (n.kernel * n.kernel);
             int d = cg / slices;
             int kk = n.kernel * n.kernel;
@@ -151,7 +246,7 @@ enum WfmtDef {
             byte[] p = new byte[k * rowBytes];
             for (int o = 0; o < k; o++) {
                 for (int s = 0; s < slices; s++) {
-                    int row = (index[o * slices + s] & 0xFF) * nb;
+                    int row = index[o * slices + s] * nb;
                     for (int t = 0; t < kk; t++) {
                         for (int c = 0; c < d; c++) {
                             int src = t * d + c;                    // (ky*k + kx)*d + c in the bank row
@@ -165,12 +260,7 @@ enum WfmtDef {
             }
             return p;
         }
-
-        @Override
-        float[] floatWeight(Node n, int k, int taps) {     // ±1 * alpha[o]
-            return BIN.signTimes(patterns(n, k, taps), n.tensors[2].floats(), k, taps);
-        }
-    };
+    }
 
     /** One tensor a weight format stores: name, dtype and shape rule. */
     static final class Spec {
@@ -249,7 +339,7 @@ enum WfmtDef {
 
     /**
      * The integer path's ±1 filters as packed (K, ceil(taps/8)) rows in the bin sign order
-     * (bin: as stored; stack: expanded from the bank). Only for bin and stack.
+     * (bin: as stored; stack, stack_packed: expanded from the bank). Only for bin and the stacked formats.
      */
     byte[] patterns(Node n, int k, int taps) {
         throw new IllegalStateException(fmtName + " has no binary patterns");

@@ -124,7 +124,7 @@ class FastPathTest {
     @Test
     void integerModelsRunOnlyFastKernels() throws IOException {
         for (String name : new String[] {"demo", "sepnet-t8-BQ", "tiny-BQ2", "sepnet-cifar-BQ8-all", "tiny-stack-BQ8",
-                "concat-dw-stack-BQ8", "newops-BQ8"}) {
+                "concat-dw-stack-BQ8", "tiny-stack-packed-BQ8", "concat-dw-stack-packed-BQ8", "newops-BQ8"}) {
             SeprtModel f = SeprtModel.load(Golden.get().models.get(name).file, SeprtModel.Path.FAST);
             Graph g = f.graph();
             boolean planar = false;
@@ -189,7 +189,8 @@ class FastPathTest {
     List<DynamicTest> exactPlanarBlocksAndSignAddsBitIdentical() {
         List<DynamicTest> tests = new ArrayList<>();
         String[] models = {"demo", "sepnet-t8-BQ", "tiny-BQ8", "tiny-BQ4", "tiny-BQ2", "sepnet-cifar-BQ8-all",
-            "concat-dw-BQ8", "concat-dw-BQ4", "newops-BQ4", "tiny-stack-BQ4", "concat-dw-stack-BQ8"};
+            "concat-dw-BQ8", "concat-dw-BQ4", "newops-BQ4", "tiny-stack-BQ4", "concat-dw-stack-BQ8",
+            "tiny-stack-packed-BQ4", "concat-dw-stack-packed-BQ8"};
         String[][] settings = {{"seprt.tapBudget", "1"}, {"seprt.tapBudget", "20000"}, {"seprt.signAdds", "false"},
             {"seprt.tapBudget", "1", "seprt.signAdds", "false"}};
         for (String[] props : settings) {

@@ -186,6 +186,84 @@ class NewOpsFormatTest {
         assertRejected(resealed(d), "node 'b1.conv2'", "bank rows are 1 bytes");
     }
 
+    private static final String PACKED = "tiny-stack-packed-BQ8";   // m = 6: 3-bit indices
+
+    @Test
+    void rejectsPackedIndexOutOfRange() throws IOException {
+        byte[] b = generated(PACKED);
+        b[sectionOffset(b, tensorSection(b, "b3.conv", 1))] |= 0x07;   // slice 0, filter 0: index 7
+        assertRejected(resealed(b), "node 'b3.conv'", "bank index 7 out of range for a bank of 6 filters");
+    }
+
+    @Test
+    void rejectsPackedIndexPaddingBits() throws IOException {
+        byte[] b = generated(PACKED);
+        int index = tensorSection(b, "b3.conv", 1);          // 12 indices of 3 bits: 5 bytes, 4 padding bits
+        b[sectionOffset(b, index) + 4] |= (byte) 0x80;
+        assertRejected(resealed(b), "node 'b3.conv'", "padding bits of packed index rows must be 0");
+    }
+
+    @Test
+    void rejectsPackedIndexSizes() throws IOException {
+        Graph g = ModelReader.read(ByteBuffer.wrap(generated(PACKED)));
+        for (int i = 0; i < g.nodes.size(); i++) {
+            Node n = g.nodes.get(i);
+            if (n.name.equals("b3.conv")) {                     // index (20, 5) -> (20, 6)
+                Tensor[] ts = n.tensors.clone();
+                ts[1] = u8(20, 6, 0);
+                g.nodes.set(i, new Node(n.name, n.op, n.inputs, n.output, n.attrs, n.wfmt, ts));
+            }
+        }
+        String msg = invalid(g);
+        assertTrue(msg.contains("node 'b3.conv'") && msg.contains("packed index rows are 6 bytes, 12 indices of 3 bits need 5"),
+                msg);
+        byte[] c = generated(PACKED);
+        setDims2(c, tensorSection(c, "b3.conv", 1), 25, 4);   // 25 slices do not divide Cg = 80
+        assertRejected(resealed(c), "node 'b3.conv'", "25 slices per filter do not divide its 80 input channels");
+    }
+
+    /** Bit flips in the stacked convs' bank and index sections, checksums recomputed: each file loads or is a SeprtFormatException. */
+    @Test
+    void fuzzedPackedStackSectionsOnlyRaiseFormatErrors() throws IOException {
+        byte[] valid = generated(PACKED);
+        String[] convs = {"conv1", "b1.conv1", "b1.conv2", "b2.conv", "b3.conv"};
+        java.util.Random rnd = new java.util.Random(18);
+        int rejected = 0;
+        for (int it = 0; it < 300; it++) {
+            byte[] b = valid.clone();
+            for (int f = 1 + rnd.nextInt(4); f > 0; f--) {
+                int s = tensorSection(b, convs[rnd.nextInt(convs.length)], rnd.nextInt(2));
+                b[sectionOffset(b, s) + rnd.nextInt(FormatTest.sectionSize(b, s))] ^= (byte) (1 << rnd.nextInt(8));
+            }
+            try {
+                SeprtModel.load(resealed(b));
+            } catch (SeprtFormatException e) {
+                rejected++;
+            }
+        }
+        assertTrue(rejected > 30 && rejected < 300, rejected + " of 300 rejected");
+    }
+
+    @Test
+    void packedIndexIsTheSameModelAsAByteIndex() {
+        // the spec example with the index packed at 1 bit (m = 2): slice rows 0b10 and 0b11
+        Tensor bank = new Tensor(Tensor.U8, new int[] {2, 1}, ByteBuffer.wrap(new byte[] {0x05, 0x02}));
+        Tensor index = new Tensor(Tensor.U8, new int[] {2, 1}, ByteBuffer.wrap(new byte[] {0b10, 0b11}));
+        ByteBuffer f = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putFloat(1f).putFloat(-2f);
+        f.flip();
+        Tensor alpha = new Tensor(Tensor.F32, new int[] {2}, f);
+        Tensor bias = new Tensor(Tensor.F32, new int[] {2}, ByteBuffer.wrap(new byte[8]));
+        Node n = new Node("s", OpDef.CONV, new int[] {0}, 1, Collections.<String, Integer>emptyMap(),
+                WfmtDef.STACK_PACKED, new Tensor[] {bank, index, alpha, bias});
+        float[] w = WfmtDef.STACK_PACKED.floatWeight(n, 2, 6);
+        assertArrayEquals(new float[] {1, -1, 1, -1, 1, -1, 2, -2, 2, 2, -2, 2}, w, 0f);
+        assertEquals(1, WfmtDef.Stacked.indexBits(1));
+        assertEquals(1, WfmtDef.Stacked.indexBits(2));
+        assertEquals(7, WfmtDef.Stacked.indexBits(128));
+        assertEquals(8, WfmtDef.Stacked.indexBits(129));
+        assertEquals(8, WfmtDef.Stacked.indexBits(256));
+    }
+
     /** The graph of the stacked model with node name's tensors t replaced. */
     private static Graph replaced(String name, int t, Tensor with) throws IOException {
         Graph g = ModelReader.read(ByteBuffer.wrap(generated(STACKED)));

@@ -64,15 +64,15 @@ def test_zoo_extra_resnet(stem, mode, source, n_bin, n_conv, top1, variant):
 
 # the stacked models models/README.md lists (training/stacked.py -> converters/stacked.py):
 # (file, source checkpoint, stacked convs, k x k weight bytes, BQ validation top-1)
-STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 10384, 0.7480),
-           ("resnet20-stacked-d4m128-BQ.bin", "resnet20-stacked-d4m128.pt", 19, 17104, 0.8106),
-           ("resnet20-stacked-d4m112-BQ.bin", "resnet20-stacked-d4m112.pt", 19, 16144, 0.8104),
-           ("resnet20-stacked-d4m32-64-208-BQ.bin", "resnet20-stacked-d4m32-64-208.pt", 19, 16624, 0.8188),
-           ("resnet20-stacked-d4m32-64-d2m128-BQ.bin", "resnet20-stacked-d4m32-64-d2m128.pt", 19, 18320, 0.8364),
-           ("resnet56-stacked-d4m128-BQ.bin", "resnet56-stacked-d4m128.pt", 55, 52432, 0.8318),
-           ("resnet56-stacked-d4m64-BQ.bin", "resnet56-stacked-d4m64.pt", 55, 40912, 0.8160),
-           ("sepnet-cifar-stacked-d4m16-BQ.bin", "sepnet-cifar-stacked-d4m16.pt", 21, 5248, 0.8522),
-           ("sepnet-cifar-stacked-d4m32-BQ.bin", "sepnet-cifar-stacked-d4m32.pt", 21, 6592, 0.8712)]
+STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 7592, 0.7480),
+           ("resnet20-stacked-d4m128-BQ.bin", "resnet20-stacked-d4m128.pt", 19, 16120, 0.8106),
+           ("resnet20-stacked-d4m112-BQ.bin", "resnet20-stacked-d4m112.pt", 19, 15160, 0.8104),
+           ("resnet20-stacked-d4m32-64-208-BQ.bin", "resnet20-stacked-d4m32-64-208.pt", 19, 16120, 0.8188),
+           ("resnet20-stacked-d4m32-64-d2m128-BQ.bin", "resnet20-stacked-d4m32-64-d2m128.pt", 19, 16408, 0.8364),
+           ("resnet56-stacked-d4m128-BQ.bin", "resnet56-stacked-d4m128.pt", 55, 49336, 0.8318),
+           ("resnet56-stacked-d4m64-BQ.bin", "resnet56-stacked-d4m64.pt", 55, 35016, 0.8160),
+           ("sepnet-cifar-stacked-d4m16-BQ.bin", "sepnet-cifar-stacked-d4m16.pt", 21, 3414, 0.8522),
+           ("sepnet-cifar-stacked-d4m32-BQ.bin", "sepnet-cifar-stacked-d4m32.pt", 21, 5210, 0.8712)]
 
 
 @pytest.mark.parametrize("name,source,n_stack,kxk_bytes,top1", STACKED)
@@ -82,6 +82,6 @@ def test_zoo_stacked(name, source, n_stack, kxk_bytes, top1):
     assert m.meta["provenance.stage"] == "stacked" and m.meta["provenance.source"] == source
     assert abs(m.meta["provenance.val_top1"] - top1) < 5e-5
     kinds = [r["weights"] for r in m.info()["layers"] if r["op"] == "conv" and r["kernel"] > 1]
-    assert kinds == ["stack"] * n_stack
+    assert kinds == ["stack_packed"] * n_stack
     kb = count(m.graph)
     assert kb["bytes"] == kxk_bytes and kb["ratio"] > 32                   # past the patterns' 32x

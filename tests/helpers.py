@@ -8,6 +8,8 @@ import numpy as np
 
 from seprt import arch, format as fmt, variants
 from seprt.arch import Arch, Layer
+from seprt.ops.wfmt_stack import pack_index
+from seprt.quant import pack_pattern
 
 
 def tiny_arch() -> Arch:
@@ -106,3 +108,17 @@ def v2_node_offsets(buf: bytes) -> list[int]:
         for _ in range(n_a):
             pos += 1 + buf[pos] + 1 + 4
     return out
+
+
+def stack_tensors(k_out, k, cg, d, m, seed=0):
+    """Random stacked-conv tensors: bank ±1 (m, k, k, d), index (K, Cg/d) < m, alpha, bias."""
+    r = np.random.default_rng(seed)
+    bank = np.where(r.random((m, k, k, d)) < 0.5, -1, 1).astype(np.int8)
+    index = r.integers(0, m, (k_out, cg // d)).astype(np.uint8)
+    return bank, index, r.random(k_out).astype(np.float32) + 0.1, r.standard_normal(k_out).astype(np.float32)
+
+
+def stack_node_weights(wfmt, bank, index, alpha, bias):
+    """bank ±1 (m, k, k, d), index (K, S) -> a weights dict of either stacked format."""
+    i = pack_index(index, len(bank)) if wfmt == "stack_packed" else index
+    return {"wfmt": wfmt, "bank": pack_pattern(bank), "index": i, "alpha": alpha, "bias": bias}

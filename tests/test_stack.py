@@ -1,30 +1,22 @@
 """Weight formats `stack` and `stack_packed` (stacked low-dimensional binary
-filters; the index a byte or ceil(log2 m) bits): layout, numpy reference
-against PyTorch, validation of bad input, fuzzing, and the fast engine
-(expanded dot path and the bank kernel) bit-exact vs the reference."""
+filters; the index a byte or ceil(log2 m) bits): layout, validation of bad
+input, fuzzing, and the fast engine (expanded dot path and the bank kernel)
+bit-exact vs the reference. No torch: `make test-aarch64` runs it too (the
+reference against PyTorch is in test_stack_e2e.py)."""
 import struct
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from seprt import arch, format as fmt, reference, stacked, variants
 from seprt.errors import FormatError
 from seprt.ops.wfmt_stack import expand, index_bits, index_of, pack_index, slices, unpack_index
-from seprt.quant import pack_pattern, quantize_act
+from seprt.quant import pack_pattern
 
-from helpers import refresh_crcs, run_op, section_entries
+from helpers import refresh_crcs, section_entries, stack_node_weights, stack_tensors
 
 rng = np.random.default_rng(0)
-
-
-def stack_tensors(k_out, k, cg, d, m, seed=0):
-    r = np.random.default_rng(seed)
-    bank = np.where(r.random((m, k, k, d)) < 0.5, -1, 1).astype(np.int8)
-    index = r.integers(0, m, (k_out, cg // d)).astype(np.uint8)
-    return bank, index, r.random(k_out).astype(np.float32) + 0.1, r.standard_normal(k_out).astype(np.float32)
 
 
 def test_expand_is_the_documented_layout():
@@ -49,35 +41,6 @@ def test_packed_index_layout():
             p = pack_index(idx, m)
             assert p.shape == (5, -(-k_out * index_bits(m) // 8))
             assert np.array_equal(unpack_index(p, k_out, m), idx)
-
-
-def stack_node_weights(wfmt, bank, index, alpha, bias):
-    """bank ±1 (m, k, k, d), index (K, S) -> a weights dict of either stacked format."""
-    i = pack_index(index, len(bank)) if wfmt == "stack_packed" else index
-    return {"wfmt": wfmt, "bank": pack_pattern(bank), "index": i, "alpha": alpha, "bias": bias}
-
-
-@pytest.mark.parametrize("wfmt", ["stack", "stack_packed"])
-@pytest.mark.parametrize("k,stride,pad,groups,cin,cout,d,m", [
-    (3, 1, 1, 1, 8, 5, 4, 3), (3, 2, 1, 1, 6, 7, 3, 11), (5, 2, 2, 2, 8, 4, 2, 5), (1, 1, 0, 1, 9, 3, 9, 2),
-    (3, 1, 0, 3, 9, 6, 1, 4)])
-def test_reference_float_and_integer_paths_vs_torch(k, stride, pad, groups, cin, cout, d, m, wfmt):
-    bank, index, alpha, bias = stack_tensors(cout, k, cin // groups, d, m)
-    wts = stack_node_weights(wfmt, bank, index, alpha, bias)
-    x = rng.standard_normal((2, 9, 7, cin)).astype(np.float32)
-    w = expand(pack_pattern(bank), index, (cout, k, k, cin // groups)).astype(np.float32)
-    tw = torch.from_numpy(w.transpose(0, 3, 1, 2) * alpha[:, None, None, None])
-    want = F.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), tw, torch.from_numpy(bias), stride, pad, 1,
-                    groups).numpy().transpose(0, 2, 3, 1)
-    got = run_op("conv", [x], cout, wts, kernel=k, stride=stride, pad=pad, groups=groups)
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
-    # integer path: exact int accumulators of the quantized input against the ±1 filters
-    s, z = 0.05, 7
-    got = run_op("conv", [x], cout, wts, qin=(s, z, 8), kernel=k, stride=stride, pad=pad, groups=groups)
-    q = (quantize_act(x, s, z, 8) - z).astype(np.float64)
-    acc = F.conv2d(torch.from_numpy(q.transpose(0, 3, 1, 2)), torch.from_numpy(w.transpose(0, 3, 1, 2)).double(),
-                   None, stride, pad, 1, groups).numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_array_equal(got, acc.astype(np.float32) * (np.float32(s) * alpha) + bias)
 
 
 def stacked_graph(variant="BQ", arch_id="resnet20", d=4, m=8, seed=0, wfmt="stack_packed"):

@@ -1,13 +1,19 @@
 """Tiny end to end: full net -> stacked (k-means init) -> a few KD steps ->
-seprt .bin (B and BQ) -> predict, with the converter's parity checks."""
+seprt .bin (B and BQ) -> predict, with the converter's parity checks; and
+the stacked formats' numpy reference against PyTorch."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import seprt
 from seprt import format as fmt
+from seprt.ops.wfmt_stack import expand
+from seprt.quant import pack_pattern, quantize_act
 from converters import stacked as cs
 from training import models, stacked as ts
+
+from helpers import run_op, stack_node_weights, stack_tensors
 
 SRC = {"model": models.ARCH_TO_SPEC["resnet20"], "model_kwargs": {}, "labels": [f"c{i}" for i in range(10)],
        "preprocess": {"size": [32, 32], "resize": "stretch", "mean": [0.5] * 3, "std": [0.25] * 3,
@@ -142,3 +148,26 @@ def test_latent_method_end_to_end(tmp_path):
     assert rep["kxk"]["ratio"] > 64
     assert ts.kxk_bytes(net2) == {k: rep["kxk"][k] for k in ("bytes", "float32_bytes", "ratio")}
     assert len(seprt.Model.from_bytes(data).predict(seprt.demo_images()[0], top_k=3)) == 3
+
+
+@pytest.mark.parametrize("wfmt", ["stack", "stack_packed"])
+@pytest.mark.parametrize("k,stride,pad,groups,cin,cout,d,m", [
+    (3, 1, 1, 1, 8, 5, 4, 3), (3, 2, 1, 1, 6, 7, 3, 11), (5, 2, 2, 2, 8, 4, 2, 5), (1, 1, 0, 1, 9, 3, 9, 2),
+    (3, 1, 0, 3, 9, 6, 1, 4)])
+def test_reference_float_and_integer_paths_vs_torch(k, stride, pad, groups, cin, cout, d, m, wfmt):
+    bank, index, alpha, bias = stack_tensors(cout, k, cin // groups, d, m)
+    wts = stack_node_weights(wfmt, bank, index, alpha, bias)
+    x = np.random.default_rng(0).standard_normal((2, 9, 7, cin)).astype(np.float32)
+    w = expand(pack_pattern(bank), index, (cout, k, k, cin // groups)).astype(np.float32)
+    tw = torch.from_numpy(w.transpose(0, 3, 1, 2) * alpha[:, None, None, None])
+    want = F.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), tw, torch.from_numpy(bias), stride, pad, 1,
+                    groups).numpy().transpose(0, 2, 3, 1)
+    got = run_op("conv", [x], cout, wts, kernel=k, stride=stride, pad=pad, groups=groups)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    # integer path: exact int accumulators of the quantized input against the ±1 filters
+    s, z = 0.05, 7
+    got = run_op("conv", [x], cout, wts, qin=(s, z, 8), kernel=k, stride=stride, pad=pad, groups=groups)
+    q = (quantize_act(x, s, z, 8) - z).astype(np.float64)
+    acc = F.conv2d(torch.from_numpy(q.transpose(0, 3, 1, 2)), torch.from_numpy(w.transpose(0, 3, 1, 2)).double(),
+                   None, stride, pad, 1, groups).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(got, acc.astype(np.float32) * (np.float32(s) * alpha) + bias)

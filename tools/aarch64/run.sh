@@ -16,7 +16,7 @@ SRC=$PWD
 DIR=${SEPRT_AARCH64_DIR:-$SRC/.cache/aarch64}
 ROOTFS=$DIR/rootfs
 CPUS=${SEPRT_AARCH64_CPUS:-cortex-a72 cortex-a76}
-TESTS=${SEPRT_AARCH64_TESTS:-tests/test_format.py tests/test_arch.py tests/test_engine.py tests/test_model.py tests/test_cli.py tests/test_isa.py tests/test_aarch64_golden.py}
+TESTS=${SEPRT_AARCH64_TESTS:-tests/test_format.py tests/test_arch.py tests/test_engine.py tests/test_model.py tests/test_cli.py tests/test_isa.py tests/test_aarch64_golden.py tests/test_stack.py}
 # left out: tests that need LiteRT (no part of the runtime), and the x86 test that
 # recompiles the engine for a CPU without AVX-512 (here every run is such a CPU)
 DESELECT=${SEPRT_AARCH64_DESELECT:-not tflite and not generic_cpu}

@@ -54,13 +54,15 @@ def cmd_info(args) -> int:
     for k, v in p.items():
         print(f"{k}: {v}")
     print()
-    print(f"{'layer':<28} {'op':<10} {'output':<14} {'weights':<7} {'k/s/g':<8} {'params':>9} {'bytes':>9}")
-    for r in info["layers"]:
+    weights = [(r.get("weights", "") + ("*" if r.get("integer") else "")) if "weights" in r else ""
+               for r in info["layers"]]
+    ww = max([7] + [len(w) for w in weights])                   # "stack_packed*" is 13
+    print(f"{'layer':<28} {'op':<10} {'output':<14} {'weights':<{ww}} {'k/s/g':<8} {'params':>9} {'bytes':>9}")
+    for r, w in zip(info["layers"], weights):
         ksg = f"{r['kernel']}/{r['stride']}/{r['groups']}" if "kernel" in r else ""
-        w = (r.get("weights", "") + ("*" if r.get("integer") else "")) if "weights" in r else ""
-        print(f"{r['name']:<28} {r['op']:<10} {'x'.join(map(str, r['shape'])):<14} {w:<7} {ksg:<8} "
+        print(f"{r['name']:<28} {r['op']:<10} {'x'.join(map(str, r['shape'])):<14} {w:<{ww}} {ksg:<8} "
               f"{r['params'] or '':>9} {r.get('bytes', ''):>9}")
-    print(f"{'total':<71} {info['params']:>9,}")
+    print(f"{'total':<{64 + ww}} {info['params']:>9,}")
     print("(* = runs on integers: quantized activations)")
     print("\nbytes per section: " + ", ".join(f"{k} {v:,}" for k, v in info["sections"].items()))
     return 0

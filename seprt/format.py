@@ -326,7 +326,7 @@ def _node_v1(c: _Cursor, raw, name: str, tensors: _Tensors) -> Node:
     for key, v in fields.items():
         if not any(a.name == key for a in op.attrs) and v != defaults[key]:
             raise FormatError(f"node {name!r}: {op.name} does not use {key}; it must be {defaults[key]}")
-    attrs = {a.name: fields[a.name] for a in op.attrs}
+    attrs = {a.name: fields.get(a.name, a.default) for a in op.attrs}     # ceil_mode etc. came after v1
     ins = (in0,) if in1 == NONE else (in0, in1)
     wfmt = WFMT_CODES[wcode].name if wcode else ""
     slots = (wr, sr, br)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import seprt
 from seprt import format as fmt
 from seprt.errors import FormatError
+from seprt.ops import OPS
 
 from helpers import graph_section, refresh_crcs, section_entries, small_graph, tiny3_graph, tiny_graph, v2_node_offsets
 
@@ -187,6 +188,13 @@ def value_off(i, field):
 
 def test_unknown_op(tiny_v1):
     rejects(patch_graph(tiny_v1, node_off(1, 0), "<I", 99), "unknown op code 99")
+
+
+def test_v1_pool_takes_the_defaults_of_later_attributes(tiny_v1):
+    """v1 entries have no ceil_mode / count_include_pad: a v1 maxpool reads
+    them as their defaults (it was a KeyError; found by the fuzz test)."""
+    g = fmt.from_bytes(patch_graph(tiny_v1, node_off(1, 0), "<I", OPS["maxpool"].code))   # relu -> maxpool 1x1
+    assert g.nodes[1].op == "maxpool" and g.nodes[1].attrs["ceil_mode"] == 0
 
 
 def test_dangling_and_cyclic_references(tiny_v1):

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from seprt import variants
 from seprt.graph import Graph, Value, make_node
+from seprt.ops import get_wfmt
 from seprt.ops.op_act import KINDS
 from seprt.quant import binarize as binarize_w, pack_pattern, quantize_weights_i8
 from seprt.stacked import stack_weights
@@ -845,7 +846,7 @@ def _simulate(g: Graph, x: torch.Tensor) -> torch.Tensor:
         if n.op in ("conv", "fc", "affine"):
             inp = xs[0]
             v = g.values[n.inputs[0]]
-            if v.q_bits and n.wfmt in ("i8", "bin", "stack", "stack_packed"):
+            if v.q_bits and n.wfmt and get_wfmt(n.wfmt).integer:      # i8, bin, stack, stack_packed
                 inp = _fq_act(inp, v)
             w = torch.tensor(np.array(g.float_weight(n), np.float32))
             b = torch.tensor(np.array(n.bias, np.float32))

@@ -498,12 +498,14 @@ def export(net: nn.Module, batches=None, bn_batches: int = 0) -> nn.Module:
 
 def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: float, lr: float,
              wd: float = 5e-4, kd_t: float = 4.0, kd_alpha: float = 0.9, log=print, max_steps: int = 0,
-             on_epoch=None, bn_batches: int = 0) -> list:
+             on_epoch=None, bn_batches: int = 0, start: tuple[int, int] = (0, 0)) -> list:
     """SGD (nesterov, cosine lr) with CE + distillation from `teacher`;
     alpha/BN/proxies all trained, no weight decay on the proxies.
     After each epoch: `export(net)` (StackedConv2d modules, BN statistics
     re-estimated over `bn_batches` training batches when > 0) is validated
     and handed to `on_epoch(history, exported)`.
+    `start` = (step, epoch) goes on with a schedule from there (its records
+    numbered on; the momentum starts again from zero).
     Returns per-epoch records (validation top-1 after each epoch)."""
     from .train import evaluate
     proxies = [p for n, p in net.named_parameters() if n.endswith((".bank", ".sel")) and p.requires_grad]
@@ -513,7 +515,7 @@ def finetune(net: nn.Module, teacher: nn.Module | None, train_b, val_b, epochs: 
                           lr=lr, momentum=0.9, nesterov=True)
     steps_per_epoch = len(train_b)
     total = max(1, int(epochs * steps_per_epoch)) if not max_steps else max_steps
-    history, step, ep = [], 0, 0
+    history, (step, ep) = [], start
     if teacher is not None:
         teacher.eval()
     while step < total:
@@ -646,6 +648,21 @@ def _resume(args, ck: dict) -> tuple[nn.Module, dict, list]:
     return net, dm, list(sck["history"])
 
 
+def _continue(args) -> tuple[int, int]:
+    """--continue: args take the resumed run's schedule (epochs, lr,
+    bn_batches); returns (step, epoch) its last epoch reached."""
+    if not args.resume or args.refine or args.m is not None or args.m_at:
+        raise SystemExit("error: --continue goes on with a --resume run as it was: no --refine, --m or --m-at")
+    _, sck = _load_input(args.resume, args.out, "--resume")
+    cfg, last = sck.get("train_config") or {}, (sck.get("history") or [{}])[-1]
+    if cfg.get("refine") or not {"epochs", "lr", "bn_batches", "batch_size"} <= cfg.keys() or "steps" not in last:
+        raise SystemExit(f"error: {args.resume} has no cosine schedule to continue")
+    if cfg["batch_size"] != args.batch_size:
+        raise SystemExit(f"error: --continue needs the resumed run's --batch-size {cfg['batch_size']}")
+    args.epochs, args.lr, args.bn_batches = cfg["epochs"], cfg["lr"], cfg["bn_batches"]
+    return int(last["steps"]), int(last["epoch"])
+
+
 def _init_checkpoint(args, ck: dict) -> dict:
     """The module checkpoint the k-means starts from: --init (the same model:
     a full one, or a pattern one's latent weights) or else --ckpt."""
@@ -721,6 +738,9 @@ def main(argv=None) -> int:
     p.add_argument("--resume", metavar="STACKED.pt", default=None,
                    help="go on training this stacked checkpoint (latent method; its d, m per conv) instead of "
                         "a k-means init; --ckpt stays the teacher and must be its full model")
+    p.add_argument("--continue", dest="cont", action="store_true",
+                   help="with --resume: go on with the resumed run's own cosine schedule (its --epochs, --lr and "
+                        "--bn-batches) from the step its last epoch reached, instead of starting a new one")
     p.add_argument("--refine", action="store_true",
                    help="with --resume: freeze every bank and selection, fine-tune only alpha, biases, BN and "
                         "the convs that are not stacked (distilled; the paper's 'Refined' step)")
@@ -760,6 +780,9 @@ def main(argv=None) -> int:
         return _probe_cmd(args, ck)
     if args.refine and not args.resume:
         raise SystemExit("error: --refine fine-tunes a stacked checkpoint: give it with --resume")
+    start = (0, 0)
+    if args.cont:
+        start = _continue(args)
     if args.resume:
         if args.init:
             raise SystemExit("error: --init starts a run; --resume goes on with one")
@@ -785,6 +808,8 @@ def main(argv=None) -> int:
     val_b = data_mod.Batches(va, mean, std, 500, train=False)
     if args.train_limit:
         train_b.x, train_b.y = train_b.x[:args.train_limit], train_b.y[:args.train_limit]
+    if start[0] >= max(1, int(args.epochs * len(train_b))):
+        raise SystemExit(f"error: {args.resume} finished its schedule ({start[0]} steps): nothing to continue")
     ev0 = evaluate(net, val_b)
     print(f"{'resumed' if args.resume else 'after init'} (no training): validation top1 {ev0['top1']:.4f} "
           f"(full: {ck['val_top1']})", flush=True)
@@ -796,7 +821,7 @@ def main(argv=None) -> int:
         _write(make_checkpoint(done, dm, ck, hist[-1]["val_top1"], prior + hist, cfg), args.out)
 
     hist = finetune(net, teacher, train_b, val_b, args.epochs, args.lr, log=lambda s: print(s, flush=True),
-                    on_epoch=save, bn_batches=args.bn_batches)
+                    on_epoch=save, bn_batches=args.bn_batches, start=start)
     print(f"wrote {args.out}: validation top1 {hist[-1]['val_top1']:.4f}", flush=True)
     return 0
 

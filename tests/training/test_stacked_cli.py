@@ -67,6 +67,26 @@ def test_latent_run_and_reestimate_bn(tiny_tar, tmp_path, capsys):
     assert ck_ref["dm"] == ck3["dm"] and ck_ref["train_config"]["refine"] is True
     assert all(torch.equal(sd0[k], sd1[k]) for k in sd0 if k.endswith((".bank", ".sel_index")))
     assert any(not torch.equal(sd0[k], sd1[k]) for k in sd0 if k.endswith(".alpha"))
+    # --continue: the resumed run's own schedule (epochs, lr) from the step its last epoch reached
+    ck_mid = torch.load(str(out), weights_only=False)
+    ck_mid["history"] = ck_mid["history"][:1]                # as if cut short after epoch 1 of 2
+    mid, cont = tmp_path / "mid.pt", tmp_path / "cont.pt"
+    torch.save(ck_mid, str(mid))
+    capsys.readouterr()
+    assert ts.main(["--ckpt", str(full), "--resume", str(mid), "--continue", "--epochs", "9", "--lr", "0.5",
+                    "-o", str(cont), *_common(tiny_tar, tmp_path)]) == 0
+    assert "epoch 2: step " in capsys.readouterr().out
+    _, ck_c = ts.load_checkpoint(str(cont))
+    h = ck_c["history"]
+    assert [r["epoch"] for r in h] == [1, 2] and h[1]["steps"] == ck["history"][1]["steps"]
+    assert (ck_c["train_config"]["epochs"], ck_c["train_config"]["lr"]) == (2, ck["train_config"]["lr"])
+    for bad, msg in ((["--resume", str(cont), "--continue"], "finished its schedule"),
+                     (["--continue"], "goes on with a --resume run"),
+                     (["--resume", str(mid), "--continue", "--m", "2"], "no --refine, --m"),
+                     (["--resume", str(ref), "--continue"], "no cosine schedule to continue"),
+                     (["--resume", str(mid), "--continue", "--batch-size", "4"], "--batch-size 8")):
+        with pytest.raises(SystemExit, match=msg):
+            ts.main(["--ckpt", str(full), *_common(tiny_tar, tmp_path), *bad, "-o", str(tmp_path / "x.pt")])
     for bad, msg in ((["--resume", str(more), "--refine", "--m", "2"], "no --m"),
                      (["--refine"], "give it with --resume")):
         with pytest.raises(SystemExit, match=msg):

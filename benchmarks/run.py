@@ -1,6 +1,7 @@
 """seprt vs TFLite (LiteRT, XNNPACK) on the same weights, in one process.
 
     python benchmarks/run.py [--archs sepnet-cifar resnet20 sepnet-t8] [--runs 200] [--out results.json]
+    python benchmarks/run.py --startup-only --out startup.json     # cold start and RSS only
 
 For each architecture: a random-init checkpoint (converters init, seed 0:
 speed does not depend on training) is converted to seprt BQ with 8-bit and
@@ -9,7 +10,8 @@ same calibration images). Latency is measured interleaved (each round runs
 every model once; with threads > 1, BLOCK times back to back), after warm-up,
 as median and p90, for batch 1 and 8 and
 1 and 2 threads. Also: seprt's per-layer profile, cold start (import + load
-+ first predict, warm and cold JIT cache) and peak RSS of a predict process,
++ first predict: cold cache, warm with the AOT-compiled engine, warm JIT
+cache with SEPRT_AOT=0) and peak RSS of a predict process,
 next to what numba alone costs (`import numba`, and the first call of one
 trivial cached numba function: numba's typing and target set-up).
 Run it on an idle machine; it prints the CPU, the code paths that ran and
@@ -190,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "seprt-bench"))
     ap.add_argument("--out", default="benchmarks/results.json")
+    ap.add_argument("--startup-only", action="store_true",
+                    help="only cold start and peak RSS of a predict process (no latency, no per-layer profile)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -207,18 +211,23 @@ def main(argv=None) -> int:
              "paths": {k: engine_paths(seprt.Model(p)) for k, p in models.items() if k.startswith("seprt")},
              "latency": {}}
         runs = args.runs if m.graph.macs() < 1e8 else max(20, args.runs // 4)
-        for threads in (1, 2):
+        for threads in () if args.startup_only else (1, 2):
             for batch in (1, 8):
                 key = f"threads={threads} batch={batch}"
                 r["latency"][key] = latency(models, threads, batch, runs if batch == 1 else max(10, runs // 4))
         x = np.random.default_rng(0).standard_normal((1,) + m.input_shape).astype(np.float32)
-        r["per_layer"] = per_layer(m, x, 50)
-        cache = tempfile.mkdtemp(prefix="seprt-numba-")
-        cold = process_stats(PREDICT, models["seprt BQ u8"], {"NUMBA_CACHE_DIR": cache})
-        warm = process_stats(PREDICT, models["seprt BQ u8"], {"NUMBA_CACHE_DIR": cache})
+        r["per_layer"] = [] if args.startup_only else per_layer(m, x, 50)
+        cache = tempfile.mkdtemp(prefix="seprt-numba-")      # empty: the first process builds the engine
+        env, jit = {"NUMBA_CACHE_DIR": cache}, {"NUMBA_CACHE_DIR": cache, "SEPRT_AOT": "0"}
+        cold = process_stats(PREDICT, models["seprt BQ u8"], env)
+        warm = process_stats(PREDICT, models["seprt BQ u8"], env)
+        process_stats(PREDICT, models["seprt BQ u8"], jit)      # fills numba's JIT cache
+        warm_jit = process_stats(PREDICT, models["seprt BQ u8"], jit)
         tfl = process_stats(TFLITE, models["tflite int8"])
-        r["cold_start_s"] = {"seprt cold JIT cache": cold[0], "seprt warm JIT cache": warm[0], "tflite int8": tfl[0]}
-        r["peak_rss_mb"] = {"seprt BQ u8": warm[1], "tflite int8": tfl[1]}
+        r["cold_start_s"] = {"seprt cold cache (builds the AOT module)": cold[0], "seprt warm (AOT module)": warm[0],
+                             "seprt warm JIT cache (SEPRT_AOT=0)": warm_jit[0], "tflite int8": tfl[0]}
+        r["peak_rss_mb"] = {"seprt BQ u8 (AOT module)": warm[1], "seprt BQ u8 (SEPRT_AOT=0)": warm_jit[1],
+                            "tflite int8": tfl[1]}
         res["archs"][aid] = r
         report(aid, r)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +250,8 @@ def report(aid: str, r: dict) -> None:
     print("  cold start (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["cold_start_s"].items()))
     print("  peak RSS (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in r["peak_rss_mb"].items()))
     top = sorted(r["per_layer"], key=lambda l: -l["us"])[:8]
-    print("  slowest steps (seprt BQ u8, 1 thread, batch 1):")
+    if top:
+        print("  slowest steps (seprt BQ u8, 1 thread, batch 1):")
     for l in top:
         print(f"    {l['name'][:44]:<44} {l['path']:<12} {l['us']:8.1f} us {l['gmacs']:7.1f} GMAC/s "
               f"{l['share'] * 100:5.1f}%")

@@ -262,14 +262,15 @@ def per_layer(m: Model, x: np.ndarray, runs: int) -> list[dict]:
 
 
 def engine_paths(m: Model) -> str:
-    """The kernel paths a model runs, e.g. 'dot-u8i8-vnni, dot-u8bin-vnni, f32'."""
+    """The engine's entry (aot: the compiled module, jit: numba's dispatchers) and the
+    kernel paths a model runs, e.g. 'aot: dot-u8i8-vnni, dot-u8bin-vnni, f32'."""
     if m._fast is None:
         return "reference (numpy)"
     seen = []
     for p in m._fast.plan.paths:
         if p not in seen and not p.startswith(("quantize", "planes")):
             seen.append(p)
-    return ", ".join(seen)
+    return f"{m._fast.fns.path}: " + ", ".join(seen)
 
 
 # ------------------------------------------------------------------ demo

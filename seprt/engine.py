@@ -16,6 +16,7 @@ import weakref
 
 import numpy as np
 from .kernels.jit import jit
+from .kernels import aot
 
 from .graph import Graph
 from .kernels import conv as kc, elementwise as ke
@@ -204,6 +205,7 @@ class _Team:
 
     def __init__(self, engine: "FastEngine", threads: int):
         self.threads = threads
+        self.fns = engine.fns
         self.ctl = np.zeros(24, np.int64)
         self.cv = threading.Condition()
         p = engine.plan
@@ -225,7 +227,7 @@ class _Team:
     def _work(self, part: int) -> None:
         last = 0
         while True:
-            last = int(team_worker(self.ctl, last, WORKER_SPIN_NS, *self.static, *self.scratch[part], part,
+            last = int(self.fns.team_worker(self.ctl, last, WORKER_SPIN_NS, *self.static, *self.scratch[part], part,
                                    self.threads, self.trace))
             with self.cv:
                 while int(self.ctl[GEN]) == last and not self.ctl[CLOSED]:
@@ -236,7 +238,7 @@ class _Team:
     def run(self, engine: "FastEngine", x, logits, embed, tracing: bool) -> None:
         """One job: x (n < threads images) -> logits, embed; the caller is part 0."""
         with self.cv:
-            post_job(self.ctl, len(x), int(tracing))
+            self.fns.post_job(self.ctl, len(x), int(tracing))
             self.cv.notify_all()
         gen = int(self.ctl[GEN])
         sync = self.ctl[SYNC_ODD:SYNC_ODD + 8] if gen % 2 else self.ctl[SYNC_EVEN:SYNC_EVEN + 8]
@@ -245,7 +247,7 @@ class _Team:
 
     def close(self) -> None:
         with self.cv:
-            close_team(self.ctl)
+            self.fns.close_team(self.ctl)
             self.cv.notify_all()
 
 
@@ -258,6 +260,10 @@ class FastEngine:
     are bit-identical to 1 thread. A batch of at least `threads` images is
     split by image instead (no barriers). Team runs of one engine are
     serialized by a lock, so concurrent calls stay safe.
+
+    The entry points (run_program, team_worker, post_job, close_team) come
+    from kernels.aot: the module compiled ahead of time, or these numba
+    dispatchers (`fns.path` says which; the same bits either way).
     """
 
     def __init__(self, graph: Graph, threads: int = 1):
@@ -265,6 +271,7 @@ class FastEngine:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.graph, self.threads = graph, threads
         self.plan = P.build(graph)
+        self.fns = aot.engine_functions()     # compiled module ("aot") or numba's dispatchers ("jit")
         self._local = threading.local()
         self.n_classes = graph.values[graph.output].shape[0]
         self.n_embed = graph.values[graph.embed].shape[0]
@@ -293,12 +300,16 @@ class FastEngine:
 
     def _call(self, x, logits, embed, arenas, scratch, nparts, sync, part, trace=NO_TRACE):
         w, p = self.plan.weights, self.plan
-        run_program(p.prog, x, p.input_off, p.input_size, logits, p.logits_off, embed, p.embed_off, *arenas,
+        self.fns.run_program(p.prog, x, p.input_off, p.input_size, logits, p.logits_off, embed, p.embed_off, *arenas,
                     w["wf32"], w["wi8"], w["wu64"], w["wi32"], w["aux"], *scratch, part, nparts, sync, trace)
 
     def run(self, x: np.ndarray, trace: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """x (N, H, W, 3) float32 C-contiguous -> (logits (N, K), embed (N, D)).
         trace: filled with image 0's per-instruction stamps (profile)."""
+        if (not isinstance(x, np.ndarray) or x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim != 4
+                or x.shape[0] < 1 or x[0].size != self.plan.input_size):    # the compiled module trusts its types
+            raise ValueError(f"FastEngine.run takes (N >= 1, H, W, 3) float32 C-contiguous with H*W*3 = "
+                             f"{self.plan.input_size}, got {getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
         n, t = x.shape[0], self.threads
         logits = np.empty((n, self.n_classes), np.float32)
         embed = np.empty((n, self.n_embed), np.float32)

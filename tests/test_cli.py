@@ -148,4 +148,5 @@ def test_bench_against_tflite_in_the_same_run(tmp_path, capsys):
     r = json.loads(out)
     assert code == 0, err
     assert r["tflite"]["median_ms"] > 0 and r["ratio_seprt_over_tflite"] > 0
-    assert r["path"].startswith("dot-u8")          # the kernel paths that ran are named
+    entry, paths = r["path"].split(": ", 1)        # the entry (compiled module or JIT) and the kernel paths
+    assert entry in ("aot", "jit") and paths.startswith("dot-u8")

@@ -2,6 +2,7 @@
 same bits as numba's JIT dispatchers (threads 1 and 2, whole zoo models of
 every weight format), release the GIL like them, and every way the compiled
 module can be missing falls back to the JIT or says why."""
+import re
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 import seprt
 from seprt.kernels import aot
+from seprt.kernels.jit import SOURCE_HASH
 
 ROOT = Path(__file__).resolve().parents[1]
 # binary with u8 activations, 8-bit stacked, binary with f32 activations (popcount planes), real f32
@@ -17,19 +19,34 @@ MODELS = ["sepnet-cifar-BQ", "resnet20-stacked-d4m32-64-d2m128-BQ", "resnet20-B"
 
 
 @pytest.fixture(scope="module")
-def fns():
-    """The compiled module for this CPU (built into the cache on first use).
-    CI installs what building needs (a C compiler, Python's headers)."""
+def fns(tmp_path_factory):
+    """The compiled module for this CPU, built here from scratch into an empty
+    cache, then loaded as every later Model loads it. CI installs what
+    building needs (C and C++ compilers, Python's headers)."""
+    cache = tmp_path_factory.mktemp("aot-cache")
+    stale = cache / "seprt_engine_00000000_000000000000.so"            # another kernel source: removed
+    other = cache / f"seprt_engine_{SOURCE_HASH[:8]}_000000000000.so"   # this source, another target: kept
+    stale.write_bytes(b"old")
+    other.write_bytes(b"other")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEPRT_AOT", "1")
+        mp.setenv("SEPRT_CACHE_DIR", str(cache))
+        mp.setattr(aot, "_loaded", {})
         f = aot.engine_functions()
-    assert f.path == "aot" and Path(f.module).is_file()
+        assert f.path == "aot" and Path(f.module) == aot.module_path() and f.why is None
+        assert not stale.exists() and other.read_bytes() == b"other"
+        assert aot.engine_functions() is f                             # once per process and setting
+        mod = aot.load(Path(f.module))                                  # what a new process does
+        assert all(callable(getattr(mod, e)) for e in aot.ENTRY_POINTS)
     return f
 
 
-def _model(name, threads, entry):
+def _model(name, threads, entry, fns=None):
+    """A zoo model on the JIT, or on the module `fns` (the fixture's)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEPRT_AOT", "1" if entry == "aot" else "0")
+        if fns is not None:
+            mp.setenv("SEPRT_CACHE_DIR", str(Path(fns.module).parent))
         m = seprt.Model(str(ROOT / "models" / f"{name}.bin"), threads=threads)
     assert m._fast.fns.path == entry
     return m
@@ -41,7 +58,7 @@ def test_aot_bit_exact_to_jit(fns, name):
     x = np.random.default_rng(1).standard_normal((3,) + jit.input_shape).astype(np.float32)
     want = jit.logits(x)
     for threads in (1, 2):        # 2: one image split across a team (team_worker), three images by image
-        m = _model(name, threads, "aot")
+        m = _model(name, threads, "aot", fns)
         np.testing.assert_array_equal(m.logits(x[:1]), want[:1])
         np.testing.assert_array_equal(m.logits(x), want)
 
@@ -67,7 +84,7 @@ def test_aot_releases_the_gil(fns):
 def test_engine_rejects_what_the_module_cannot_check(fns):
     """The compiled wrappers trust their arguments' dtypes (numba's dispatcher
     would compile another version instead): the engine checks its input."""
-    m = _model("resnet20-BQ", 1, "aot")
+    m = _model("resnet20-BQ", 1, "aot", fns)
     x = np.zeros((1,) + m.input_shape, np.float32)
     for bad in (x.astype(np.float64), np.zeros((1, 32, 32, 6), np.float32)[..., ::2], x[..., :2], x[:0]):
         with pytest.raises(ValueError, match="float32 C-contiguous"):
@@ -76,7 +93,7 @@ def test_engine_rejects_what_the_module_cannot_check(fns):
 
 def test_module_key_and_cache_dir(monkeypatch, tmp_path):
     name = aot.module_name()
-    assert name.startswith("seprt_engine_") and len(name) == len("seprt_engine_") + 16
+    assert re.fullmatch(r"seprt_engine_[0-9a-f]{8}_[0-9a-f]{12}", name) and name[13:21] == SOURCE_HASH[:8]
     monkeypatch.setenv("NUMBA_CPU_NAME", "generic")              # another target: another module
     assert aot.module_name() != name
     monkeypatch.setenv("SEPRT_CACHE_DIR", str(tmp_path))
@@ -118,6 +135,6 @@ def test_fallback_to_jit_and_settings(monkeypatch, tmp_path):
 
 def test_bench_names_the_entry(fns, capsys):
     from seprt.cli import engine_paths
-    m = _model("resnet20-BQ", 1, "aot")
+    m = _model("resnet20-BQ", 1, "aot", fns)
     assert engine_paths(m).startswith("aot: ")
     assert engine_paths(_model("resnet20-BQ", 1, "jit")).startswith("jit: ")

@@ -84,11 +84,12 @@ def target() -> tuple[str, str, str]:
 
 
 def module_name() -> str:
-    """seprt_engine_<16 hex>: one name per machine code the build can produce."""
+    """seprt_engine_<source: 8 hex>_<the rest: 12 hex>: one name per machine
+    code the build can produce; the first part is the kernels' source hash."""
     import numba
     key = repr((SOURCE_HASH, dot_isa(), target(), numba.__version__, sysconfig.get_config_var("EXT_SUFFIX"),
                 sorted(SIGNATURES.items())))
-    return "seprt_engine_" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"seprt_engine_{SOURCE_HASH[:8]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def cache_dir() -> Path:
@@ -139,7 +140,8 @@ def missing_tools() -> str | None:
 
 def build(path: Path) -> Path:
     """Compile ENTRY_POINTS into the extension module `path` (atomically
-    replaced: concurrent builders each write their own file and rename)."""
+    replaced: concurrent builders each write their own file and rename);
+    then remove the modules built from other kernel sources beside it."""
     why = missing_tools()
     if why:
         raise RuntimeError(f"cannot build seprt's compiled engine: {why}")
@@ -176,6 +178,9 @@ def build(path: Path) -> Path:
         if len(built) != 1:
             raise RuntimeError(f"numba.pycc wrote {[p.name for p in built]} in {tmp}")
         os.replace(built[0], path)
+    for old in path.parent.glob("seprt_engine_*"):     # modules of other kernel sources: never loaded again
+        if not old.name.startswith(f"seprt_engine_{SOURCE_HASH[:8]}_"):
+            old.unlink(missing_ok=True)
     return path
 
 
@@ -194,11 +199,11 @@ def engine_functions() -> SimpleNamespace:
     if m == "0":
         jit.why = "SEPRT_AOT=0"
         return jit
-    key = module_name()
+    path = module_path()
+    key = str(path)
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        path = module_path()
         mod = load(path)
         why = None
         if mod is None:

@@ -22,8 +22,9 @@ checks the input batch.
 
     SEPRT_AOT        auto (default): load or build, else JIT | 0: JIT only |
                      1: load or build, an error if it cannot be built
-    SEPRT_CACHE_DIR  where modules go (default $NUMBA_CACHE_DIR/seprt, else
-                     this package's __pycache__ when writable, else ~/.cache/seprt)
+    SEPRT_CACHE_DIR  where modules go (default: $NUMBA_CACHE_DIR/seprt/<install>,
+                     else this package's __pycache__ when writable, else
+                     ~/.cache/seprt/<install>; see cache_dir)
 """
 from __future__ import annotations
 
@@ -93,18 +94,23 @@ def module_name() -> str:
 
 
 def cache_dir() -> Path:
+    """SEPRT_CACHE_DIR as given; else $NUMBA_CACHE_DIR/seprt/<install> or, when
+    this package's __pycache__ is not writable, ~/.cache/seprt/<install>, where
+    <install> tags this copy of seprt (as numba mirrors source paths in its
+    cache): two installs sharing a cache never remove each other's module."""
     if os.environ.get("SEPRT_CACHE_DIR"):
         return Path(os.environ["SEPRT_CACHE_DIR"])
+    here = Path(__file__).resolve().parent
+    install = hashlib.sha256(str(here).encode()).hexdigest()[:8]
     if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"]) / "seprt"
-    here = Path(__file__).resolve().parent / "__pycache__"
+        return Path(os.environ["NUMBA_CACHE_DIR"]) / "seprt" / install
     try:
-        here.mkdir(exist_ok=True)
-        if os.access(here, os.W_OK):
-            return here
+        (here / "__pycache__").mkdir(exist_ok=True)
+        if os.access(here / "__pycache__", os.W_OK):
+            return here / "__pycache__"
     except OSError:
         pass
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seprt"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seprt" / install
 
 
 def module_path(directory: Path | None = None) -> Path:

@@ -26,7 +26,9 @@ def model(path: Path, threads: int, entry: str) -> seprt.Model:
     old = os.environ.get("SEPRT_AOT")
     os.environ["SEPRT_AOT"] = "1" if entry == "aot" else "0"
     try:
-        return seprt.Model(str(path), threads=threads)
+        m = seprt.Model(str(path), threads=threads)
+        m._fast.fns                                # the entry is chosen on first use: here
+        return m
     finally:
         os.environ.pop("SEPRT_AOT") if old is None else os.environ.__setitem__("SEPRT_AOT", old)
 

@@ -11,6 +11,7 @@ Python between jobs (team_worker), so a job starts in a microsecond.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
@@ -271,13 +272,18 @@ class FastEngine:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.graph, self.threads = graph, threads
         self.plan = P.build(graph)
-        self.fns = aot.engine_functions()     # compiled module ("aot") or numba's dispatchers ("jit")
         self._local = threading.local()
         self.n_classes = graph.values[graph.output].shape[0]
         self.n_embed = graph.values[graph.embed].shape[0]
         self._pool = None                    # threads - 1 workers per mode, created on first use
         self._team = None
         self._team_lock = threading.Lock()
+
+    @functools.cached_property
+    def fns(self):
+        """The entry points: the compiled module ("aot") or numba's dispatchers
+        ("jit"), resolved on first use (where a cold cache builds or compiles)."""
+        return aot.engine_functions()
 
     def _scratch(self):
         n = max(self.plan.scratch, 8 * 32)

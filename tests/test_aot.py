@@ -48,7 +48,7 @@ def _model(name, threads, entry, fns=None):
         if fns is not None:
             mp.setenv("SEPRT_CACHE_DIR", str(Path(fns.module).parent))
         m = seprt.Model(str(ROOT / "models" / f"{name}.bin"), threads=threads)
-    assert m._fast.fns.path == entry
+        assert m._fast.fns.path == entry                      # resolved on first use, under these settings
     return m
 
 

@@ -134,6 +134,30 @@ def test_fallback_to_jit_and_settings(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_build_is_not_retried(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEPRT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(aot, "_loaded", {})
+    monkeypatch.setattr(aot, "missing_tools", lambda: None)
+    builds = []
+
+    def fail(path):
+        builds.append(path)
+        raise RuntimeError("link failed")
+    monkeypatch.setattr(aot, "build", fail)
+    f = aot.engine_functions()
+    assert f.path == "jit" and f.why == "RuntimeError: link failed" and len(builds) == 1
+    marker = aot.module_path().with_name(aot.module_path().name + ".failed")
+    assert marker.read_text() == "RuntimeError: link failed"
+    monkeypatch.setattr(aot, "_loaded", {})                     # a new process: the JIT, no build
+    f = aot.engine_functions()
+    assert f.path == "jit" and "an earlier build failed" in f.why and "delete it to retry" in f.why
+    assert len(builds) == 1
+    monkeypatch.setenv("SEPRT_AOT", "1")                         # asked for: built again
+    with pytest.raises(RuntimeError, match="unavailable: RuntimeError: link failed"):
+        aot.engine_functions()
+    assert len(builds) == 2
+
+
 def test_bench_names_the_entry(fns, capsys):
     from seprt.cli import engine_paths
     m = _model("resnet20-BQ", 1, "aot", fns)

@@ -22,6 +22,11 @@ checks the input batch.
 
     SEPRT_AOT        auto (default): load or build, else JIT | 0: JIT only |
                      1: load or build, an error if it cannot be built
+
+A build that fails once the tools are there (a link error, a cache on a
+noexec file system) leaves <module>.failed with the reason beside the
+module: later processes go straight to the JIT instead of failing the same
+30 s build each time (SEPRT_AOT=1 retries; deleting the file does too).
     SEPRT_CACHE_DIR  where modules go (default: $NUMBA_CACHE_DIR/seprt/<install>,
                      else this package's __pycache__ when writable, else
                      ~/.cache/seprt/<install>; see cache_dir)
@@ -206,18 +211,27 @@ def engine_functions() -> SimpleNamespace:
         jit.why = "SEPRT_AOT=0"
         return jit
     path = module_path()
-    key = str(path)
+    key = f"{path} {m}"
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        mod = load(path)
-        why = None
-        if mod is None:
-            try:
-                mod = load(build(path))
-                why = None if mod is not None else f"{path} was built but does not load"
-            except Exception as e:              # no compiler, read-only cache, a pycc change: JIT instead
-                why = f"{type(e).__name__}: {e}"
+        mod, why = load(path), None
+        failed = path.with_name(path.name + ".failed")    # a build that failed here once is not retried
+        if mod is None and failed.is_file() and m != "1":
+            why = f"an earlier build failed ({failed}: {failed.read_text(errors='replace')[:300]}); delete it to retry"
+        elif mod is None:
+            why = missing_tools()
+            if why is None:
+                try:
+                    mod = load(build(path))
+                    why = None if mod is not None else f"{path} was built but does not load (a noexec file system?)"
+                except Exception as e:          # a read-only cache, a pycc change, a link error: JIT instead
+                    why = f"{type(e).__name__}: {e}"
+                if mod is None:
+                    try:
+                        failed.write_text(why)
+                    except OSError:
+                        pass
         if mod is None:
             if m == "1":
                 raise RuntimeError(f"SEPRT_AOT=1 but the compiled engine is unavailable: {why}")

@@ -134,6 +134,14 @@ def test_fallback_to_jit_and_settings(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_missing_compilers_are_found_without_building(monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert aot.missing_tools().startswith("no C compiler (/nonexistent/cc")
+    monkeypatch.delenv("CC")
+    monkeypatch.setenv("CXX", "/nonexistent/c++ -O2")
+    assert aot.missing_tools().startswith("no C++ compiler (/nonexistent/c++")
+
+
 def test_a_failed_build_is_not_retried(monkeypatch, tmp_path):
     monkeypatch.setenv("SEPRT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(aot, "_loaded", {})

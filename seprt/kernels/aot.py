@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import sysconfig
 import tempfile
 import threading
@@ -136,16 +137,21 @@ def load(path: Path):
 
 
 def missing_tools() -> str | None:
-    """Why a module cannot be built here (no Python.h, no C and C++ compiler), or None."""
+    """Why a module cannot be built here (no Python.h, no C and C++ compiler), or None.
+    The compilers are looked up on PATH first (microseconds): a machine without
+    them (the usual Pi) then never imports setuptools for pycc's own check."""
     header = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not header.is_file():
         return f"no Python headers ({header}; e.g. apt-get install python3-dev)"
+    for var, default in (("CC", "cc"), ("CXX", "c++")):
+        exe = (os.environ.get(var) or sysconfig.get_config_var(var) or default).split()[0]
+        if not shutil.which(exe):
+            return f"no {'C' if var == 'CC' else 'C++'} compiler ({exe}; e.g. apt-get install gcc g++)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")            # pycc's pending-deprecation notice
         from numba.pycc.platform import external_compiler_works
     if not external_compiler_works():          # it compiles a .c and a .cxx file
-        cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-        return f"no working C and C++ compiler ({cc}; e.g. apt-get install gcc g++)"
+        return "the C or C++ compiler does not work (numba.pycc's check)"
     return None
 
 

@@ -68,7 +68,7 @@ STACKED = [("resnet20-stacked-d4m32-BQ.bin", "resnet20-stacked-d4m32.pt", 19, 75
            ("resnet20-stacked-d4m128-BQ.bin", "resnet20-stacked-d4m128.pt", 19, 16120, 0.8106),
            ("resnet20-stacked-d4m112-BQ.bin", "resnet20-stacked-d4m112.pt", 19, 15160, 0.8104),
            ("resnet20-stacked-d4m32-64-208-BQ.bin", "resnet20-stacked-d4m32-64-208.pt", 19, 16120, 0.8188),
-           ("resnet20-stacked-d4m32-64-d2m128-BQ.bin", "resnet20-stacked-d4m32-64-d2m128.pt", 19, 16408, 0.8416),
+           ("resnet20-stacked-d4m32-64-d2m128-BQ.bin", "resnet20-stacked-d4m32-64-d2m128.pt", 19, 16408, 0.8442),
            ("resnet56-stacked-d4m128-BQ.bin", "resnet56-stacked-d4m128.pt", 55, 49336, 0.8318),
            ("resnet56-stacked-d4m64-BQ.bin", "resnet56-stacked-d4m64.pt", 55, 35016, 0.8160),
            ("sepnet-cifar-stacked-d4m16-BQ.bin", "sepnet-cifar-stacked-d4m16.pt", 21, 3414, 0.8522),
